@@ -1,0 +1,335 @@
+"""``flashback`` command line: score videos, inspect and build memories.
+
+Exit codes: 0 every input scored; 1 something failed (each failure named on stderr, everything
+else still scored and stored); 2 usage errors (bad flags or settings).  Results go to stdout,
+progress and problems to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
+from .errors import FlashbackError
+from .settings import PRESETS, ScoringSettings, preset
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "flashback.duckdb"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> None:
+    err.print(f"flashback: error: {message}", markup=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"flashback: warning: {message}", markup=False)
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def _add_encoder_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder")
+    g.add_argument("--encoder", default=DEFAULT_MODEL, metavar="NAME", help=f"open_clip model name (default {DEFAULT_MODEL})")
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", metavar="TAG", help=f"open_clip pretrained tag (default {DEFAULT_PRETRAINED}; '{RANDOM_TAG}' = untrained, benchmarks only)")
+    w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
+
+
+def _encoder_spec(a: argparse.Namespace) -> EncoderSpec:
+    if a.checkpoint is not None:
+        return EncoderSpec(model=a.encoder, pretrained=None, checkpoint=a.checkpoint)
+    return EncoderSpec(model=a.encoder, pretrained=a.pretrained or DEFAULT_PRETRAINED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashback", description="Zero-shot video anomaly detection by memory retrieval.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("score", help="score video files, folders or stream URLs",
+                       description="Score videos: per-frame anomaly scores, flagged events and the captions that explain them.")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder (searched recursively) or URL")
+    s.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
+    s.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
+    s.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
+    s.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
+    s.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
+    _add_encoder_args(s)
+    g = s.add_argument_group("scoring settings (defaults: the 'default' preset)")
+    g.add_argument("--preset", default="default", choices=sorted(PRESETS), help="starting point for the settings below")
+    g.add_argument("--segment", type=_positive_float, metavar="S", help="segment length in seconds (1.0)")
+    g.add_argument("--overlap", type=_positive_float, metavar="S", help="segment overlap in seconds (0.5)")
+    g.add_argument("--frames-per-segment", type=int, metavar="N", help="frames sampled per segment (16; fast preset 4)")
+    g.add_argument("--top-k", type=int, metavar="K", help="captions retrieved per segment (10)")
+    g.add_argument("--alpha", type=_positive_float, metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
+    g.add_argument("--logit-scale", type=_positive_float, metavar="L", help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
+    g.add_argument("--sigma", type=_positive_float, metavar="S", help="Gaussian smoothing sigma in seconds, 0 = off (0.5)")
+    g.add_argument("--threshold", type=_positive_float, metavar="T", help="event threshold on the smoothed score (0.5)")
+    g.add_argument("--min-event", type=_positive_float, metavar="S", help="shortest event kept, seconds (1.0)")
+    g.add_argument("--merge-gap", type=_positive_float, metavar="S", help="join events closer than this, seconds (1.0)")
+    g.add_argument("--batch-size", type=int, default=32, metavar="N", help="frames per encoder call (32)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    m = sub.add_parser("memory", help="inspect, verify and build memory bundles")
+    msub = m.add_subparsers(dest="memory_command", metavar="ACTION")
+    info = msub.add_parser("info", help="what a bundle holds")
+    info.add_argument("dir", type=Path, metavar="DIR")
+    ver = msub.add_parser("verify", help="check every file's checksum")
+    ver.add_argument("dir", type=Path, metavar="DIR")
+    fc = msub.add_parser("from-captions", help="build a bundle from a JSONL/CSV of labelled captions")
+    fc.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".jsonl or .csv with text, label, category")
+    fc.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle folder to create or replace")
+    fc.add_argument("--alpha", type=_positive_float, default=0.95, metavar="A", help="scaled anomaly penalization (0.95)")
+    fc.add_argument("--template", default="label", metavar="NAME", help="repulsive-prompt template: label or none (label)")
+    fc.add_argument("--index", default="Flat", metavar="FACTORY", help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat (Flat)")
+    _add_encoder_args(fc)
+    return parser
+
+
+def settings_from_args(a: argparse.Namespace) -> ScoringSettings:
+    import dataclasses
+
+    base = preset(a.preset)
+    overrides = {
+        "segment_s": a.segment, "overlap_s": a.overlap, "frames_per_segment": a.frames_per_segment,
+        "top_k": a.top_k, "alpha": a.alpha, "logit_scale": a.logit_scale, "smoothing_sigma_s": a.sigma,
+        "threshold": a.threshold, "min_event_s": a.min_event, "merge_gap_s": a.merge_gap,
+    }
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+    )
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from . import __version__
+    from .bundle import load_bundle
+    from .default_memory import default_memory
+    from .encoder import ClipEncoder
+    from .export import write_csv, write_json
+    from .pipeline import Detector
+    from .sources import expand_inputs
+    from .store import ResultStore, RunRecord
+
+    try:
+        settings = settings_from_args(a)
+    except ValueError as e:
+        fail(f"settings: {e}")
+        return EXIT_USAGE
+    if a.batch_size < 1:
+        fail("--batch-size must be >= 1")
+        return EXIT_USAGE
+
+    expansion = expand_inputs(a.paths)
+    failures = [{"source": p.split(": ", 1)[0], "error": p} for p in expansion.problems]
+    for p in expansion.problems:
+        fail(p)
+
+    store = None if a.no_db else ResultStore(a.db)
+    try:
+        if store is not None:
+            store.initialize()
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device)
+        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        detector = Detector(memory, encoder, settings, batch_size=a.batch_size)
+    except FlashbackError as e:
+        fail(str(e))
+        return EXIT_FAILED
+
+    run = RunRecord(
+        settings=detector.settings.to_dict(), memory_id=memory.memory_id, memory_path=str(memory.path),
+        encoder_id=encoder.identity.key, flashback_version=__version__,
+    )
+    results = []
+    interrupted = False
+    progress = _progress()
+    progress.disable = a.quiet or not err.is_terminal
+    with progress:
+        overall = progress.add_task("all videos", total=len(expansion.sources))
+        for source in expansion.sources:
+            name = Path(source.location).name if not source.is_url else source.location
+            task = progress.add_task(f"  {name[:40]}", total=None)
+
+            def on_progress(done: float, total: float | None, task=task) -> None:
+                progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None)
+
+            try:
+                result = detector.score(source, on_progress)
+                if result.truncated:
+                    warn(f"{source}: {result.note}")
+                if store is not None:
+                    store.save(run, result)
+                results.append(result)
+            except FlashbackError as e:
+                fail(str(e))
+                failures.append({"source": str(source), "error": str(e)})
+            except KeyboardInterrupt:
+                interrupted = True
+                warn("interrupted: videos finished so far are stored; the current one is not")
+                break
+            finally:
+                progress.remove_task(task)
+                progress.advance(overall)
+
+    run_doc = {"run_id": run.run_id, "settings": run.settings, "memory_id": run.memory_id,
+               "memory_path": run.memory_path, "encoder": run.encoder_id, "flashback_version": __version__}
+    try:
+        if a.json:
+            write_json(a.json, run_doc, results, failures)
+        if a.csv:
+            write_csv(a.csv, results)
+    except OSError as e:
+        fail(f"cannot write export ({e})")
+        return EXIT_FAILED
+    print_summary(results, failures, store, run.run_id)
+    if interrupted:
+        return 130
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def print_summary(results, failures, store, run_id: str) -> None:
+    table = Table(title="Flagged events", title_justify="left")
+    for col in ("video", "event", "start", "end", "peak", "category", "top caption"):
+        table.add_column(col, overflow="fold")
+    n_events = 0
+    for r in results:
+        for e in r.events:
+            n_events += 1
+            # the strongest caption of the dominant category, so the two columns agree
+            top = next((c for c in e.explanation.captions if c.label == "anomalous" and c.category == e.category), None)
+            table.add_row(
+                Path(r.source).name, str(e.index), f"{e.start_s:.1f}s", f"{e.end_s:.1f}s",
+                f"{e.peak_score:.2f}", e.category or "-",
+                f"{top.text} ({top.weight:.2f})" if top else "-",
+            )
+    if n_events:
+        out.print(table)
+    out.print(
+        f"scored {len(results)} video(s), {n_events} event(s), {len(failures)} failed"
+        + (f"; stored in {store.path} (run {run_id})" if store is not None and results else ""),
+        markup=False,
+    )
+    for r in results:
+        if not r.events:
+            out.print(f"  {r.source}: no events (max score {float(r.scores.max()):.2f})", markup=False)
+
+
+def cmd_memory_info(a: argparse.Namespace) -> int:
+    from .bundle import load_bundle
+
+    try:
+        b = load_bundle(a.dir)
+    except FlashbackError as e:
+        fail(str(e))
+        return EXIT_FAILED
+    m = b.manifest
+    out.print(f"memory {m.memory_id}  ({b.path})", markup=False)
+    out.print(f"  encoder      {m.encoder.key}", markup=False)
+    out.print(f"  captions     {sum(m.counts.values())}: {m.counts['normal']} normal, {m.counts['anomalous']} anomalous", markup=False)
+    out.print(f"  alpha        {m.alpha}    template {m.template}    logit scale {m.logit_scale:g}", markup=False)
+    out.print(f"  index        {m.index_factory}    built {m.created_at}", markup=False)
+    if m.provenance:
+        out.print("  provenance   " + ", ".join(f"{k}={v}" for k, v in m.provenance.items()), markup=False)
+    table = Table(title="captions per category", title_justify="left")
+    table.add_column("category")
+    table.add_column("captions", justify="right")
+    for cat, n in m.categories.items():
+        table.add_row(cat, str(n))
+    out.print(table)
+    return EXIT_OK
+
+
+def cmd_memory_verify(a: argparse.Namespace) -> int:
+    from .bundle import verify_bundle
+
+    problems = verify_bundle(a.dir)
+    for p in problems:
+        fail(p)
+    if not problems:
+        out.print(f"{a.dir}: ok, every checksum matches", markup=False)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_memory_from_captions(a: argparse.Namespace) -> int:
+    from memory_builder import build_from_captions
+    from memory_builder.captions_io import CaptionFileError, read_labelled_captions
+    from memory_builder.templates import TEMPLATES
+
+    from .encoder import ClipEncoder
+
+    if a.template not in TEMPLATES:
+        fail(f"--template {a.template}: choose one of {', '.join(TEMPLATES)}")
+        return EXIT_USAGE
+    try:
+        n = len(read_labelled_captions(a.files)[0])  # validate before loading the model
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device)
+        with _progress() as progress:
+            progress.disable = not err.is_terminal
+            task = progress.add_task("embedding captions", total=n)
+            manifest, report = build_from_captions(
+                a.files, encoder, a.out, alpha=a.alpha, template=a.template, index_factory=a.index,
+                progress=lambda k: progress.advance(task, k),
+            )
+    except (FlashbackError, CaptionFileError, ValueError) as e:
+        fail(str(e))
+        return EXIT_FAILED
+    out.print(
+        f"{a.out}: memory {manifest.memory_id} with {manifest.counts['normal']} normal and "
+        f"{manifest.counts['anomalous']} anomalous captions ({report.duplicates} duplicate rows dropped)",
+        markup=False,
+    )
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="flashback: %(message)s")
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        from . import __version__
+
+        out.print(__version__)
+        return EXIT_OK
+    from .encoder_registry import register_extra_model_configs
+
+    register_extra_model_configs()
+    if a.command == "score":
+        return cmd_score(a)
+    if a.command == "memory":
+        handlers = {"info": cmd_memory_info, "verify": cmd_memory_verify, "from-captions": cmd_memory_from_captions}
+        if a.memory_command in handlers:
+            return handlers[a.memory_command](a)
+        parser.parse_args(["memory", "--help"])
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The open_clip model: image tower for video frames, text tower for memory captions.
+
+Both outputs are L2-normalised float32 numpy arrays, whatever precision the model runs in (half
+on CUDA), because everything downstream (FAISS, scoring, the store) works in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .encoder_registry import (
+    EncoderIdentity,
+    EncoderSpec,
+    available_models,
+    weights_label,
+)
+from .errors import EncoderError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("--device cuda: no CUDA device is available on this machine")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise EncoderError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+class ClipEncoder:
+    """Load once, encode many batches.  ``images_encoded`` counts frames, for tests and benchmarks."""
+
+    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto"):
+        import open_clip
+        import torch
+
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.half = self.device.startswith("cuda")
+        models = available_models()
+        if spec.model not in models:
+            raise EncoderError(
+                f"unknown open_clip model {spec.model!r} (see open_clip.list_models(); e.g. ViT-B-32, ViT-L-14)"
+            )
+        if spec.checkpoint is not None and not spec.checkpoint.is_file():
+            raise EncoderError(f"{spec.checkpoint}: checkpoint file not found")
+        if spec.is_random:
+            torch.manual_seed(spec.seed)
+            log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
+        pretrained = str(spec.checkpoint) if spec.checkpoint else (None if spec.is_random else spec.pretrained)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                logging.getLogger().disabled = spec.is_random  # open_clip's "initialized randomly"
+                model, _, _ = open_clip.create_model_and_transforms(
+                    spec.model, pretrained=pretrained, device=self.device,
+                    precision="fp16" if self.half else "fp32",
+                )
+        except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/HF errors alike
+            where = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"pretrained weights {spec.model}/{spec.pretrained}"
+            raise EncoderError(
+                f"{where}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "no network? download once elsewhere and pass --checkpoint FILE"
+            ) from None
+        finally:
+            logging.getLogger().disabled = False
+        model.eval()
+        self._model = model
+        self._tokenizer = open_clip.get_tokenizer(spec.model)
+        cfg = model.visual.preprocess_cfg
+        size = cfg["size"]
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        dtype = torch.float16 if self.half else torch.float32
+        self._mean = torch.tensor(cfg["mean"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(cfg["std"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._dtype = dtype
+        self.logit_scale = float(model.logit_scale.exp().item())
+        with torch.inference_mode():
+            dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
+        self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
+        self.images_encoded = 0
+
+    @property
+    def dim(self) -> int:
+        return self.identity.dim
+
+    def encode_images(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8, already resized and cropped to ``image_size`` -> (N, D) unit vectors."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+            x = x.permute(0, 3, 1, 2).to(self._dtype)
+            x = (x - self._mean) / self._std
+            feats = self._model.encode_image(x, normalize=True)
+        self.images_encoded += len(rgb)
+        return feats.float().cpu().numpy()
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress=None) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = self._tokenizer(list(texts[i : i + batch_size])).to(self.device)
+                out.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
+                if progress is not None:
+                    progress(len(tokens))
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out)

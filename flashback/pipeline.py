@@ -1,0 +1,230 @@
+"""The one entry point: ``Detector(memory, encoder, settings).score(video)``.
+
+video -> grid samples (decode thread) -> image embeddings (batched) -> segment vectors
+-> top-K retrieval -> segment scores -> frame scores -> smoothing -> events.
+
+``score_segment_vectors`` is everything after "segment vectors": a caption-based or any other
+front end that produces one vector per time span reuses it unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import CaptionTable, MemoryBundle
+from .decode import VideoInfo, VideoReader
+from .encoder import ClipEncoder
+from .encoder_registry import file_sha256
+from .events import Event, find_events
+from .retrieval import MemorySearcher
+from .scoring import Explanation, explain, frame_scores, segment_scores, smooth
+from .settings import ScoringSettings, sigma_in_frames
+from .sources import VideoSource
+from .timegrid import TimeGrid
+
+ProgressFn = Callable[[float, float | None], None]  # (seconds scored, total seconds or None)
+
+
+@dataclass
+class SegmentScores:
+    spans: np.ndarray  # (S, 2) start/end seconds
+    scores: np.ndarray  # (S,)
+    ids: np.ndarray  # (S, K) caption ids
+    sims: np.ndarray  # (S, K) similarities after alpha
+    weights: np.ndarray  # (S, K) softmax weights
+    anomalous: np.ndarray  # (S, K) bool
+    dominant_categories: list  # (S,) anomalous category with the most weight, or None
+
+    def explanation(self, s: int, memory: MemoryBundle) -> Explanation:
+        return explain(self.ids[s], self.sims[s], self.weights[s], memory.captions)
+
+
+@dataclass
+class VideoResult:
+    source: str
+    video_id: str
+    info: VideoInfo | None
+    duration_s: float
+    frame_times: np.ndarray
+    raw_scores: np.ndarray  # per frame, before smoothing
+    scores: np.ndarray  # per frame, smoothed: the output
+    segments: SegmentScores
+    events: list[Event]
+    captions: CaptionTable  # the memory's table that ``segments.ids`` index into
+    n_samples: int = 0
+    truncated: bool = False
+    note: str = ""
+
+    @property
+    def fps(self) -> float:
+        return len(self.frame_times) / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def video_id_for(source: VideoSource) -> str:
+    """Content address of a file (so a moved or renamed file is still the same video)."""
+    if source.is_url:
+        return "url-" + hashlib.sha256(source.location.encode()).hexdigest()[:32]
+    return file_sha256(source.path)
+
+
+class _Prefetch:
+    """Run a generator in a thread so decoding overlaps encoding (PyAV releases the GIL)."""
+
+    _DONE = object()
+
+    def __init__(self, gen: Iterator, maxsize: int):
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(gen,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, gen: Iterator) -> None:
+        try:
+            for item in gen:
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Detector:
+    """Scores videos against one memory with one encoder; settings are fixed per detector."""
+
+    def __init__(
+        self,
+        memory: MemoryBundle,
+        encoder: ClipEncoder,
+        settings: ScoringSettings = ScoringSettings(),
+        batch_size: int = 32,
+    ):
+        memory.require_encoder(encoder.identity)
+        self.memory = memory
+        self.encoder = encoder
+        self.settings = settings.resolved(memory.manifest.alpha, memory.manifest.logit_scale)
+        self.grid = TimeGrid.from_settings(self.settings)
+        self.batch_size = batch_size
+        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k)
+
+    # ------------------------------------------------------------ video front end
+
+    def segment_vectors(self, reader: VideoReader, progress: ProgressFn | None = None) -> np.ndarray:
+        """Mean (re-normalised) of each segment's frame embeddings; every grid frame encoded once."""
+        grid, fps_seg = self.grid, self.grid.frames_per_segment
+        total = reader.info.declared_duration_s
+        held: dict[int, np.ndarray] = {}  # sample index -> embedding, until no segment needs it
+        out: list[np.ndarray] = []
+        next_seg = 0
+
+        def complete_segments(upto: int, final: bool) -> None:
+            nonlocal next_seg
+            while True:
+                first = next_seg * grid.stride
+                last = first + fps_seg - 1
+                if final:
+                    if next_seg >= grid.n_segments(upto):
+                        break
+                    last = min(last, upto - 1)
+                elif last >= upto:
+                    break
+                out.append(np.mean([held[i] for i in range(first, last + 1)], axis=0))
+                next_seg += 1
+                for i in range(first, min(first + grid.stride, upto)):
+                    held.pop(i, None)
+
+        batch_idx: list[int] = []
+        batch_rgb: list[np.ndarray] = []
+
+        def flush() -> None:
+            vecs = self.encoder.encode_images(np.stack(batch_rgb))
+            held.update(zip(batch_idx, vecs))
+            complete_segments(batch_idx[-1] + 1, final=False)
+            if progress is not None:
+                progress(grid.sample_time(batch_idx[-1]), total)
+            batch_idx.clear()
+            batch_rgb.clear()
+
+        prefetch = _Prefetch(reader.samples(grid), maxsize=2 * self.batch_size)
+        try:
+            for i, rgb in prefetch:
+                batch_idx.append(i)
+                batch_rgb.append(rgb)
+                if len(batch_rgb) >= self.batch_size:
+                    flush()
+        finally:
+            prefetch.close()
+        if batch_rgb:
+            flush()
+        complete_segments(reader.timeline.n_samples, final=True)
+        vecs = np.asarray(out, dtype=np.float32)
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    def score(self, source: VideoSource | str, progress: ProgressFn | None = None) -> VideoResult:
+        if isinstance(source, str):
+            from .sources import is_url
+
+            source = VideoSource(source, is_url=is_url(source))
+        video_id = video_id_for(source)
+        with VideoReader(source, self.encoder.image_size) as reader:
+            vectors = self.segment_vectors(reader, progress)
+            tl = reader.timeline
+            spans = self.grid.segment_spans(len(vectors), tl.duration_s)
+            result = self.score_segment_vectors(
+                vectors, spans, np.asarray(tl.frame_times), tl.duration_s
+            )
+            result.source, result.video_id, result.info = str(source), video_id, reader.info
+            result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
+        if progress is not None:
+            progress(tl.duration_s, tl.duration_s)
+        return result
+
+    # ------------------------------------------------------------ shared back end
+
+    def score_segment_vectors(
+        self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float
+    ) -> VideoResult:
+        s = self.settings
+        r = self.searcher.search(vectors)
+        seg_scores, weights = segment_scores(r, s.logit_scale)
+        raw = frame_scores(frame_times, spans, seg_scores)
+        fps = len(frame_times) / duration_s if duration_s > 0 else 0.0
+        smoothed = smooth(raw, sigma_in_frames(s.smoothing_sigma_s, fps))
+        captions = self.memory.captions
+        dominant = [explain(r.ids[i], r.sims[i], weights[i], captions).dominant_category for i in range(len(r.ids))]
+        segments = SegmentScores(spans, seg_scores, r.ids, r.sims, weights, r.anomalous, dominant)
+        events = find_events(
+            frame_times, duration_s, smoothed, s.threshold, s.min_event_s, s.merge_gap_s,
+            spans, r.ids, r.sims, weights, captions,
+        )
+        return VideoResult(
+            source="", video_id="", info=None, duration_s=duration_s, frame_times=frame_times,
+            raw_scores=raw, scores=smoothed, segments=segments, events=events, captions=captions,
+        )

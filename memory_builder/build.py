@@ -1,0 +1,50 @@
+"""Embed labelled captions with the text tower and write a bundle.
+
+Templates wrap the captions before encoding; the stored captions stay unwrapped, since the
+explanation shown to people is the caption, not the prompt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flashback.bundle import CaptionTable, Manifest, write_bundle
+from flashback.encoder import ClipEncoder
+
+from .captions_io import ReadReport, read_labelled_captions
+from .templates import DEFAULT_ALPHA, DEFAULT_TEMPLATE, apply_template
+
+
+def build_memory(
+    captions: CaptionTable,
+    encoder: ClipEncoder,
+    out: Path,
+    alpha: float = DEFAULT_ALPHA,
+    template: str = DEFAULT_TEMPLATE,
+    index_factory: str = "Flat",
+    provenance: dict | None = None,
+    progress=None,
+) -> Manifest:
+    prompts = [
+        apply_template(template, text, bool(a), cat)
+        for text, a, cat in zip(captions.texts, captions.anomalous, captions.categories)
+    ]
+    vectors = encoder.encode_texts(prompts, progress=progress)
+    return write_bundle(
+        out, captions, vectors, encoder.identity, alpha=alpha, template=template,
+        logit_scale=encoder.logit_scale, index_factory=index_factory, provenance=provenance,
+    )
+
+
+def build_from_captions(
+    paths: list[Path], encoder: ClipEncoder, out: Path, progress=None, **kwargs
+) -> tuple[Manifest, ReadReport]:
+    captions, report = read_labelled_captions(paths)
+    provenance = {
+        "builder": "from-captions",
+        "sources": [str(p) for p in paths],
+        "rows_read": report.rows,
+        "duplicates_dropped": report.duplicates,
+    }
+    manifest = build_memory(captions, encoder, out, provenance=provenance, progress=progress, **kwargs)
+    return manifest, report

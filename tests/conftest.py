@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny open_clip architecture (registered here, never shipped), a memory
+bundle built with it, and an isolated cache folder so the default memory is built per test run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+TINY_MODEL = "fb-test-tiny"
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_config_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("model_configs")
+    (d / f"{TINY_MODEL}.json").write_text(json.dumps(TINY_CONFIG))
+    return d
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _register_tiny(tiny_config_dir, tmp_path_factory):
+    """Make the tiny model visible to this process and to CLI subprocesses, and isolate the cache."""
+    os.environ["FLASHBACK_MODEL_CONFIGS"] = str(tiny_config_dir)
+    os.environ["FLASHBACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    import open_clip
+
+    open_clip.add_model_config(str(tiny_config_dir))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    from flashback.encoder_registry import EncoderSpec
+
+    return EncoderSpec(model=TINY_MODEL, pretrained="random", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_spec):
+    from flashback.encoder import ClipEncoder
+
+    return ClipEncoder(tiny_spec, device="cpu")
+
+
+TINY_CLI = ["--encoder", TINY_MODEL, "--pretrained", "random", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def seed_memory(tiny_encoder, tmp_path_factory):
+    from flashback.bundle import load_bundle
+    from flashback.default_memory import seed_captions_path
+    from memory_builder import build_from_captions
+
+    out = tmp_path_factory.mktemp("mem") / "seed"
+    build_from_captions([seed_captions_path()], tiny_encoder, out)
+    return load_bundle(out)
