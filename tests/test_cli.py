@@ -1,0 +1,138 @@
+"""The installed ``flashback`` console script, end to end, in subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import TINY_CLI
+from media import make_video
+
+FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+def flashback(*args, cwd=None, timeout=300):
+    return subprocess.run([FLASHBACK, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cams")
+    (d / "north").mkdir()
+    make_video(d / "north" / "a.mp4", n_frames=60, scene_of=lambda i: i // 20)
+    make_video(d / "b.mkv", n_frames=50, fps=25, codec="libvpx-vp9")
+    (d / "north" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(2000))
+    return d
+
+
+def test_folder_with_one_corrupt_file(folder, tmp_path):
+    db, js, cs = tmp_path / "r.duckdb", tmp_path / "r.json", tmp_path / "r.csv"
+    p = flashback("score", folder, "--db", db, "--json", js, "--csv", cs, "--threshold", "0.3", *TINY_CLI)
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if "error:" in line]
+    assert errors == [f"flashback: error: {folder / 'north' / 'broken.mp4'}: not a readable video (Invalid data found when processing input)"]
+    assert "scored 2 video(s)" in p.stdout and "1 failed" in p.stdout
+    with duckdb.connect(str(db), read_only=True) as c:
+        paths = sorted(r[0] for r in c.execute("SELECT path FROM scorings").fetchall())
+        assert paths == [str(folder / "b.mkv"), str(folder / "north" / "a.mp4")]
+        n_frames = c.execute("SELECT count(*) FROM frame_scores").fetchone()[0]
+        assert n_frames == 110
+    doc = json.loads(js.read_text())
+    assert [v["source"] for v in doc["videos"]] == [str(folder / "b.mkv"), str(folder / "north" / "a.mp4")]
+    assert doc["failures"][0]["source"] == str(folder / "north" / "broken.mp4")
+    assert doc["run"]["settings"]["top_k"] == 10 and doc["run"]["settings"]["alpha"] == 0.95
+    assert len(doc["videos"][0]["frame_scores"]["score"]) == 50
+    rows = list(csv.DictReader(cs.open()))
+    assert len(rows) == 110 and set(rows[0]) >= {"source", "frame", "time_s", "score", "event"}
+
+    # the same command again replaces rows instead of adding to them
+    p = flashback("score", folder, "--db", db, "--threshold", "0.3", *TINY_CLI)
+    assert p.returncode == 1
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] == 110
+        assert c.execute("SELECT count(*) FROM scorings").fetchone()[0] == 2
+
+
+def test_all_good_exits_0_and_shows_events(folder, tmp_path):
+    p = flashback("score", folder / "b.mkv", "--db", tmp_path / "r.duckdb", "--threshold", "0.01", *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    assert "Flagged events" in p.stdout and "b.mkv" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["score", "x.mp4", "--overlap", "1.5"], "overlap must be in [0, segment length)"),
+        (["score", "x.mp4", "--no-such-flag"], "unrecognized arguments"),
+        (["score"], "the following arguments are required"),
+        (["score", "x.mp4", "--pretrained", "a", "--checkpoint", "b"], "not allowed with argument"),
+    ],
+)
+def test_usage_errors_exit_2(args, message):
+    p = flashback(*args)
+    assert p.returncode == 2 and message in p.stderr
+
+
+def test_locked_database_is_named(folder, tmp_path):
+    db = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('ok', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        p = flashback("score", folder / "b.mkv", "--db", db, *TINY_CLI)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode == 1
+    assert f"flashback: error: {db}: locked by another process (PID {holder.pid})" in p.stderr
+
+
+def test_memory_from_captions_info_verify_and_wrong_encoder(folder, tmp_path):
+    caps = tmp_path / "caps.csv"
+    caps.write_text("text,label,category\na quiet road,normal,\npeople shop,normal,\na car burns,anomalous,Arson\n")
+    mem = tmp_path / "mem"
+    p = flashback("memory", "from-captions", caps, "--out", mem, "--alpha", "0.9", *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    assert "2 normal and 1 anomalous" in p.stdout
+    p = flashback("memory", "info", mem)
+    assert p.returncode == 0 and "alpha        0.9" in p.stdout and "Arson" in p.stdout
+    assert flashback("memory", "verify", mem).returncode == 0
+
+    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
+                  "--pretrained", "random", "--device", "cpu", "--frames-per-segment", "4")
+    assert p.returncode == 0, p.stderr
+
+    # a memory built for these weights refuses a different encoder, naming both
+    other = tmp_path / "other.pt"
+    import torch
+    import open_clip
+
+    torch.manual_seed(5)
+    torch.save(open_clip.create_model("fb-test-tiny").state_dict(), other)
+    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
+                  "--checkpoint", other, "--device", "cpu")
+    assert p.returncode == 1
+    assert "open_clip:fb-test-tiny@random:0/32" in p.stderr and "@sha256:" in p.stderr
+
+    (mem / "captions.parquet").write_bytes(b"tampered")
+    p = flashback("memory", "verify", mem)
+    assert p.returncode == 1 and "captions.parquet" in p.stderr
+    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", *TINY_CLI)
+    assert p.returncode == 1 and "captions.parquet" in p.stderr
+
+
+def test_missing_checkpoint_and_unknown_model_are_one_line(folder):
+    p = flashback("score", folder / "b.mkv", "--no-db", "--encoder", "fb-test-tiny", "--checkpoint", "/nope.pt")
+    assert p.returncode == 1 and "flashback: error: /nope.pt: checkpoint file not found" in p.stderr
+    p = flashback("score", folder / "b.mkv", "--no-db", "--encoder", "ViT-Q-99")
+    assert p.returncode == 1 and "unknown open_clip model 'ViT-Q-99'" in p.stderr

@@ -1,0 +1,134 @@
+"""Real files through PyAV: codecs, sizes, frame rates, variable frame rate and broken inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashback.decode import VideoReader
+from flashback.errors import InputError
+from flashback.settings import ScoringSettings
+from flashback.sources import VideoSource, expand_inputs
+from flashback.timegrid import TimeGrid
+from media import make_audio_only, make_video, make_zero_frame, truncate
+
+GRID = TimeGrid.from_settings(ScoringSettings())
+
+
+def read(path, size=32, grid=GRID):
+    with VideoReader(VideoSource(str(path)), size) as r:
+        samples = list(r.samples(grid))
+        return r, samples
+
+
+@pytest.mark.parametrize(
+    "name,codec,fps,size,n",
+    [
+        ("h264.mp4", "libx264", 30, (96, 64), 60),
+        ("vp9.webm", "libvpx-vp9", 25, (160, 120), 50),
+        ("mpeg4.avi", "mpeg4", 25, (64, 96), 40),  # portrait
+        ("hevc.mkv", "libx265", 30, (130, 74), 45),  # sizes that are not multiples of 16
+        ("mjpeg.mov", "mjpeg", 30, (320, 240), 31),
+    ],
+)
+def test_codecs_sizes_and_rates(tmp_path, name, codec, fps, size, n):
+    pix = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    path = make_video(tmp_path / name, n_frames=n, fps=fps, size=size, codec=codec, pix_fmt=pix)
+    r, samples = read(path)
+    tl = r.timeline
+    assert len(tl.frame_times) == n
+    assert tl.fps == pytest.approx(fps, rel=1e-3)
+    assert tl.duration_s == pytest.approx(n / fps, abs=1e-3)
+    assert [i for i, _ in samples] == list(range(GRID.n_samples(n / fps)))
+    assert all(a.shape == (32, 32, 3) and a.dtype == np.uint8 for _, a in samples)
+    assert (r.info.width, r.info.height) == size
+    assert not tl.truncated
+
+
+def test_variable_frame_rate_picks_the_frame_on_screen(tmp_path):
+    """Each frame is a flat grey level; every grid time must see the last frame shown before it."""
+    times = [0.0, 0.05, 0.30, 0.32, 0.70, 1.10, 1.15, 1.60, 1.62, 2.0]
+    levels = [10, 40, 70, 100, 130, 160, 190, 220, 250, 25]
+    path = tmp_path / "vfr.mkv"
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        s.options = {"crf": "0"}
+        for t, g in zip(times, levels):
+            f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), g, np.uint8), format="rgb24")
+            f.pts, f.time_base = int(t * 1000), Fraction(1, 1000)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    r, samples = read(path)
+    np.testing.assert_allclose(r.timeline.frame_times, times, atol=1e-3)
+    for i, rgb in samples:
+        t = GRID.sample_time(i)
+        shown = max(k for k, ft in enumerate(times) if ft <= t)
+        assert abs(float(rgb.mean()) - levels[shown]) < 4, (i, t, shown)
+
+
+def test_resize_happens_in_decode_to_the_encoder_size(tmp_path):
+    path = make_video(tmp_path / "wide.mp4", n_frames=8, size=(640, 360))
+    _, samples = read(path, size=224)
+    assert samples[0][1].shape == (224, 224, 3)
+
+
+def test_truncated_file_is_scored_up_to_the_last_good_frame(tmp_path):
+    full = make_video(tmp_path / "full.mkv", n_frames=300, codec="mpeg4")
+    cut = truncate(full, tmp_path / "cut.mkv", keep=0.5)
+    r, samples = read(cut)
+    tl = r.timeline
+    assert tl.truncated and "declared 10.00 s" in tl.note
+    assert 3.0 < tl.duration_s < 7.0
+    assert len(samples) == GRID.n_samples(tl.duration_s)
+
+
+@pytest.mark.parametrize(
+    "maker,problem",
+    [
+        (lambda p: make_zero_frame(p / "zero.avi"), "no decodable video frames"),
+        (lambda p: make_audio_only(p / "audio.mka"), "no video stream (found: audio)"),
+        (lambda p: (p / "text.mp4").write_text("hello") and p / "text.mp4", "not a readable video"),
+        (lambda p: (p / "empty.mp4").write_bytes(b"") or p / "empty.mp4", "empty file"),
+        (lambda p: truncate(make_video(p / "m.mp4", n_frames=90), p / "cut.mp4"), "not a readable video"),
+        (lambda p: p / "missing.mp4", "no such file"),
+    ],
+)
+def test_bad_inputs_get_one_clear_line(tmp_path, maker, problem):
+    path = maker(tmp_path)
+    with pytest.raises(InputError) as e:
+        read(path)
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and problem in msg and "\n" not in msg
+
+
+def test_absurd_resolution_is_refused(tmp_path):
+    """A Y4M header is plain text, so a 20000x2 stream costs 60 KB to make."""
+    w, h = 20000, 2
+    path = tmp_path / "huge.y4m"
+    frame = b"FRAME\n" + bytes(w * h * 3 // 2)
+    path.write_bytes(f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\n".encode() + frame * 3)
+    with pytest.raises(InputError, match=r"absurd resolution 20000x2"):
+        read(path)
+
+
+def test_folders_expand_recursively_by_extension(tmp_path):
+    (tmp_path / "cam1" / "day2").mkdir(parents=True)
+    a = make_video(tmp_path / "cam1" / "a.mp4", n_frames=2)
+    b = make_video(tmp_path / "cam1" / "day2" / "b.MKV", n_frames=2)
+    (tmp_path / "cam1" / "notes.txt").write_text("x")
+    exp = expand_inputs([str(tmp_path), str(tmp_path / "nope.mp4"), "rtsp://127.0.0.1:8554/cam"])
+    assert [s.location for s in exp.sources] == [str(a), str(b), "rtsp://127.0.0.1:8554/cam"]
+    assert exp.sources[-1].is_url
+    assert exp.problems == [f"{tmp_path / 'nope.mp4'}: no such file or folder"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no video files" in expand_inputs([str(empty)]).problems[0]

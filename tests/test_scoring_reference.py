@@ -1,0 +1,161 @@
+"""The scoring path against an independent, straightforward numpy computation on the same vectors.
+
+The reference does everything the slow, obvious way: the full similarity matrix, alpha applied to
+every anomalous column, a full sort, softmax, weighted mean, and for each frame a loop over all
+segments to find the ones covering it.  Agreement to 1e-6 checks the two-index top-K merge, the
+weights, the alpha effect and the overlap averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flashback.bundle import CaptionTable, load_bundle, write_bundle
+from flashback.pipeline import Detector
+from flashback.settings import ScoringSettings
+from flashback.timegrid import TimeGrid
+
+DIM = 32  # the tiny test encoder's; the bundle is written under its identity, vectors given directly
+
+
+def unit(rng, n, d=DIM):
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def memory(tmp_path_factory, tiny_encoder):
+    rng = np.random.default_rng(0)
+    n_norm, n_anom = 70, 50
+    captions = CaptionTable(
+        texts=[f"normal {i}" for i in range(n_norm)] + [f"anomalous {i}" for i in range(n_anom)],
+        anomalous=[False] * n_norm + [True] * n_anom,
+        categories=["Normal"] * n_norm + [f"Cat{i % 4}" for i in range(n_anom)],
+        provenance=["test"] * (n_norm + n_anom),
+    )
+    out = tmp_path_factory.mktemp("ref") / "bundle"
+    write_bundle(out, captions, unit(rng, n_norm + n_anom), tiny_encoder.identity, alpha=0.9, template="none", logit_scale=100.0)
+    return load_bundle(out)
+
+
+def vectors_of(memory) -> np.ndarray:
+    """Read the stored vectors back out of the two Flat indexes, in caption-id order."""
+    parts = [memory.indexes[label].reconstruct_n(0, memory.indexes[label].ntotal) for label in ("normal", "anomalous")]
+    return np.concatenate(parts)
+
+
+def reference(queries, mem_vecs, anomalous, alpha, k, lam):
+    sims = queries.astype(np.float64) @ mem_vecs.astype(np.float64).T
+    sims[:, anomalous] *= alpha
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    s = np.take_along_axis(sims, top, axis=1)
+    w = np.exp(lam * (s - s.max(axis=1, keepdims=True)))
+    w /= w.sum(axis=1, keepdims=True)
+    return top, s, w, (w * anomalous[top]).sum(axis=1)
+
+
+def reference_frames(frame_times, spans, seg_scores):
+    out = []
+    for t in frame_times:
+        covering = [seg_scores[j] for j, (a, b) in enumerate(spans) if a <= t < b]
+        if not covering:  # past the last segment's end
+            covering = [seg_scores[-1]]
+        out.append(np.mean(covering))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("alpha,k", [(1.0, 10), (0.9, 10), (0.7, 5), (1.2, 1), (0.95, 200)])
+def test_segment_scores_match_reference(memory, alpha, k, tiny_encoder):
+    rng = np.random.default_rng(1)
+    queries = unit(rng, 40)
+    settings = ScoringSettings(alpha=alpha, top_k=k, smoothing_sigma_s=0.0)
+    det = Detector(memory, tiny_encoder, settings)
+    grid = TimeGrid.from_settings(det.settings)
+    spans = grid.segment_spans(len(queries), duration_s=20.7)
+    frame_times = np.sort(rng.uniform(0, 20.7, 500))
+    result = det.score_segment_vectors(queries, spans, frame_times, 20.7)
+
+    kk = min(k, len(memory.captions))
+    top, s, w, scores = reference(queries, vectors_of(memory), memory.captions.anomalous, alpha, kk, 100.0)
+    seg = result.segments
+    # same top-K sets (order can differ only between exact ties, which random vectors do not have)
+    assert [set(r) for r in seg.ids] == [set(r) for r in top]
+    np.testing.assert_allclose(seg.sims, s, atol=1e-6)
+    np.testing.assert_allclose(seg.weights, w, atol=1e-6)
+    np.testing.assert_allclose(seg.scores, scores, atol=1e-6)
+    np.testing.assert_allclose(result.raw_scores, reference_frames(frame_times, spans, scores), atol=1e-6)
+    np.testing.assert_array_equal(result.scores, result.raw_scores)  # sigma 0: no smoothing
+
+
+def test_alpha_changes_which_captions_are_retrieved(memory, tiny_encoder):
+    """Lower alpha pushes anomalous captions out of the top-K: the count of anomalous hits drops."""
+    rng = np.random.default_rng(2)
+    queries = unit(rng, 200)
+    counts = []
+    for alpha in (1.0, 0.9, 0.7):
+        det = Detector(memory, tiny_encoder, ScoringSettings(alpha=alpha, smoothing_sigma_s=0))
+        r = det.searcher.search(queries)
+        counts.append(int(r.anomalous.sum()))
+        top, *_ = reference(queries, vectors_of(memory), memory.captions.anomalous, alpha, 10, 100.0)
+        assert int(memory.captions.anomalous[top].sum()) == counts[-1]
+    assert counts[0] > counts[1] > counts[2]
+
+
+def test_memory_alpha_and_logit_scale_are_the_defaults(memory, tiny_encoder):
+    det = Detector(memory, tiny_encoder, ScoringSettings())
+    assert det.settings.alpha == pytest.approx(0.9)
+    assert det.settings.logit_scale == pytest.approx(100.0)
+
+
+def test_smoothing_is_scipy_gaussian_in_seconds(memory, tiny_encoder):
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = np.random.default_rng(3)
+    queries = unit(rng, 19)
+    det = Detector(memory, tiny_encoder, ScoringSettings(smoothing_sigma_s=0.4))
+    grid = TimeGrid.from_settings(det.settings)
+    frame_times = np.arange(300) / 30.0  # 10 s at 30 FPS
+    spans = grid.segment_spans(len(queries), 10.0)
+    r = det.score_segment_vectors(queries, spans, frame_times, 10.0)
+    expected = gaussian_filter1d(r.raw_scores, sigma=0.4 * 30, mode="nearest")
+    np.testing.assert_allclose(r.scores, expected, atol=1e-9)
+
+
+def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, tiny_encoder, tmp_path):
+    """Stream assembly vs. the obvious way: encode every grid frame, average each segment's frames."""
+    from flashback.decode import VideoReader
+    from flashback.sources import VideoSource
+    from media import make_video
+
+    video = make_video(tmp_path / "v.mp4", n_frames=113, fps=30, scene_of=lambda i: i // 20)
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(), batch_size=7)
+    grid = det.grid
+    before = tiny_encoder.images_encoded
+    with VideoReader(VideoSource(str(video)), tiny_encoder.image_size) as reader:
+        streamed = det.segment_vectors(reader)
+        n_samples = reader.timeline.n_samples
+    assert tiny_encoder.images_encoded - before == n_samples  # every grid frame encoded once
+    assert n_samples == grid.n_samples(113 / 30)
+
+    with VideoReader(VideoSource(str(video)), tiny_encoder.image_size) as reader:
+        frames = np.stack([rgb for _, rgb in reader.samples(grid)])
+    emb = tiny_encoder.encode_images(frames)
+    ref = []
+    for s in range(grid.n_segments(len(frames))):
+        m = emb[list(grid.segment_samples(s, len(frames)))].mean(axis=0)
+        ref.append(m / np.linalg.norm(m))
+    np.testing.assert_allclose(streamed, np.array(ref), atol=1e-5)
+    assert len(streamed) == 7  # 3.77 s: segments start at 0, 0.5, ... 3.0 s
+
+
+def test_encoder_mismatch_is_refused_naming_both(memory, tiny_encoder, tmp_path):
+    from flashback.encoder import ClipEncoder
+    from flashback.encoder_registry import EncoderSpec
+    from flashback.errors import EncoderMismatchError
+
+    other_weights = ClipEncoder(EncoderSpec(model=tiny_encoder.spec.model, pretrained="random", seed=1), device="cpu")
+    with pytest.raises(EncoderMismatchError) as e:
+        Detector(memory, other_weights)
+    msg = str(e.value)
+    assert tiny_encoder.identity.key in msg and other_weights.identity.key in msg and str(memory.path) in msg

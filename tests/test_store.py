@@ -1,0 +1,111 @@
+"""The DuckDB results store on a real file: replace-not-duplicate, rollback, locks, bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+
+import duckdb
+import numpy as np
+import pytest
+
+from flashback.errors import StoreError
+from flashback.pipeline import Detector
+from flashback.settings import ScoringSettings
+from flashback.store import PER_VIDEO_TABLES, ResultStore, RunRecord
+from media import make_video
+
+
+@pytest.fixture(scope="module")
+def scored(seed_memory, tiny_encoder, tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3))
+    results = [det.score(str(make_video(d / f"v{i}.mp4", n_frames=45 + 30 * i, scene_of=lambda k: k // 15))) for i in range(2)]
+    run = RunRecord(det.settings.to_dict(), seed_memory.memory_id, str(seed_memory.path),
+                    tiny_encoder.identity.key, "test")
+    return run, results
+
+
+def counts(db):
+    with duckdb.connect(str(db), read_only=True) as c:
+        return {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "videos", *PER_VIDEO_TABLES)}
+
+
+def test_rows_match_the_result(tmp_path, scored):
+    run, (r, _) = scored
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    store.save(run, r)
+    with duckdb.connect(str(store.path), read_only=True) as c:
+        frames = c.execute("SELECT frame, time_s, score FROM frame_scores ORDER BY frame").fetchnumpy()
+        np.testing.assert_allclose(frames["score"], r.scores)
+        np.testing.assert_allclose(frames["time_s"], r.frame_times)
+        n_hits = c.execute("SELECT count(*) FROM segment_captions WHERE segment = 0").fetchone()[0]
+        assert n_hits == 10
+        w = c.execute("SELECT sum(weight) FROM segment_captions GROUP BY segment").fetchall()
+        assert all(abs(x - 1) < 1e-9 for (x,) in w)
+        v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
+        assert v == (r.source, len(r.frame_times), 96, 64)
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
+
+
+def test_rescoring_replaces_rows_never_duplicates(tmp_path, scored):
+    run, results = scored
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    for r in results:
+        store.save(run, r)
+    first = counts(store.path)
+    for r in results:
+        store.save(run, r)
+    store.initialize()  # idempotent
+    assert counts(store.path) == first
+    other = dataclasses.replace(run, settings={**run.settings, "top_k": 5})
+    store.save(other, results[0])
+    after = counts(store.path)
+    assert after["runs"] == 2 and after["scorings"] == first["scorings"] + 1
+
+
+def test_a_failed_write_rolls_back_and_keeps_the_old_rows(tmp_path, scored):
+    run, (r, _) = scored
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    store.save(run, r)
+    before = counts(store.path)
+    broken = dataclasses.replace(r, segments=dataclasses.replace(r.segments, ids=r.segments.ids + 10_000))
+    with pytest.raises(IndexError):  # caption ids beyond the memory: fails after the DELETEs ran
+        store.save(run, broken)
+    assert counts(store.path) == before
+
+
+def test_locked_by_another_process(tmp_path):
+    db = tmp_path / "locked.duckdb"
+    ResultStore(db).initialize()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('ok', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        t = time.monotonic()
+        with pytest.raises(StoreError) as e:
+            ResultStore(db, lock_wait_s=0.5).initialize()
+        assert time.monotonic() - t >= 0.5
+        assert str(db) in str(e.value) and f"PID {holder.pid}" in str(e.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    ResultStore(db, lock_wait_s=5).initialize()  # free again once the holder is gone
+
+
+def test_not_a_database(tmp_path):
+    f = tmp_path / "notes.duckdb"
+    f.write_text("these are my notes")
+    with pytest.raises(StoreError, match="notes.duckdb"):
+        ResultStore(f).initialize()
+    assert f.read_text() == "these are my notes"
+    with pytest.raises(StoreError, match="does not exist"):
+        ResultStore(tmp_path / "no" / "dir" / "r.duckdb").initialize()

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from flashback.settings import PRESETS, ScoringSettings, preset
+from flashback.timegrid import TimeGrid, average_over_covering_segments
+
+
+def test_default_grid_shares_frames_between_overlapping_segments():
+    g = TimeGrid.from_settings(ScoringSettings())
+    assert g.step_s == pytest.approx(1 / 16) and g.stride == 8 and g.frames_per_segment == 16
+    a, b = set(g.segment_samples(0, 100)), set(g.segment_samples(1, 100))
+    assert len(a & b) == 8  # half of each 1-s segment is shared with the next
+
+
+@pytest.mark.parametrize("n,expected", [(1, 1), (16, 1), (17, 2), (24, 2), (25, 3), (160, 19)])
+def test_segment_count_reaches_the_last_sample(n, expected):
+    g = TimeGrid.from_settings(ScoringSettings())
+    assert g.n_segments(n) == expected
+    last = g.segment_samples(expected - 1, n)
+    assert last[-1] == n - 1 and len(last) >= 1
+
+
+def test_fast_preset_is_a_quarter_of_the_encoder_work():
+    assert PRESETS["fast"].sample_step_s == pytest.approx(4 * PRESETS["default"].sample_step_s)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("turbo")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"overlap_s": 1.0}, "overlap"),
+        ({"frames_per_segment": 0}, "frames per segment"),
+        ({"top_k": 0}, "top-K"),
+        ({"alpha": 0}, "alpha"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"frames_per_segment": 10, "overlap_s": 0.25}, "whole number of sampling steps"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_reason(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ScoringSettings(**kwargs)
+
+
+def test_fingerprint_changes_with_settings():
+    assert ScoringSettings().fingerprint() == ScoringSettings().fingerprint()
+    assert ScoringSettings().fingerprint() != ScoringSettings(top_k=5).fingerprint()
+
+
+def test_overlap_average_at_edges():
+    spans = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 1.8]])
+    scores = np.array([0.0, 1.0, 0.5])
+    times = np.array([0.0, 0.49, 0.5, 0.99, 1.0, 1.49, 1.5, 1.79, 1.9])
+    got = average_over_covering_segments(times, spans, scores)
+    np.testing.assert_allclose(got, [0, 0, 0.5, 0.5, 0.75, 0.75, 0.5, 0.5, 0.5])
