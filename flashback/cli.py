@@ -308,8 +308,19 @@ def cmd_memory_from_captions(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _log_to_stderr() -> None:
+    """Our own warnings as 'flashback: warning: ...' lines; libraries keep their own settings."""
+    logger = logging.getLogger("flashback")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("flashback: warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="flashback: %(message)s")
+    _log_to_stderr()
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.version:

@@ -16,11 +16,22 @@ from .encoder_registry import (
     EncoderIdentity,
     EncoderSpec,
     available_models,
+    weights_cached,
     weights_label,
 )
 from .errors import EncoderError
 
 log = logging.getLogger(__name__)
+
+
+def _quiet_hub() -> None:
+    """huggingface_hub logs every retry of an unreachable download; our one error line says it all."""
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    except ImportError:
+        pass
 
 
 def resolve_device(device: str) -> str:
@@ -55,11 +66,17 @@ class ClipEncoder:
         if spec.is_random:
             torch.manual_seed(spec.seed)
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
+        if weights_cached(spec) is False:
+            log.warning(
+                "downloading pretrained weights %s/%s on first use (several hundred MB; "
+                "pass --checkpoint FILE to use a local file instead)", spec.model, spec.pretrained,
+            )
         pretrained = str(spec.checkpoint) if spec.checkpoint else (None if spec.is_random else spec.pretrained)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                logging.getLogger().disabled = spec.is_random  # open_clip's "initialized randomly"
+                logging.getLogger().disabled = True  # open_clip's "initialized randomly", hub retry chatter
+                _quiet_hub()
                 model, _, _ = open_clip.create_model_and_transforms(
                     spec.model, pretrained=pretrained, device=self.device,
                     precision="fp16" if self.half else "fp32",

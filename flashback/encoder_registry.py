@@ -72,6 +72,28 @@ def weights_label(spec: EncoderSpec) -> str:
     return spec.pretrained or "none"
 
 
+def weights_cached(spec: EncoderSpec) -> bool | None:
+    """Whether a pretrained tag's weights are already in the local Hugging Face cache.
+
+    None when it cannot be told (a tag served from a plain URL, or no huggingface_hub): the caller
+    then just loads, and a download may happen.
+    """
+    if spec.checkpoint is not None or spec.is_random or not spec.pretrained:
+        return True
+    try:
+        import open_clip
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
+    hub = (cfg or {}).get("hf_hub")
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
 def register_extra_model_configs() -> list[str]:
     """Register open_clip model configs named in FLASHBACK_MODEL_CONFIGS (os.pathsep-separated).
 
