@@ -184,9 +184,9 @@ def cmd_score(a: argparse.Namespace) -> int:
                 result = detector.score(source, on_progress)
                 if result.truncated:
                     warn(f"{source}: {result.note}")
+                results.append(result)  # exported even if the store refuses it below
                 if store is not None:
                     store.save(run, result)
-                results.append(result)
             except FlashbackError as e:
                 fail(str(e))
                 failures.append({"source": str(source), "error": str(e)})

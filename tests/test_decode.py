@@ -132,3 +132,30 @@ def test_folders_expand_recursively_by_extension(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "holds no video files" in expand_inputs([str(empty)]).problems[0]
+
+
+def test_http_url_is_opened_by_pyav(tmp_path, seed_memory, tiny_encoder):
+    """A URL goes to FFmpeg untouched: serve a real file over HTTP on loopback and score it."""
+    import functools
+    import http.server
+    import threading
+
+    from flashback.pipeline import Detector
+
+    make_video(tmp_path / "cam.mp4", n_frames=45)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cam.mp4"
+        result = Detector(seed_memory, tiny_encoder).score(url)
+        missing = f"http://127.0.0.1:{server.server_address[1]}/nope.mp4"
+        with pytest.raises(InputError, match="nope.mp4: not a readable video"):
+            Detector(seed_memory, tiny_encoder).score(missing)
+    finally:
+        server.shutdown()
+    assert len(result.frame_times) == 45 and result.video_id.startswith("url-")
