@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
@@ -123,7 +123,7 @@ def settings_from_args(a: argparse.Namespace) -> ScoringSettings:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
     )
 
@@ -172,13 +172,15 @@ def cmd_score(a: argparse.Namespace) -> int:
     progress = _progress()
     progress.disable = a.quiet or not err.is_terminal
     with progress:
-        overall = progress.add_task("all videos", total=len(expansion.sources))
-        for source in expansion.sources:
+        n = len(expansion.sources)
+        overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
+        for k, source in enumerate(expansion.sources):
             name = Path(source.location).name if not source.is_url else source.location
-            task = progress.add_task(f"  {name[:40]}", total=None)
+            task = progress.add_task(f"  {name[:40]}", total=None, done="")
 
             def on_progress(done: float, total: float | None, task=task) -> None:
-                progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None)
+                label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
+                progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None, done=label)
 
             try:
                 result = detector.score(source, on_progress)
@@ -196,7 +198,7 @@ def cmd_score(a: argparse.Namespace) -> int:
                 break
             finally:
                 progress.remove_task(task)
-                progress.advance(overall)
+                progress.update(overall, advance=1, done=f"{k + 1}/{n} videos")
 
     run_doc = {"run_id": run.run_id, "settings": run.settings, "memory_id": run.memory_id,
                "memory_path": run.memory_path, "encoder": run.encoder_id, "flashback_version": __version__}
@@ -292,10 +294,15 @@ def cmd_memory_from_captions(a: argparse.Namespace) -> int:
         encoder = ClipEncoder(_encoder_spec(a), device=a.device)
         with _progress() as progress:
             progress.disable = not err.is_terminal
-            task = progress.add_task("embedding captions", total=n)
+            task = progress.add_task("embedding captions", total=n, done=f"0/{n}")
+
+            def advance(k: int) -> None:
+                progress.advance(task, k)
+                progress.update(task, done=f"{int(progress.tasks[task].completed)}/{n}")
+
             manifest, report = build_from_captions(
                 a.files, encoder, a.out, alpha=a.alpha, template=a.template, index_factory=a.index,
-                progress=lambda k: progress.advance(task, k),
+                progress=advance,
             )
     except (FlashbackError, CaptionFileError, ValueError) as e:
         fail(str(e))
