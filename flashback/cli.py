@@ -53,12 +53,30 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     w.add_argument("--pretrained", metavar="TAG", help=f"open_clip pretrained tag (default {DEFAULT_PRETRAINED}; '{RANDOM_TAG}' = untrained, benchmarks only)")
     w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="encoder precision: auto = fp16 on CUDA, fp32 on CPU")
 
 
 def _encoder_spec(a: argparse.Namespace) -> EncoderSpec:
     if a.checkpoint is not None:
         return EncoderSpec(model=a.encoder, pretrained=None, checkpoint=a.checkpoint)
     return EncoderSpec(model=a.encoder, pretrained=a.pretrained or DEFAULT_PRETRAINED)
+
+
+def _add_settings_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scoring settings (defaults: the 'default' preset)")
+    g.add_argument("--preset", default="default", choices=sorted(PRESETS), help="starting point for the settings below")
+    g.add_argument("--segment", type=_positive_float, metavar="S", help="segment length in seconds (1.0)")
+    g.add_argument("--overlap", type=_positive_float, metavar="S", help="segment overlap in seconds (0.5)")
+    g.add_argument("--frames-per-segment", type=int, metavar="N", help="frames sampled per segment (16; fast preset 4)")
+    g.add_argument("--top-k", type=int, metavar="K", help="captions retrieved per segment (10)")
+    g.add_argument("--alpha", type=_positive_float, metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
+    g.add_argument("--logit-scale", type=_positive_float, metavar="L", help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
+    g.add_argument("--sigma", type=_positive_float, metavar="S", help="Gaussian smoothing sigma in seconds, 0 = off (0.5)")
+    g.add_argument("--threshold", type=_positive_float, metavar="T", help="event threshold on the smoothed score (0.5)")
+    g.add_argument("--min-event", type=_positive_float, metavar="S", help="shortest event kept, seconds (1.0)")
+    g.add_argument("--merge-gap", type=_positive_float, metavar="S", help="join events closer than this, seconds (1.0)")
+    g.add_argument("--batch-size", type=int, default=32, metavar="N", help="frames per encoder call (32)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,20 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
     s.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
     _add_encoder_args(s)
-    g = s.add_argument_group("scoring settings (defaults: the 'default' preset)")
-    g.add_argument("--preset", default="default", choices=sorted(PRESETS), help="starting point for the settings below")
-    g.add_argument("--segment", type=_positive_float, metavar="S", help="segment length in seconds (1.0)")
-    g.add_argument("--overlap", type=_positive_float, metavar="S", help="segment overlap in seconds (0.5)")
-    g.add_argument("--frames-per-segment", type=int, metavar="N", help="frames sampled per segment (16; fast preset 4)")
-    g.add_argument("--top-k", type=int, metavar="K", help="captions retrieved per segment (10)")
-    g.add_argument("--alpha", type=_positive_float, metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
-    g.add_argument("--logit-scale", type=_positive_float, metavar="L", help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
-    g.add_argument("--sigma", type=_positive_float, metavar="S", help="Gaussian smoothing sigma in seconds, 0 = off (0.5)")
-    g.add_argument("--threshold", type=_positive_float, metavar="T", help="event threshold on the smoothed score (0.5)")
-    g.add_argument("--min-event", type=_positive_float, metavar="S", help="shortest event kept, seconds (1.0)")
-    g.add_argument("--merge-gap", type=_positive_float, metavar="S", help="join events closer than this, seconds (1.0)")
-    g.add_argument("--batch-size", type=int, default=32, metavar="N", help="frames per encoder call (32)")
+    _add_settings_args(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("eval", help="frame-level AUC/AP of a dataset's videos against its ground truth",
+                       description="Score a dataset and measure it in the field's protocol (frame AUC, AP, per class).")
+    e.add_argument("--dataset", required=True, choices=["ucf-crime", "xd-violence", "frames"])
+    e.add_argument("--videos", nargs="+", required=True, metavar="DIR", help="video folders or files")
+    e.add_argument("--annotations", type=Path, required=True, metavar="FILE", help="temporal annotation file")
+    e.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
+    e.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB store; scores already there are reused (default ./{DEFAULT_DB})")
+    e.add_argument("--no-db", action="store_true", help="do not read or write the results store")
+    e.add_argument("--no-cache", action="store_true", help="do not read or write the frame-embedding cache")
+    e.add_argument("--out", type=Path, metavar="DIR", help="report folder (default ./eval-DATASET)")
+    e.add_argument("--sweep", action="store_true", help="ablation table over K, alpha, template, frames per segment, sigma, memory size")
+    _add_encoder_args(e)
+    _add_settings_args(e)
+
+    b = sub.add_parser("bench", help="speed per stage and end to end (decode, encoder, search, feeds)")
+    from .bench import add_arguments
+
+    add_arguments(b)
 
     m = sub.add_parser("memory", help="inspect, verify and build memory bundles")
     msub = m.add_subparsers(dest="memory_command", metavar="ACTION")
@@ -156,7 +181,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     try:
         if store is not None:
             store.initialize()
-        encoder = ClipEncoder(_encoder_spec(a), device=a.device)
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
         memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
         detector = Detector(memory, encoder, settings, batch_size=a.batch_size)
     except FlashbackError as e:
@@ -243,6 +268,107 @@ def print_summary(results, failures, store, run_id: str) -> None:
             out.print(f"  {r.source}: no events (max score {float(r.scores.max()):.2f})", markup=False)
 
 
+def cmd_eval(a: argparse.Namespace) -> int:
+    import json
+
+    from . import __version__
+    from .annotations import AnnotationError, load_ground_truth
+    from .bundle import load_bundle
+    from .default_memory import cache_dir, default_memory
+    from .embedding_cache import EmbeddingCache
+    from .encoder import ClipEncoder
+    from .evaluate import Evaluation, default_report_dir, match_videos, run_sweep, sweep_markdown, sweep_variants
+    from .metrics import compute_metrics
+    from .report import write_report
+    from .sources import expand_inputs
+    from .store import ResultStore
+
+    try:
+        settings = settings_from_args(a)
+    except ValueError as e:
+        fail(f"settings: {e}")
+        return EXIT_USAGE
+    try:
+        gt = load_ground_truth(a.dataset, a.annotations)
+    except AnnotationError as e:
+        fail(str(e))
+        return EXIT_FAILED
+    expansion = expand_inputs(a.videos)
+    for p in expansion.problems:
+        fail(p)
+    matched = match_videos(expansion.sources, gt)
+    if matched.unannotated:
+        warn(f"{len(matched.unannotated)} video(s) have no annotation and are skipped, e.g. {matched.unannotated[0]}")
+    if matched.missing:
+        warn(f"{len(matched.missing)} annotated video(s) were not found, e.g. {matched.missing[0]}")
+    if not matched.pairs:
+        fail(f"{a.annotations}: none of the videos found matches an annotation")
+        return EXIT_FAILED
+
+    store = None if a.no_db else ResultStore(a.db)
+    try:
+        if store is not None:
+            store.initialize()
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
+        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        cache = None if a.no_cache else EmbeddingCache(cache_dir() / "embeddings", encoder.identity.key)
+        ev = Evaluation(encoder, memory, settings, cache, store, __version__, batch_size=a.batch_size)
+    except FlashbackError as e:
+        fail(str(e))
+        return EXIT_FAILED
+
+    scored, rows, grids, failures = [], [], {}, []
+    progress = _progress()
+    progress.disable = not err.is_terminal
+    with progress:
+        n = len(matched.pairs)
+        task = progress.add_task("scoring", total=n, done=f"0/{n} videos")
+        for k, (source, truth) in enumerate(matched.pairs):
+            try:
+                video, row, emb = ev.score_one(source, truth)
+                scored.append(video)
+                rows.append(row)
+                if emb is not None:
+                    grids[str(source)] = emb
+            except FlashbackError as e:
+                fail(str(e))
+                failures.append(str(e))
+            progress.update(task, advance=1, done=f"{k + 1}/{n} videos")
+
+    metrics = compute_metrics(scored)
+    m = metrics.to_dict()
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    out.print(f"AUC {fmt(m['auc'])}", markup=False)
+    out.print(f"AP {fmt(m['ap'])}", markup=False)
+    out.print(f"AUC-anomalous-videos {fmt(m['auc_anomalous_videos'])}", markup=False)
+    out.print(f"videos {m['n_videos']} ({m['n_anomalous_videos']} anomalous), frames {m['n_frames']}; "
+              f"from store {ev.reused['store']}, from embedding cache {ev.reused['cache']}, encoded {ev.reused['encoded']}",
+              markup=False)
+    context = {"memory": f"{memory.memory_id} ({memory.path})", "encoder": encoder.identity.key,
+               "settings": json.dumps(ev.detector.settings.to_dict()), "annotations": str(a.annotations)}
+    report_dir = a.out or default_report_dir(a.dataset)
+    written = write_report(report_dir, a.dataset, metrics, scored, context, rows)
+    out.print(f"report: {written['markdown']}" + (f", curves: {written['roc']}, {written['pr']}" if "roc" in written else ""),
+              markup=False)
+
+    if a.sweep:
+        for source, truth in matched.pairs:  # videos whose scores came from the store need their embeddings
+            if str(source) not in grids:
+                from .pipeline import video_id_for
+
+                grids[str(source)] = ev.grid_embeddings(source, video_id_for(source))
+        pairs = [(s, t) for s, t in matched.pairs if str(s) in grids]
+        variants = sweep_variants(ev.detector.settings, memory, encoder)
+        before = encoder.images_encoded
+        table = run_sweep(ev, pairs, grids, variants)
+        (report_dir / "sweep.json").write_text(json.dumps(table, indent=1) + "\n")
+        (report_dir / "sweep.md").write_text(sweep_markdown(table))
+        out.print(sweep_markdown(table), markup=False)
+        out.print(f"sweep: {report_dir / 'sweep.md'} ({len(variants)} variants, "
+                  f"{encoder.images_encoded - before} frames encoded for it)", markup=False)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
 def cmd_memory_info(a: argparse.Namespace) -> int:
     from .bundle import load_bundle
 
@@ -291,7 +417,7 @@ def cmd_memory_from_captions(a: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         n = len(read_labelled_captions(a.files)[0])  # validate before loading the model
-        encoder = ClipEncoder(_encoder_spec(a), device=a.device)
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
         with _progress() as progress:
             progress.disable = not err.is_terminal
             task = progress.add_task("embedding captions", total=n, done=f"0/{n}")
@@ -340,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     register_extra_model_configs()
     if a.command == "score":
         return cmd_score(a)
+    if a.command == "eval":
+        return cmd_eval(a)
+    if a.command == "bench":
+        from .bench import run_from_args
+
+        return run_from_args(a)
     if a.command == "memory":
         handlers = {"info": cmd_memory_info, "verify": cmd_memory_verify, "from-captions": cmd_memory_from_captions}
         if a.memory_command in handlers:

@@ -46,16 +46,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """auto: fp16 on CUDA, fp32 on CPU (CPU half precision is slow or unsupported; bf16 is offered)."""
+    if precision not in PRECISIONS:
+        raise EncoderError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise EncoderError("--precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
+    return precision
+
+
 class ClipEncoder:
     """Load once, encode many batches.  ``images_encoded`` counts frames, for tests and benchmarks."""
 
-    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto"):
+    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto"):
         import open_clip
         import torch
 
         self.spec = spec
         self.device = resolve_device(device)
-        self.half = self.device.startswith("cuda")
+        self.precision = resolve_precision(precision, self.device)
+        self.half = self.precision != "fp32"
         models = available_models()
         if spec.model not in models:
             raise EncoderError(
@@ -79,7 +94,7 @@ class ClipEncoder:
                 _quiet_hub()
                 model, _, _ = open_clip.create_model_and_transforms(
                     spec.model, pretrained=pretrained, device=self.device,
-                    precision="fp16" if self.half else "fp32",
+                    precision=self.precision,
                 )
         except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/HF errors alike
             where = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"pretrained weights {spec.model}/{spec.pretrained}"
@@ -95,7 +110,7 @@ class ClipEncoder:
         cfg = model.visual.preprocess_cfg
         size = cfg["size"]
         self.image_size = int(size if isinstance(size, int) else size[0])
-        dtype = torch.float16 if self.half else torch.float32
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
         self._mean = torch.tensor(cfg["mean"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(cfg["std"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._dtype = dtype

@@ -73,6 +73,19 @@ def video_id_for(source: VideoSource) -> str:
     return file_sha256(source.path)
 
 
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def pool_segments(grid_vectors: np.ndarray, grid: TimeGrid) -> np.ndarray:
+    """Segment vectors from all grid embeddings at once (what segment_vectors does while streaming)."""
+    n = len(grid_vectors)
+    return _unit_rows(np.stack([
+        grid_vectors[grid.segment_samples(s, n).start : grid.segment_samples(s, n).stop].mean(axis=0)
+        for s in range(grid.n_segments(n))
+    ]).astype(np.float32))
+
+
 class _Prefetch:
     """Run a generator in a thread so decoding overlaps encoding (PyAV releases the GIL)."""
 
@@ -136,8 +149,14 @@ class Detector:
 
     # ------------------------------------------------------------ video front end
 
-    def segment_vectors(self, reader: VideoReader, progress: ProgressFn | None = None) -> np.ndarray:
-        """Mean (re-normalised) of each segment's frame embeddings; every grid frame encoded once."""
+    def segment_vectors(
+        self, reader: VideoReader, progress: ProgressFn | None = None, grid_sink: list | None = None
+    ) -> np.ndarray:
+        """Mean (re-normalised) of each segment's frame embeddings; every grid frame encoded once.
+
+        ``grid_sink``, when given, receives every grid frame's embedding in order, for callers that
+        cache them (evaluation sweeps re-pool them under other settings without re-encoding).
+        """
         grid, fps_seg = self.grid, self.grid.frames_per_segment
         total = reader.info.declared_duration_s
         held: dict[int, np.ndarray] = {}  # sample index -> embedding, until no segment needs it
@@ -166,6 +185,8 @@ class Detector:
         def flush() -> None:
             vecs = self.encoder.encode_images(np.stack(batch_rgb))
             held.update(zip(batch_idx, vecs))
+            if grid_sink is not None:
+                grid_sink.extend(vecs)
             complete_segments(batch_idx[-1] + 1, final=False)
             if progress is not None:
                 progress(grid.sample_time(batch_idx[-1]), total)
@@ -184,8 +205,7 @@ class Detector:
         if batch_rgb:
             flush()
         complete_segments(reader.timeline.n_samples, final=True)
-        vecs = np.asarray(out, dtype=np.float32)
-        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return _unit_rows(np.asarray(out, dtype=np.float32))
 
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None) -> VideoResult:
         if isinstance(source, str):
@@ -205,6 +225,12 @@ class Detector:
         if progress is not None:
             progress(tl.duration_s, tl.duration_s)
         return result
+
+    def score_grid(self, grid_vectors: np.ndarray, frame_times: np.ndarray, duration_s: float) -> VideoResult:
+        """Score from already-computed grid frame embeddings (a cache), without decoding or encoding."""
+        vectors = pool_segments(grid_vectors, self.grid)
+        spans = self.grid.segment_spans(len(vectors), duration_s)
+        return self.score_segment_vectors(vectors, spans, np.asarray(frame_times), duration_s)
 
     # ------------------------------------------------------------ shared back end
 

@@ -110,6 +110,19 @@ class ResultStore:
                     con.execute("ROLLBACK")
                     raise
 
+    def frame_scores(self, run_id: str, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(times, smoothed scores) stored for this run and video, or None if it was never scored."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            if not con.execute("SELECT 1 FROM scorings WHERE run_id = ? AND video_id = ?", [run_id, video_id]).fetchone():
+                return None
+            d = con.execute(
+                "SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
+                [run_id, video_id],
+            ).fetchnumpy()
+        return np.asarray(d["time_s"]), np.asarray(d["score"])
+
     def save(self, run: RunRecord, result: VideoResult) -> None:
         """Replace everything stored for (run, video) with this result, atomically."""
         with self.connect() as con:

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from conftest import TINY_CLI
-from media import make_video
+from flashback.synthetic import make_video
 
 FLASHBACK = str(Path(sys.executable).with_name("flashback"))
 

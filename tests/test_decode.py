@@ -12,7 +12,7 @@ from flashback.errors import InputError
 from flashback.settings import ScoringSettings
 from flashback.sources import VideoSource, expand_inputs
 from flashback.timegrid import TimeGrid
-from media import make_audio_only, make_video, make_zero_frame, truncate
+from flashback.synthetic import make_audio_only, make_video, make_zero_frame, truncate
 
 GRID = TimeGrid.from_settings(ScoringSettings())
 

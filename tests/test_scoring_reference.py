@@ -126,7 +126,7 @@ def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, 
     """Stream assembly vs. the obvious way: encode every grid frame, average each segment's frames."""
     from flashback.decode import VideoReader
     from flashback.sources import VideoSource
-    from media import make_video
+    from flashback.synthetic import make_video
 
     video = make_video(tmp_path / "v.mp4", n_frames=113, fps=30, scene_of=lambda i: i // 20)
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(), batch_size=7)

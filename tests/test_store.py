@@ -15,7 +15,7 @@ from flashback.errors import StoreError
 from flashback.pipeline import Detector
 from flashback.settings import ScoringSettings
 from flashback.store import PER_VIDEO_TABLES, ResultStore, RunRecord
-from media import make_video
+from flashback.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

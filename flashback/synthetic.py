@@ -1,4 +1,5 @@
-"""Real video files made with PyAV for the tests: codecs, sizes, frame rates, VFR and broken ones."""
+"""Real video files made with PyAV, for the tests and the benchmarks: codecs, sizes, frame rates, VFR,
+and broken ones (truncated, zero-frame, audio-only)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,147 @@
+"""Evaluation on real synthetic videos: reuse of stored scores and cached embeddings (counted encoder
+calls), a sweep that encodes nothing, label alignment at the edges, and the CLI's report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_CLI
+from flashback.annotations import load_ground_truth
+from flashback.embedding_cache import EmbeddingCache
+from flashback.evaluate import Evaluation, match_videos, run_sweep, sweep_variants
+from flashback.metrics import compute_metrics
+from flashback.settings import ScoringSettings
+from flashback.sources import expand_inputs
+from flashback.synthetic import make_video
+from flashback.timegrid import TimeGrid
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ucf")
+    make_video(d / "Fighting001_x264.mp4", n_frames=120, scene_of=lambda k: 3 if 40 <= k < 80 else 0)
+    make_video(d / "Arson002_x264.mp4", n_frames=95, scene_of=lambda k: 5 if k >= 60 else 1)
+    make_video(d / "Normal_Videos_001_x264.mp4", n_frames=70, scene_of=lambda k: 2)
+    make_video(d / "Unlisted_x264.mp4", n_frames=10)
+    ann = d / "ann.txt"
+    ann.write_text("Fighting001_x264.mp4  Fighting  40  79  -1  -1\n"
+                   "Arson002_x264.mp4  Arson  60  200  -1  -1\n"
+                   "Normal_Videos_001_x264.mp4  Normal  -1  -1  -1  -1\n"
+                   "Gone_x264.mp4  Normal  -1  -1  -1  -1\n")
+    return d, ann
+
+
+def evaluation(tiny_encoder, seed_memory, tmp_path, store=True, cache=True):
+    from flashback.store import ResultStore
+
+    s = None
+    if store:
+        s = ResultStore(tmp_path / "r.duckdb")
+        s.initialize()
+    c = EmbeddingCache(tmp_path / "emb", tiny_encoder.identity.key) if cache else None
+    return Evaluation(tiny_encoder, seed_memory, ScoringSettings(), c, s, "test")
+
+
+def score_all(ev, pairs):
+    out = [ev.score_one(src, truth) for src, truth in pairs]
+    return [o[0] for o in out], {str(src): o[2] for (src, _), o in zip(pairs, out)}
+
+
+def test_match_labels_and_reuse(dataset, tiny_encoder, seed_memory, tmp_path):
+    d, ann = dataset
+    gt = load_ground_truth("ucf-crime", ann)
+    m = match_videos(expand_inputs([str(d)]).sources, gt)
+    assert [Path(s.location).name for s, _ in m.pairs] == ["Arson002_x264.mp4", "Fighting001_x264.mp4", "Normal_Videos_001_x264.mp4"]
+    assert m.unannotated == [str(d / "Unlisted_x264.mp4")] and m.missing == ["Gone_x264"]
+
+    ev = evaluation(tiny_encoder, seed_memory, tmp_path)
+    before = tiny_encoder.images_encoded
+    videos, grids = score_all(ev, m.pairs)
+    grid = TimeGrid.from_settings(ScoringSettings())
+    assert tiny_encoder.images_encoded - before == sum(grid.n_samples(n / 30) for n in (95, 120, 70))
+    assert ev.reused == {"store": 0, "cache": 0, "encoded": 3}
+    # labels align with decoded frames: inclusive interval, clipped at the video's end (annotated to 200)
+    arson, fight, normal = videos
+    assert len(arson.labels) == 95 and arson.labels[:60].sum() == 0 and arson.labels[60:].all()
+    assert np.flatnonzero(fight.labels).tolist() == list(range(40, 80))
+    assert not normal.labels.any()
+
+    # same settings and store: scores come from DuckDB, nothing decoded or encoded
+    again = evaluation(tiny_encoder, seed_memory, tmp_path)
+    mark = tiny_encoder.images_encoded
+    videos2, _ = score_all(again, m.pairs)
+    assert again.reused == {"store": 3, "cache": 0, "encoded": 0} and tiny_encoder.images_encoded == mark
+    for a, b in zip(videos, videos2):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-9)
+
+    # no store, warm cache: scores from cached embeddings, nothing encoded, identical results
+    cached = evaluation(tiny_encoder, seed_memory, tmp_path, store=False)
+    videos3, _ = score_all(cached, m.pairs)
+    assert cached.reused == {"store": 0, "cache": 3, "encoded": 0} and tiny_encoder.images_encoded == mark
+    for a, b in zip(videos, videos3):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_sweep_costs_retrieval_only(dataset, tiny_encoder, seed_memory, tmp_path):
+    d, ann = dataset
+    m = match_videos(expand_inputs([str(d)]).sources, load_ground_truth("ucf-crime", ann))
+    ev = evaluation(tiny_encoder, seed_memory, tmp_path, store=False)
+    videos, grids = score_all(ev, m.pairs)
+    variants = sweep_variants(ev.detector.settings, seed_memory, tiny_encoder, sizes=(100, 1_000_000))
+    params = {(v.parameter, v.value) for v in variants}
+    assert {("top_k", "1"), ("alpha", "0.8"), ("frames_per_segment", "4"), ("smoothing_sigma_s", "0.0"),
+            ("template", "none"), ("memory_size", "100")} <= params
+    assert ("memory_size", "1000000") not in params  # larger than the memory: skipped
+    before = tiny_encoder.images_encoded
+    rows = run_sweep(ev, m.pairs, grids, variants)
+    assert tiny_encoder.images_encoded == before  # no frame encoded again
+    assert len(rows) == len(variants)
+    base = compute_metrics(videos).to_dict()
+    assert rows[0]["parameter"] == "base" and rows[0]["auc"] == base["auc"] and rows[0]["ap"] == base["ap"]
+    assert next(r for r in rows if r["parameter"] == "memory_size")["memory_size"] == 100
+
+
+def test_coarser_grids_come_from_the_cached_fine_grid(dataset, tiny_encoder, seed_memory, tmp_path):
+    d, _ = dataset
+    ev = evaluation(tiny_encoder, seed_memory, tmp_path, store=False)
+    from flashback.pipeline import video_id_for
+    from flashback.sources import VideoSource
+
+    src = VideoSource(str(d / "Fighting001_x264.mp4"))
+    fine = ev.grid_embeddings(src, video_id_for(src))
+    fine_grid = TimeGrid.from_settings(ScoringSettings())
+    coarse_grid = TimeGrid.from_settings(ScoringSettings(frames_per_segment=4))
+    hit = ev.cache.load(video_id_for(src), coarse_grid)
+    assert hit is not None and hit.step_s == coarse_grid.step_s
+    assert len(hit.vectors) == coarse_grid.n_samples(fine.duration_s)
+    # each coarse sample is the fine sample within half a fine step of its own time
+    for j in range(len(hit.vectors)):
+        i = j * 4 + 2
+        assert abs(fine_grid.sample_time(i) - coarse_grid.sample_time(j)) <= fine_grid.step_s / 2 + 1e-9
+        np.testing.assert_array_equal(hit.vectors[j], fine.vectors[i])
+
+
+def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
+    d, ann = dataset
+    out = tmp_path / "report"
+    p = subprocess.run(
+        [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--videos", str(d),
+         "--annotations", str(ann), "--db", str(tmp_path / "e.duckdb"), "--out", str(out), *TINY_CLI],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    auc = next(line for line in lines if line.startswith("AUC "))
+    assert auc.split()[1].replace(".", "").isdigit() and next(line for line in lines if line.startswith("AP "))
+    assert "1 annotated video(s) were not found" in p.stderr and "1 video(s) have no annotation" in p.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["metrics"]["n_videos"] == 3 and float(auc.split()[1]) == doc["metrics"]["auc"]
+    assert "LAVAD" in (out / "report.md").read_text()
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "pr.png").stat().st_size > 1000
