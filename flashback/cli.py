@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_args(e)
     _add_settings_args(e)
 
+    r = sub.add_parser("review", help="open the Streamlit review app for flagged events (needs the [ui] extra)")
+    r.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store to review (default ./{DEFAULT_DB})")
+    r.add_argument("--port", type=int, default=8501, help="port (8501)")
+    r.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+
     b = sub.add_parser("bench", help="speed per stage and end to end (decode, encoder, search, feeds)")
     from .bench import add_arguments
 
@@ -369,6 +374,32 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def cmd_review(a: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None:
+        fail("the review app needs Streamlit: pip install 'flashback[ui]'")
+        return EXIT_FAILED
+    import ui
+    from ui.state import DB_ENV
+
+    if not a.db.exists():
+        warn(f"{a.db}: no such results database yet; the app will say so until one is written")
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        warn(f"serving on {a.host}: anyone who can reach this address can review and record verdicts")
+    app = Path(ui.__file__).with_name("app.py")
+    env = {**os.environ, DB_ENV: str(a.db.resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", a.host, "--server.port", str(a.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    out.print(f"reviewing {a.db} at http://{a.host}:{a.port}  (Ctrl-C to stop)", markup=False)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def cmd_memory_info(a: argparse.Namespace) -> int:
     from .bundle import load_bundle
 
@@ -468,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_score(a)
     if a.command == "eval":
         return cmd_eval(a)
+    if a.command == "review":
+        return cmd_review(a)
     if a.command == "bench":
         from .bench import run_from_args
 

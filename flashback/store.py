@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import StoreError
 from .pipeline import VideoResult
+from .sources import is_url
 
 PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "events")
 
@@ -137,6 +138,8 @@ class ResultStore:
     @staticmethod
     def _write(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult) -> None:
         rid, vid = run.run_id, r.video_id
+        # absolute, so the review app finds the file whatever folder it is started from
+        path = r.source if is_url(r.source) else str(Path(r.source).resolve())
         con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, now()) ON CONFLICT (run_id) DO NOTHING",
             [rid, json.dumps(run.settings, sort_keys=True), run.memory_id, run.memory_path,
@@ -148,14 +151,14 @@ class ResultStore:
                ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, fps = excluded.fps,
                duration_s = excluded.duration_s, n_frames = excluded.n_frames, width = excluded.width,
                height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at""",
-            [vid, r.source, r.fps, r.duration_s, len(r.frame_times),
+            [vid, path, r.fps, r.duration_s, len(r.frame_times),
              info.width if info else None, info.height if info else None, info.codec if info else None],
         )
         for table in PER_VIDEO_TABLES:
             con.execute(f"DELETE FROM {table} WHERE run_id = ? AND video_id = ?", [rid, vid])
         con.execute(
             "INSERT INTO scorings VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
-            [rid, vid, r.source, r.truncated, r.note or None, r.n_samples, len(r.segments.scores),
+            [rid, vid, path, r.truncated, r.note or None, r.n_samples, len(r.segments.scores),
              len(r.events), float(np.max(r.scores)) if len(r.scores) else None],
         )
         n = len(r.frame_times)

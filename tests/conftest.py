@@ -61,3 +61,28 @@ def seed_memory(tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("mem") / "seed"
     build_from_captions([seed_captions_path()], tiny_encoder, out)
     return load_bundle(out)
+
+
+@pytest.fixture(scope="session")
+def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
+    """Three videos in two camera folders, scored with a threshold low enough to flag events."""
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.synthetic import make_video
+
+    d = tmp_path_factory.mktemp("review")
+    (d / "gate").mkdir()
+    (d / "lobby").mkdir()
+    videos = [make_video(d / "gate" / "g1.mp4", n_frames=150, scene_of=lambda k: k // 30),
+              make_video(d / "gate" / "g2.mp4", n_frames=120, scene_of=lambda k: 4 if k > 60 else 1),
+              make_video(d / "lobby" / "l1.mp4", n_frames=90, scene_of=lambda k: 6)]
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3, min_event_s=0.5))
+    run = RunRecord(det.settings.to_dict(), seed_memory.memory_id, str(seed_memory.path), tiny_encoder.identity.key, "test")
+    db = d / "results.duckdb"
+    store = ResultStore(db)
+    store.initialize()
+    results = [det.score(str(v)) for v in videos]
+    for r in results:
+        store.save(run, r)
+    return db, run, results

@@ -14,7 +14,7 @@ import pytest
 from flashback.errors import StoreError
 from flashback.pipeline import Detector
 from flashback.settings import ScoringSettings
-from flashback.store import PER_VIDEO_TABLES, ResultStore, RunRecord
+from flashback.store import PER_VIDEO_TABLES, SCHEMA_VERSION, ResultStore, RunRecord, migrations
 from flashback.synthetic import make_video
 
 
@@ -48,7 +48,7 @@ def test_rows_match_the_result(tmp_path, scored):
         assert all(abs(x - 1) < 1e-9 for (x,) in w)
         v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
         assert v == (r.source, len(r.frame_times), 96, 64)
-        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
 
 
@@ -109,3 +109,33 @@ def test_not_a_database(tmp_path):
     assert f.read_text() == "these are my notes"
     with pytest.raises(StoreError, match="does not exist"):
         ResultStore(tmp_path / "no" / "dir" / "r.duckdb").initialize()
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path, scored):
+    run, (r, _) = scored
+    db = tmp_path / "old.duckdb"
+    with duckdb.connect(str(db)) as c:  # what a flashback with only schema 1 wrote
+        c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        c.execute(migrations()[0][1])
+        c.execute("INSERT INTO schema_version VALUES (1, now())")
+    store = ResultStore(db)
+    with duckdb.connect(str(db)) as c:
+        ResultStore._write(c, run, r)
+    before = counts(db)
+    store.initialize()
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == [1, 2]
+        assert c.execute("SELECT count(*) FROM reviews").fetchone()[0] == 0
+    assert counts(db) == before
+
+
+def test_paths_are_stored_absolute(tmp_path, scored, monkeypatch):
+    import dataclasses as dc
+
+    run, (r, _) = scored
+    monkeypatch.chdir(r.source.rsplit("/", 1)[0])
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    store.save(run, dc.replace(r, source=r.source.rsplit("/", 1)[1]))  # as typed: a bare file name
+    with duckdb.connect(str(store.path), read_only=True) as c:
+        assert c.execute("SELECT path FROM videos").fetchone()[0] == r.source

@@ -1,0 +1,166 @@
+"""The review app driven by Streamlit's AppTest against a real store filled by scoring real videos."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from flashback.store import ResultStore
+from ui.data import EventKey, Filters, ReviewDB
+from ui.state import DB_ENV
+
+APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
+
+
+@pytest.fixture
+def db_copy(filled_store, tmp_path, monkeypatch):
+    db = tmp_path / "r.duckdb"
+    shutil.copy(filled_store[0], db)
+    monkeypatch.setenv(DB_ENV, str(db))
+    return db
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def review_rows(db):
+    with duckdb.connect(str(db), read_only=True) as c:
+        return c.execute("SELECT verdict, reviewer, note FROM reviews ORDER BY review_id").fetchall()
+
+
+def test_queue_lists_events_by_peak_with_counts(db_copy):
+    rows = ReviewDB(db_copy).events()
+    assert len(rows) >= 3
+    assert [r["peak_score"] for r in rows] == sorted((r["peak_score"] for r in rows), reverse=True)
+    at = app()
+    assert at.title[0].value == "Flagged events"
+    assert [m.value for m in at.metric] == [str(len(rows)), "0", "0", "0"]
+    assert len([b for b in at.button if b.key and b.key.startswith("open-")]) == len(rows)
+
+
+def test_filters_narrow_the_queue(db_copy):
+    data = ReviewDB(db_copy)
+    lobby = [r for r in data.events() if "/lobby/" in r["path"]]
+    at = app()
+    folder = next(f for f in data.facets()["folders"] if f.endswith("lobby"))
+    at.multiselect(key="f_folders").set_value([folder]).run()
+    assert [m.value for m in at.metric][0] == str(len(lobby))
+    at.multiselect(key="f_folders").set_value([]).run()
+    at.slider(key="f_score").set_value((0.99, 1.0)).run()
+    high = [r for r in data.events() if r["peak_score"] >= 0.99]
+    assert int(at.metric[0].value) == len(high)
+
+
+def test_verdict_is_saved_reloaded_and_edited_with_history(db_copy):
+    at = app()
+    at.button(key="open-0").click().run()
+    assert at.session_state["view"] == "Event"
+    first = ReviewDB(db_copy).events()[0]
+    assert at.header[0].value.startswith(first["category"])
+    at.text_input(key="note").input("two people fighting").run()
+    at.button(key="verdict-confirmed").click().run()
+    assert "Not saved" in at.success[0].value  # no reviewer name yet: refused, nothing written
+    assert review_rows(db_copy) == []
+    at.text_input(key="reviewer").input("ana").run()
+    at.text_input(key="note").input("two people fighting").run()
+    at.button(key="verdict-confirmed").click().run()
+    assert at.success[0].value == "Saved: Confirmed by ana"
+    assert not any("New results" in w.value for w in at.warning)  # our own verdict is not "stale data"
+    assert review_rows(db_copy) == [("confirmed", "ana", "two people fighting")]
+
+    again = app()  # a fresh session reads it back from DuckDB
+    assert [m.value for m in again.metric][1] == "1"
+    again.button(key="open-0").click().run()
+    again.text_input(key="reviewer").input("bo").run()
+    again.button(key="verdict-false_alarm").click().run()
+    history = ReviewDB(db_copy).history(EventKey.decode(first["key"]))
+    assert [(h["verdict"], h["reviewer"]) for h in history] == [("false_alarm", "bo"), ("confirmed", "ana")]
+    assert ReviewDB(db_copy).events()[0]["status"] == "false_alarm"
+    assert len(again.table[0].value) == 2  # the history table on the page
+
+
+def test_next_and_previous(db_copy):
+    at = app()
+    at.button(key="open-0").click().run()
+    keys = [r["key"] for r in ReviewDB(db_copy).events()]
+    assert at.session_state["event_key"] == keys[0]
+    at.button(key="next").click().run()
+    assert at.session_state["event_key"] == keys[1]
+    at.button(key="prev").click().run()
+    assert at.session_state["event_key"] == keys[0]
+
+
+def test_export_and_false_alarm_summary(db_copy):
+    data = ReviewDB(db_copy)
+    rows = data.events()
+    data.save_verdict(EventKey.decode(rows[0]["key"]), "false_alarm", "ana", "shadow")
+    data.save_verdict(EventKey.decode(rows[1]["key"]), "confirmed", "ana")
+    csv_text = data.export_csv()
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("path,video_id,run_id,start_s") and len(lines) == 3
+    assert "false_alarm" in lines[1] + lines[2] and "shadow" in csv_text
+    import json
+
+    exported = json.loads(data.export_json())
+    assert {e["status"] for e in exported} == {"false_alarm", "confirmed"}
+    summary = {s["category"]: s for s in data.false_alarm_summary()}
+    cat = rows[0]["category"]
+    assert summary[cat]["false_alarms"] >= 1 and summary[cat]["false_alarm_rate"] > 0
+    at = app()
+    at.radio(key="view").set_value("False alarms & export").run()
+    assert not at.exception
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
+
+
+def test_video_page_and_stale_notice(db_copy):
+    at = app()
+    at.radio(key="view").set_value("Video").run()
+    assert not at.exception and at.header[0].value.endswith(".mp4")
+    data = ReviewDB(db_copy)
+    data.save_verdict(EventKey.decode(data.events()[0]["key"]), "unsure", "cy")  # someone else writes
+    at.run()
+    assert any("New results were stored" in w.value for w in at.warning)
+
+
+def test_rescoring_keeps_reviews(db_copy, filled_store):
+    _, run, results = filled_store
+    data = ReviewDB(db_copy)
+    first = data.events()[0]
+    data.save_verdict(EventKey.decode(first["key"]), "confirmed", "ana")
+    r = next(x for x in results if x.video_id == first["video_id"])
+    ResultStore(db_copy).save(run, r)  # the same video scored again with the same settings
+    assert next(e for e in data.events() if e["key"] == first["key"])["status"] == "confirmed"
+
+
+def test_missing_empty_and_foreign_databases_get_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "none.duckdb"))
+    at = app()
+    assert "no such results database" in at.error[0].value
+    (tmp_path / "notes.duckdb").write_text("not a database")
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "notes.duckdb"))
+    assert "notes.duckdb" in app().error[0].value
+    with duckdb.connect(str(tmp_path / "other.duckdb")) as c:
+        c.execute("CREATE TABLE t (x INT)")
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "other.duckdb"))
+    assert "not a flashback results database" in app().error[0].value
+    empty = tmp_path / "empty.duckdb"
+    ResultStore(empty).initialize()
+    monkeypatch.setenv(DB_ENV, str(empty))
+    at = app()
+    assert "No events match" in at.info[0].value
+
+
+def test_media_is_only_what_the_store_recorded(db_copy):
+    data = ReviewDB(db_copy)
+    assert data.media_path("../../etc/passwd") is None
+    vid = data.events()[0]["video_id"]
+    assert data.media_path(vid).is_file()
+    assert Filters().score_range == (0.0, 1.0)

@@ -1,0 +1,1 @@
+"""Streamlit review app for flagged events (``flashback review --db FILE``)."""

@@ -1,0 +1,235 @@
+"""Every query and write of the review app, against the DuckDB results store.
+
+Connections are opened per call and closed at once (read-only for reads), the way the scorer opens
+the file per video: a scoring run and the app take turns on the file's lock instead of one of them
+holding it, so neither can corrupt what the other writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from flashback.store import ResultStore
+
+VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
+STATUSES = ("pending", *VERDICTS)
+
+
+@dataclass(frozen=True)
+class EventKey:
+    run_id: str
+    video_id: str
+    start_frame: int
+    end_frame: int
+
+    def encode(self) -> str:
+        return f"{self.run_id}:{self.video_id}:{self.start_frame}:{self.end_frame}"
+
+    @classmethod
+    def decode(cls, text: str) -> "EventKey":
+        run_id, video_id, a, b = text.split(":")
+        return cls(run_id, video_id, int(a), int(b))
+
+
+@dataclass
+class Filters:
+    videos: list[str] | None = None  # video paths
+    folders: list[str] | None = None  # camera = the folder a video is in
+    categories: list[str] | None = None
+    score_range: tuple[float, float] = (0.0, 1.0)
+    scored_between: tuple[datetime, datetime] | None = None
+    statuses: list[str] | None = None
+
+
+_LATEST = """
+    SELECT * FROM (
+        SELECT r.*, row_number() OVER (PARTITION BY run_id, video_id, start_frame, end_frame
+                                       ORDER BY created_at DESC, review_id DESC) AS rn
+        FROM reviews r) WHERE rn = 1
+"""
+
+_EVENTS = f"""
+    SELECT e.run_id, e.video_id, e.event, e.start_s, e.end_s, e.start_frame, e.end_frame, e.peak_score,
+           e.peak_s, coalesce(e.category, '-') AS category, e.anomalous_weight, e.normal_weight, e.captions,
+           v.path, s.scored_at, coalesce(l.verdict, 'pending') AS status, l.reviewer, l.note, l.created_at AS reviewed_at
+    FROM events e
+    JOIN videos v USING (video_id)
+    JOIN scorings s USING (run_id, video_id)
+    LEFT JOIN ({_LATEST}) l ON l.run_id = e.run_id AND l.video_id = e.video_id
+         AND l.start_frame = e.start_frame AND l.end_frame = e.end_frame
+"""
+
+
+def folder_of(path: str) -> str:
+    return str(Path(path).parent)
+
+
+class ReviewDB:
+    def __init__(self, path: Path | str, lock_wait_s: float = 5.0):
+        self.path = Path(path)
+        self._store = ResultStore(self.path, lock_wait_s=lock_wait_s)
+
+    @classmethod
+    def from_env(cls) -> "ReviewDB":
+        from .state import DB_ENV
+
+        return cls(os.environ.get(DB_ENV, "flashback.duckdb"))
+
+    # ------------------------------------------------------------ state of the file
+
+    def problem(self) -> str | None:
+        """Why the app cannot show anything, in one line; None when the store is usable."""
+        if not self.path.exists():
+            return f"{self.path}: no such results database. Score some videos first: flashback score VIDEO --db {self.path}"
+        try:
+            with self._store.connect(read_only=True) as con:
+                tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        except Exception as e:  # StoreError or duckdb errors on a non-database file
+            return str(e)
+        if "events" not in tables:
+            return f"{self.path}: not a flashback results database (no events table)"
+        if "reviews" not in tables:  # written by a flashback that predates reviews: add the table
+            self._store.initialize()
+        return None
+
+    def version(self) -> tuple:
+        """Changes whenever a scoring or a verdict is stored: the app compares it to say 'stale'."""
+        with self._store.connect(read_only=True) as con:
+            return tuple(con.execute(
+                "SELECT (SELECT count(*) FROM scorings), (SELECT max(scored_at) FROM scorings), (SELECT count(*) FROM reviews)"
+            ).fetchone())
+
+    # ------------------------------------------------------------ queue
+
+    def events(self, f: Filters | None = None) -> list[dict]:
+        f = f or Filters()
+        where, args = ["e.peak_score BETWEEN ? AND ?"], [float(f.score_range[0]), float(f.score_range[1])]
+        if f.videos:
+            where.append(f"v.path IN ({', '.join('?' * len(f.videos))})")
+            args += list(f.videos)
+        if f.categories:
+            where.append(f"coalesce(e.category, '-') IN ({', '.join('?' * len(f.categories))})")
+            args += list(f.categories)
+        if f.statuses:
+            where.append(f"coalesce(l.verdict, 'pending') IN ({', '.join('?' * len(f.statuses))})")
+            args += list(f.statuses)
+        if f.scored_between:
+            where.append("s.scored_at BETWEEN ? AND ?")
+            args += list(f.scored_between)
+        with self._store.connect(read_only=True) as con:
+            cur = con.execute(f"{_EVENTS} WHERE {' AND '.join(where)} ORDER BY e.peak_score DESC, v.path, e.start_s", args)
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        if f.folders:
+            rows = [r for r in rows if folder_of(r["path"]) in f.folders]
+        for r in rows:
+            r["key"] = EventKey(r["run_id"], r["video_id"], r["start_frame"], r["end_frame"]).encode()
+            r["captions"] = json.loads(r["captions"])
+        return rows
+
+    def facets(self) -> dict:
+        with self._store.connect(read_only=True) as con:
+            paths = [r[0] for r in con.execute("SELECT DISTINCT v.path FROM events e JOIN videos v USING (video_id) ORDER BY 1").fetchall()]
+            cats = [r[0] for r in con.execute("SELECT DISTINCT coalesce(category, '-') FROM events ORDER BY 1").fetchall()]
+            span = con.execute("SELECT min(scored_at), max(scored_at) FROM scorings").fetchone()
+        return {"videos": paths, "folders": sorted({folder_of(p) for p in paths}), "categories": cats, "scored": span}
+
+    @staticmethod
+    def counts(rows: list[dict]) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for r in rows:
+            out[r["status"]] += 1
+        return out
+
+    # ------------------------------------------------------------ one event, one video
+
+    def event(self, key: EventKey) -> dict | None:
+        rows = [r for r in self.events() if r["key"] == key.encode()]
+        return rows[0] if rows else None
+
+    def timeline(self, run_id: str, video_id: str) -> dict:
+        with self._store.connect(read_only=True) as con:
+            d = con.execute("SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
+                            [run_id, video_id]).fetchnumpy()
+            settings = json.loads(con.execute("SELECT settings FROM runs WHERE run_id = ?", [run_id]).fetchone()[0])
+            info = con.execute("SELECT path, fps, duration_s FROM videos WHERE video_id = ?", [video_id]).fetchone()
+        return {"time_s": np.asarray(d["time_s"]), "score": np.asarray(d["score"]), "threshold": settings["threshold"],
+                "path": info[0], "fps": info[1], "duration_s": info[2]}
+
+    def video_events(self, run_id: str, video_id: str) -> list[dict]:
+        return [r for r in self.events() if r["run_id"] == run_id and r["video_id"] == video_id]
+
+    def media_path(self, video_id: str) -> Path | None:
+        """The only way the app finds a file: the path the store recorded for this video id."""
+        with self._store.connect(read_only=True) as con:
+            row = con.execute("SELECT path FROM videos WHERE video_id = ?", [video_id]).fetchone()
+        if row is None:
+            return None
+        p = Path(row[0])
+        return p if p.is_file() else None
+
+    # ------------------------------------------------------------ verdicts
+
+    def save_verdict(self, key: EventKey, verdict: str, reviewer: str, note: str = "") -> None:
+        if verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}")
+        if not reviewer.strip():
+            raise ValueError("a verdict needs the reviewer's name")
+        with self._store.connect() as con:
+            con.execute(
+                "INSERT INTO reviews (run_id, video_id, start_frame, end_frame, verdict, note, reviewer, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+                [key.run_id, key.video_id, key.start_frame, key.end_frame, verdict, note.strip() or None, reviewer.strip()],
+            )
+
+    def history(self, key: EventKey) -> list[dict]:
+        with self._store.connect(read_only=True) as con:
+            cur = con.execute(
+                "SELECT created_at, reviewer, verdict, note FROM reviews WHERE run_id = ? AND video_id = ? "
+                "AND start_frame = ? AND end_frame = ? ORDER BY created_at DESC, review_id DESC",
+                [key.run_id, key.video_id, key.start_frame, key.end_frame],
+            )
+            return [dict(zip(("when", "reviewer", "verdict", "note"), r)) for r in cur.fetchall()]
+
+    # ------------------------------------------------------------ summary and export
+
+    def false_alarm_summary(self) -> list[dict]:
+        """Per category: how often its events were dismissed; the memory's weakest spots first."""
+        per: dict[str, dict] = {}
+        for r in self.events():
+            c = per.setdefault(r["category"], {"category": r["category"], "events": 0, "reviewed": 0,
+                                               "false_alarms": 0, "confirmed": 0})
+            c["events"] += 1
+            if r["status"] != "pending":
+                c["reviewed"] += 1
+            c["false_alarms"] += r["status"] == "false_alarm"
+            c["confirmed"] += r["status"] == "confirmed"
+        for c in per.values():
+            c["false_alarm_rate"] = round(c["false_alarms"] / c["reviewed"], 3) if c["reviewed"] else None
+        return sorted(per.values(), key=lambda c: (-(c["false_alarm_rate"] or 0), -c["false_alarms"], c["category"]))
+
+    EXPORT_COLUMNS = ("path", "video_id", "run_id", "start_s", "end_s", "start_frame", "end_frame", "peak_score",
+                      "category", "status", "reviewer", "note", "reviewed_at")
+
+    def reviewed(self, rows: list[dict] | None = None) -> list[dict]:
+        rows = self.events() if rows is None else rows
+        return [{k: r[k] for k in self.EXPORT_COLUMNS} for r in rows if r["status"] != "pending"]
+
+    def export_csv(self, rows: list[dict] | None = None) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.EXPORT_COLUMNS)
+        w.writeheader()
+        for r in self.reviewed(rows):
+            w.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()})
+        return buf.getvalue()
+
+    def export_json(self, rows: list[dict] | None = None) -> str:
+        return json.dumps(self.reviewed(rows), default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=1)

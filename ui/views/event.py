@@ -1,0 +1,92 @@
+"""Event page: timeline, key frames, clip, explanation, and the reviewer's verdict."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+from ui.data import VERDICTS, EventKey, ReviewDB
+from ui.media import key_frames
+from ui.views.common import open_event, open_video, status_label, timeline_figure
+
+
+def _save(db: ReviewDB, key: EventKey, verdict: str) -> None:
+    reviewer = st.session_state.get(state.REVIEWER, "")
+    try:
+        db.save_verdict(key, verdict, reviewer, st.session_state.get("note", ""))
+        st.session_state["saved"] = f"Saved: {VERDICTS[verdict]} by {reviewer.strip()}"
+        st.session_state[state.SNAPSHOT] = db.version()  # our own write is not news
+        st.session_state["note"] = ""
+    except ValueError as e:
+        st.session_state["saved"] = f"Not saved: {e}"
+
+
+def render(db: ReviewDB) -> None:
+    queue = db.events()
+    if not queue:
+        st.info("No flagged events yet.")
+        return
+    keys = [r["key"] for r in queue]
+    current = st.session_state.get(state.EVENT)
+    if current not in keys:
+        current = keys[0]
+        st.session_state[state.EVENT] = current
+    i = keys.index(current)
+    ev = queue[i]
+    key = EventKey.decode(current)
+
+    nav = st.columns([1, 1, 6])
+    nav[0].button("← Previous", key="prev", disabled=i == 0, shortcut="p", on_click=open_event, args=(keys[max(0, i - 1)],))
+    nav[1].button("Next →", key="next", disabled=i == len(keys) - 1, shortcut="n",
+                  on_click=open_event, args=(keys[min(len(keys) - 1, i + 1)],))
+    nav[2].caption(f"Event {i + 1} of {len(keys)} · keys: n next, p previous, y confirm, x false alarm, u unsure")
+
+    st.header(f"{ev['category']} · {ev['path'].rsplit('/', 1)[-1]} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s")
+    st.write(f"Peak score **{ev['peak_score']:.2f}** at {ev['peak_s']:.1f} s · status {status_label(ev['status'])}")
+    tl = db.timeline(ev["run_id"], ev["video_id"])
+    st.plotly_chart(timeline_figure(tl, db.video_events(ev["run_id"], ev["video_id"]), highlight=current),
+                    key="timeline", width="stretch")
+    st.button("Whole video", key="to-video", on_click=open_video, args=(ev["run_id"], ev["video_id"]))
+
+    left, right = st.columns([3, 2])
+    with left:
+        path = db.media_path(ev["video_id"])
+        if path is None:
+            st.warning(f"The video file is not at {ev['path']} any more; scores and captions are still shown.")
+        else:
+            times = [ev["peak_s"] + d for d in (-2, -1, 0, 1, 2) if 0 <= ev["peak_s"] + d <= (tl["duration_s"] or 0)]
+            frames = key_frames(path, times)
+            if frames:
+                cols = st.columns(len(frames))
+                for col, (t, img) in zip(cols, frames):
+                    col.image(img, caption=f"{t:.1f} s", width="stretch")
+            st.video(str(path), start_time=int(ev["start_s"]))
+    with right:
+        st.subheader("Why it was flagged")
+        aw, nw = ev["anomalous_weight"], ev["normal_weight"]
+        st.write(f"Retrieval weight: anomalous **{aw:.2f}** vs normal **{nw:.2f}**"
+                 + (" — close call, the memory is split" if abs(aw - nw) < 0.2 else ""))
+        a_col, n_col = st.columns(2)
+        for col, label, title in ((a_col, "anomalous", "Anomalous captions"), (n_col, "normal", "Normal captions")):
+            col.markdown(f"**{title}**")
+            side = [c for c in ev["captions"] if c["label"] == label]
+            if not side:
+                col.caption("none among the strongest captions")
+            for c in side:
+                col.markdown(f"- {c['text']}  \n  <small>{c['category']} · sim {c['similarity']:.3f} · "
+                             f"weight {c['weight']:.2f}</small>", unsafe_allow_html=True)
+
+    st.subheader("Verdict")
+    st.text_input("Reviewer", key=state.REVIEWER)
+    st.text_input("Note", key="note")
+    b = st.columns(3)
+    for col, (verdict, label), sc in zip(b, VERDICTS.items(), ("y", "x", "u")):
+        col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, verdict),
+                   type="primary" if verdict == "confirmed" else "secondary")
+    if st.session_state.get("saved"):
+        st.success(st.session_state.pop("saved"))
+    history = db.history(key)
+    if history:
+        st.caption("History (newest first)")
+        st.table([{**h, "verdict": VERDICTS[h["verdict"]], "when": h["when"].strftime("%Y-%m-%d %H:%M:%S")} for h in history])
+    st.session_state[state.SNAPSHOT] = db.version()

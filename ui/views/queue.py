@@ -1,0 +1,58 @@
+"""Queue: every flagged event, highest peak first, with filters and counts."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+import streamlit as st
+
+from ui import state
+from ui.data import STATUSES, VERDICTS, Filters, ReviewDB
+from ui.views.common import open_event, status_label
+
+PAGE = 50
+
+
+def filters(db: ReviewDB) -> Filters:
+    facets = db.facets()
+    sb = st.sidebar
+    sb.subheader("Filters")
+    f = Filters(
+        videos=sb.multiselect("Video", facets["videos"], key="f_videos"),
+        folders=sb.multiselect("Camera / folder", facets["folders"], key="f_folders"),
+        categories=sb.multiselect("Category", facets["categories"], key="f_categories"),
+        score_range=sb.slider("Peak score", 0.0, 1.0, (0.0, 1.0), 0.01, key="f_score"),
+        statuses=sb.multiselect("Verdict", list(STATUSES), format_func=status_label, key="f_status"),
+    )
+    lo, hi = facets["scored"]
+    if lo is not None and lo.date() != hi.date():
+        d = sb.date_input("Scored between", (lo.date(), hi.date()), key="f_dates")
+        if isinstance(d, tuple) and len(d) == 2:
+            f.scored_between = (datetime.combine(d[0], time.min), datetime.combine(d[1], time.max))
+    return f
+
+
+def render(db: ReviewDB) -> None:
+    rows = db.events(filters(db))
+    counts = db.counts(rows)
+    st.title("Flagged events")
+    cols = st.columns(4)
+    cols[0].metric("Pending", counts["pending"])
+    for col, v in zip(cols[1:], VERDICTS):
+        col.metric(VERDICTS[v], counts[v])
+    if not rows:
+        st.info("No events match these filters.")
+        return
+    st.caption(f"{len(rows)} event(s), highest peak score first")
+    for i, r in enumerate(rows[:PAGE]):
+        c = st.columns([4, 1.2, 1.2, 2, 1.4, 1])
+        c[0].write(f"**{r['path'].rsplit('/', 1)[-1]}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
+        c[1].write(f"peak **{r['peak_score']:.2f}**")
+        c[2].write(r["category"])
+        top = next((x["text"] for x in r["captions"] if x["label"] == "anomalous"), "")
+        c[3].caption(top)
+        c[4].write(status_label(r["status"]))
+        c[5].button("Review", key=f"open-{i}", on_click=open_event, args=(r["key"],))
+    if len(rows) > PAGE:
+        st.caption(f"Showing the first {PAGE}; narrow the filters to see the rest.")
+    st.session_state[state.SNAPSHOT] = db.version()

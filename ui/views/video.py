@@ -1,0 +1,33 @@
+"""Video page: the whole timeline with every event; open any of them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+from ui.data import ReviewDB
+from ui.views.common import open_event, status_label, timeline_figure
+
+
+def render(db: ReviewDB) -> None:
+    target = st.session_state.get(state.VIDEO)
+    runs_videos = sorted({(r["run_id"], r["video_id"], r["path"]) for r in db.events()}, key=lambda x: x[2])
+    if not runs_videos:
+        st.info("No flagged events yet.")
+        return
+    labels = [f"{p} (run {r[:8]})" for r, v, p in runs_videos]
+    idx = next((i for i, (r, v, _) in enumerate(runs_videos) if (r, v) == tuple(target or ())), 0)
+    choice = st.selectbox("Video", range(len(labels)), index=idx, format_func=lambda i: labels[i], key="video_pick")
+    run_id, video_id, path = runs_videos[choice]
+    tl = db.timeline(run_id, video_id)
+    events = db.video_events(run_id, video_id)
+    st.header(path.rsplit("/", 1)[-1])
+    st.caption(f"{tl['duration_s']:.1f} s at {tl['fps']:.1f} FPS · {len(events)} event(s) · threshold {tl['threshold']}")
+    st.plotly_chart(timeline_figure(tl, events), key="video-timeline", width="stretch")
+    for i, e in enumerate(events):
+        c = st.columns([3, 2, 2, 1])
+        c[0].write(f"{e['start_s']:.1f}–{e['end_s']:.1f} s · peak {e['peak_score']:.2f}")
+        c[1].write(e["category"])
+        c[2].write(status_label(e["status"]))
+        c[3].button("Open", key=f"video-open-{i}", on_click=open_event, args=(e["key"],))
+    st.session_state[state.SNAPSHOT] = db.version()
