@@ -177,23 +177,42 @@ def _progress() -> Progress:
     )
 
 
-def cmd_score(a: argparse.Namespace) -> int:
-    from . import __version__
-    from .bundle import load_bundle
-    from .default_memory import default_memory
-    from .encoder import ClipEncoder
-    from .export import write_csv, write_json
-    from .pipeline import Detector
-    from .sources import expand_inputs
-    from .store import ResultStore, RunRecord
-
+def _settings_or_usage_error(a: argparse.Namespace) -> ScoringSettings | None:
     try:
         settings = settings_from_args(a)
     except ValueError as e:
         fail(f"settings: {e}")
-        return EXIT_USAGE
+        return None
     if a.batch_size < 1:
         fail("--batch-size must be >= 1")
+        return None
+    return settings
+
+
+def _store_encoder_memory(a: argparse.Namespace):
+    """What score and eval both open first, failing early: the store, the encoder, the memory."""
+    from .bundle import load_bundle
+    from .default_memory import default_memory
+    from .encoder import ClipEncoder
+    from .store import ResultStore
+
+    store = None if a.no_db else ResultStore(a.db)
+    if store is not None:
+        store.initialize()
+    encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
+    memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+    return store, encoder, memory
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from . import __version__
+    from .export import write_csv, write_json
+    from .pipeline import Detector
+    from .sources import expand_inputs
+    from .store import RunRecord
+
+    settings = _settings_or_usage_error(a)
+    if settings is None:
         return EXIT_USAGE
 
     expansion = expand_inputs(a.paths)
@@ -201,12 +220,8 @@ def cmd_score(a: argparse.Namespace) -> int:
     for p in expansion.problems:
         fail(p)
 
-    store = None if a.no_db else ResultStore(a.db)
     try:
-        if store is not None:
-            store.initialize()
-        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
-        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        store, encoder, memory = _store_encoder_memory(a)
         detector = Detector(memory, encoder, settings, batch_size=a.batch_size)
     except FlashbackError as e:
         fail(str(e))
@@ -297,20 +312,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     from . import __version__
     from .annotations import AnnotationError, load_ground_truth
-    from .bundle import load_bundle
-    from .default_memory import cache_dir, default_memory
+    from .default_memory import cache_dir
     from .embedding_cache import EmbeddingCache
-    from .encoder import ClipEncoder
     from .evaluate import Evaluation, default_report_dir, match_videos, run_sweep, sweep_markdown, sweep_variants
     from .metrics import compute_metrics
     from .report import write_report
     from .sources import expand_inputs
-    from .store import ResultStore
 
-    try:
-        settings = settings_from_args(a)
-    except ValueError as e:
-        fail(f"settings: {e}")
+    settings = _settings_or_usage_error(a)
+    if settings is None:
         return EXIT_USAGE
     try:
         gt = load_ground_truth(a.dataset, a.annotations)
@@ -329,12 +339,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         fail(f"{a.annotations}: none of the videos found matches an annotation")
         return EXIT_FAILED
 
-    store = None if a.no_db else ResultStore(a.db)
     try:
-        if store is not None:
-            store.initialize()
-        encoder = ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
-        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        store, encoder, memory = _store_encoder_memory(a)
         cache = None if a.no_cache else EmbeddingCache(cache_dir() / "embeddings", encoder.identity.key)
         ev = Evaluation(encoder, memory, settings, cache, store, __version__, batch_size=a.batch_size)
     except FlashbackError as e:

@@ -1,8 +1,12 @@
-"""The embedded default memory: built on first use from the shipped seed captions, then cached.
+"""The embedded default memory: built on first use, then cached per encoder.
 
-A bundle depends on the encoder, so there is one cached bundle per (seed file, encoder
-identity) under the per-user cache folder; nothing is downloaded but the encoder's weights.
-The seed set is domain-neutral on purpose: a memory steered to a domain is a deliberate choice.
+It is the hand-written seed captions (memory_builder/seed_captions.jsonl) plus captions from the
+offline grammar (memory_builder/grammar.py) with its default seed and no domain: 1,000 captions,
+half normal, half anomalous.  A bundle depends on the encoder, so there is one cached bundle per
+(seed file, grammar, encoder identity) under the per-user cache folder; nothing is downloaded but
+the encoder's weights.  It is domain-neutral on purpose: steering to a domain is a deliberate
+`flashback memory build --domain ...`.  The size keeps the first run short on a CPU, where the
+text tower embeds roughly 20 captions a second.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .bundle import MANIFEST, MemoryBundle, load_bundle
+from .bundle import MANIFEST, CaptionTable, MemoryBundle, load_bundle
 from .encoder import ClipEncoder
 from .errors import BundleError
 
@@ -30,14 +34,41 @@ def seed_captions_path() -> Path:
     return Path(str(resources.files("memory_builder") / "seed_captions.jsonl"))
 
 
+DEFAULT_SIZE = 1000
+
+
 def default_memory_path(encoder: ClipEncoder) -> Path:
-    seed = hashlib.sha256(seed_captions_path().read_bytes()).hexdigest()[:12]
+    grammar = resources.files("memory_builder") / "grammar.py"
+    seed = hashlib.sha256(seed_captions_path().read_bytes() + grammar.read_bytes()
+                          + str(DEFAULT_SIZE).encode()).hexdigest()[:12]
     enc = hashlib.sha256(encoder.identity.key.encode()).hexdigest()[:12]
     return cache_dir() / "memories" / f"default-{seed}-{enc}"
 
 
+def default_captions() -> CaptionTable:
+    """Seed captions first, then grammar captions up to DEFAULT_SIZE, balanced, exact duplicates skipped."""
+    from memory_builder.captions_io import read_labelled_captions
+    from memory_builder.clean import exact_key
+    from memory_builder.grammar import OfflineGenerator
+
+    seed, _ = read_labelled_captions([seed_captions_path()])
+    sides = {False: [], True: []}
+    seen = set()
+    for text, anom, cat, prov in zip(seed.texts, seed.anomalous, seed.categories, seed.provenance):
+        sides[bool(anom)].append((text, cat, prov))
+        seen.add(exact_key(text))
+    for cap in OfflineGenerator(0).generate(4 * DEFAULT_SIZE):
+        side = sides[cap.anomalous]
+        if len(side) < DEFAULT_SIZE // 2 and exact_key(cap.text) not in seen:
+            seen.add(exact_key(cap.text))
+            side.append((cap.text, cap.category, cap.provenance))
+    rows = sides[False] + sides[True]
+    return CaptionTable([t for t, _, _ in rows], [False] * len(sides[False]) + [True] * len(sides[True]),
+                        [c for _, c, _ in rows], [p for _, _, p in rows])
+
+
 def default_memory(encoder: ClipEncoder, progress=None) -> MemoryBundle:
-    from memory_builder import build_from_captions
+    from memory_builder import build_memory
 
     path = default_memory_path(encoder)
     if (path / MANIFEST).is_file():
@@ -45,5 +76,8 @@ def default_memory(encoder: ClipEncoder, progress=None) -> MemoryBundle:
             return load_bundle(path)
         except BundleError:
             pass  # damaged cache: rebuild it below (write_bundle replaces it atomically)
-    build_from_captions([seed_captions_path()], encoder, path, progress=progress)
+    table = default_captions()
+    n_seed = sum(p.startswith("seed") for p in table.provenance)
+    build_memory(table, encoder, path, progress=progress,
+                 provenance={"builder": "default", "seed_captions": n_seed, "grammar_captions": len(table) - n_seed})
     return load_bundle(path)

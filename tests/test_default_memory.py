@@ -10,7 +10,10 @@ def test_built_once_then_cached_and_repaired(tiny_encoder, tmp_path, monkeypatch
     assert path.is_relative_to(tmp_path) and not path.exists()
     first = default_memory(tiny_encoder)
     assert first.path == path and first.manifest.encoder == tiny_encoder.identity
-    assert first.manifest.counts["normal"] >= 150 and first.manifest.provenance["builder"] == "from-captions"
+    assert first.manifest.counts == {"normal": 500, "anomalous": 500}
+    prov = first.manifest.provenance
+    assert prov["builder"] == "default" and prov["seed_captions"] == 326 and prov["grammar_captions"] == 674
+    assert len({t.lower() for t in first.captions.texts}) == 1000
     stamp = (path / "manifest.json").stat().st_mtime_ns
     again = default_memory(tiny_encoder)
     assert again.memory_id == first.memory_id
