@@ -201,3 +201,21 @@ def _add(videos: dict, truth: VideoTruth, where: str) -> None:
     if truth.video in videos:
         raise AnnotationError(f"{where}: {truth.video} is annotated twice")
     videos[truth.video] = truth
+
+
+def read_frame_counts(path: Path) -> dict[str, int]:
+    """``video first last [label]`` per line (UCF-Crime's frames.txt) -> frames in each video."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: no such frame-count file")
+    out = {}
+    for lineno, line in _lines(path):
+        tokens = line.split()
+        where = f"{path}:{lineno}"
+        if len(tokens) < 3:
+            raise AnnotationError(f"{where}: expected 'video first last [label]', got {line!r}")
+        first, last = _int(tokens[1], where, "first frame"), _int(tokens[2], where, "last frame")
+        if last < first:
+            raise AnnotationError(f"{where}: last frame {last} before first frame {first}")
+        out[stem(tokens[0])] = last + 1  # frame indices 0..last, as the annotations number them
+    return out

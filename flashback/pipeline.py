@@ -226,6 +226,19 @@ class Detector:
             progress(tl.duration_s, tl.duration_s)
         return result
 
+    def score_caption_track(self, track, fps: float, n_frames: int | None = None, vectors: np.ndarray | None = None) -> VideoResult:
+        """Captions as the front end: each caption's text vector is one segment's vector."""
+        if vectors is None:
+            vectors = self.encoder.encode_texts(track.texts)
+        n = n_frames if n_frames is not None else max(1, int(round(track.duration_s * fps)))
+        frame_times = np.arange(n) / fps
+        spans = np.stack([track.starts_s, track.ends_s], axis=1)
+        r = self.score_segment_vectors(vectors, spans, frame_times, n / fps)
+        r.source = f"{track.source}#{track.video}" if track.source.endswith(".jsonl") else track.source
+        r.video_id = "captions-" + hashlib.sha256(("\n".join(track.texts) + f"|{track.video}").encode()).hexdigest()[:32]
+        r.n_samples = len(track.texts)
+        return r
+
     def score_grid(self, grid_vectors: np.ndarray, frame_times: np.ndarray, duration_s: float) -> VideoResult:
         """Score from already-computed grid frame embeddings (a cache), without decoding or encoding."""
         vectors = pool_segments(grid_vectors, self.grid)

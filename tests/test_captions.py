@@ -1,0 +1,114 @@
+"""The caption path: parsing, alignment, one shared scoring back end, encoder pinning, and a small
+end-to-end run on real UCF-Crime dev captions with the real MiniLM model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from flashback.captions import CaptionInputError, read_caption_inputs, read_frame_json, read_jsonl
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from flashback.text_encoder import SentenceEncoder
+
+    return SentenceEncoder()
+
+
+def test_frame_json_windows_align_to_frames(tmp_path):
+    f = tmp_path / "Arrest001_x264.json"
+    f.write_text(json.dumps({"32": "c", "0": "a", "16": "b"}))
+    t = read_frame_json(f, fps=32.0)
+    assert t.video == "Arrest001_x264" and t.texts == ["a", "b", "c"]
+    np.testing.assert_allclose(t.starts_s, [0, 0.5, 1.0])
+    np.testing.assert_allclose(t.ends_s, [0.5, 1.0, 1.5])  # the last window runs 16 frames
+
+
+@pytest.mark.parametrize("content,match", [
+    ("{", r"x\.json:1: not valid JSON"), ('{"a": "x"}', r"key 'a' is not a frame index"),
+    ('{"0": ""}', "caption at frame 0 is empty"), ("[]", "expected a non-empty object"),
+])
+def test_bad_frame_json(tmp_path, content, match):
+    (tmp_path / "x.json").write_text(content)
+    with pytest.raises(CaptionInputError, match=match):
+        read_frame_json(tmp_path / "x.json", 30)
+
+
+def test_jsonl_rows_and_their_errors(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"video": "cam1.mp4", "start": 0, "end": 2, "text": "a man walks"}\n'
+                 '{"video": "cam1.mp4", "start": 60, "end": 90, "unit": "frames", "text": "a man runs"}\n'
+                 '{"video": "cam2", "start": 1, "end": 3, "text": "a car"}\n')
+    tracks = {t.video: t for t in read_jsonl(f, fps=30)}
+    np.testing.assert_allclose(tracks["cam1"].starts_s, [0, 2]) and np.testing.assert_allclose(tracks["cam1"].ends_s, [2, 3])
+    assert tracks["cam2"].texts == ["a car"]
+    f.write_text('{"video": "v", "start": 0, "end": 2, "text": "ok"}\n{"video": "v", "start": 3, "end": 1, "text": "x"}\n')
+    with pytest.raises(CaptionInputError, match=r"c\.jsonl:2: start 3.0 and end 1.0"):
+        read_jsonl(f, 30)
+    f.write_text('{"video": "v", "start": 0, "text": "x"}\n')
+    with pytest.raises(CaptionInputError, match=r"c\.jsonl:1: a row needs video, start, end and text"):
+        read_jsonl(f, 30)
+
+
+def test_caption_and_video_queries_share_one_scoring_path(seed_memory, tiny_encoder, tmp_path):
+    """Identical vectors over identical spans give identical scores, whichever front end made them."""
+    from flashback.captions import CaptionTrack
+    from flashback.pipeline import Detector
+
+    det = Detector(seed_memory, tiny_encoder)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((6, tiny_encoder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    track = CaptionTrack("v", "v.json", np.arange(6) * 0.5, np.arange(1, 7) * 0.5, ["x"] * 6)
+    by_caption = det.score_caption_track(track, fps=30, n_frames=90, vectors=vectors)
+    frame_times = np.arange(90) / 30
+    by_segments = det.score_segment_vectors(vectors, np.stack([track.starts_s, track.ends_s], 1), frame_times, 3.0)
+    np.testing.assert_array_equal(by_caption.scores, by_segments.scores)
+    np.testing.assert_array_equal(by_caption.segments.ids, by_segments.segments.ids)
+
+
+def test_a_clip_memory_refuses_a_text_encoder(seed_memory, minilm):
+    from flashback.errors import EncoderMismatchError
+    from flashback.pipeline import Detector
+
+    with pytest.raises(EncoderMismatchError, match="sentence-transformers:all-MiniLM-L6-v2"):
+        Detector(seed_memory, minilm)
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
+def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
+    """Six real videos' captions (3 anomalous, 3 normal), the real MiniLM, a real DuckDB file."""
+    names = ["Arrest001_x264", "Fighting033_x264", "Explosion025_x264",
+             "Normal_Videos_345_x264", "Normal_Videos_745_x264", "Normal_Videos_831_x264"]
+    caps = tmp_path / "captions"
+    caps.mkdir()
+    for n in names:
+        shutil.copy(DEV / "captions" / f"{n}.json", caps)
+    db, out = tmp_path / "c.duckdb", tmp_path / "report"
+    p = subprocess.run(
+        [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--captions", str(caps),
+         "--annotations", str(DEV / "Temporal_Anomaly_Annotation.txt"), "--frames", str(DEV / "frames.txt"),
+         "--db", str(db), "--out", str(out)],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    auc = float(next(line for line in p.stdout.splitlines() if line.startswith("AUC ")).split()[1])
+    assert 0 <= auc <= 100 and next(line for line in p.stdout.splitlines() if line.startswith("AP "))
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["metrics"]["n_videos"] == 6 and doc["metrics"]["n_anomalous_videos"] == 3
+    frames = {line.split()[0]: int(line.split()[2]) + 1 for line in (DEV / "frames.txt").read_text().splitlines()}
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT count(DISTINCT video_id) FROM scorings").fetchone()[0] == 6
+        assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] == sum(frames[n] for n in names)
+        assert c.execute("SELECT encoder_id FROM runs").fetchone()[0] == "sentence-transformers:all-MiniLM-L6-v2@packaged/384"
