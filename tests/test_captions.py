@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from flashback.captions import CaptionInputError, read_caption_inputs, read_frame_json, read_jsonl
+from flashback.captions import CaptionInputError, read_frame_json, read_jsonl
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
 
