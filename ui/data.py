@@ -151,10 +151,6 @@ class ReviewDB:
 
     # ------------------------------------------------------------ one event, one video
 
-    def event(self, key: EventKey) -> dict | None:
-        rows = [r for r in self.events() if r["key"] == key.encode()]
-        return rows[0] if rows else None
-
     def timeline(self, run_id: str, video_id: str) -> dict:
         with self._store.connect(read_only=True) as con:
             d = con.execute("SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
@@ -164,8 +160,10 @@ class ReviewDB:
         return {"time_s": np.asarray(d["time_s"]), "score": np.asarray(d["score"]), "threshold": settings["threshold"],
                 "path": info[0], "fps": info[1], "duration_s": info[2]}
 
-    def video_events(self, run_id: str, video_id: str) -> list[dict]:
-        return [r for r in self.events() if r["run_id"] == run_id and r["video_id"] == video_id]
+    @staticmethod
+    def video_events(rows: list[dict], run_id: str, video_id: str) -> list[dict]:
+        """One video's events, picked from rows already loaded (no second query)."""
+        return [r for r in rows if r["run_id"] == run_id and r["video_id"] == video_id]
 
     def media_path(self, video_id: str) -> Path | None:
         """The only way the app finds a file: the path the store recorded for this video id."""

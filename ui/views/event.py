@@ -44,7 +44,7 @@ def render(db: ReviewDB) -> None:
     st.header(f"{ev['category']} · {ev['path'].rsplit('/', 1)[-1]} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s")
     st.write(f"Peak score **{ev['peak_score']:.2f}** at {ev['peak_s']:.1f} s · status {status_label(ev['status'])}")
     tl = db.timeline(ev["run_id"], ev["video_id"])
-    st.plotly_chart(timeline_figure(tl, db.video_events(ev["run_id"], ev["video_id"]), highlight=current),
+    st.plotly_chart(timeline_figure(tl, db.video_events(queue, ev["run_id"], ev["video_id"]), highlight=current),
                     key="timeline", width="stretch")
     st.button("Whole video", key="to-video", on_click=open_video, args=(ev["run_id"], ev["video_id"]))
 

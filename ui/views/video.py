@@ -11,7 +11,8 @@ from ui.views.common import open_event, status_label, timeline_figure
 
 def render(db: ReviewDB) -> None:
     target = st.session_state.get(state.VIDEO)
-    runs_videos = sorted({(r["run_id"], r["video_id"], r["path"]) for r in db.events()}, key=lambda x: x[2])
+    rows = db.events()
+    runs_videos = sorted({(r["run_id"], r["video_id"], r["path"]) for r in rows}, key=lambda x: x[2])
     if not runs_videos:
         st.info("No flagged events yet.")
         return
@@ -20,7 +21,7 @@ def render(db: ReviewDB) -> None:
     choice = st.selectbox("Video", range(len(labels)), index=idx, format_func=lambda i: labels[i], key="video_pick")
     run_id, video_id, path = runs_videos[choice]
     tl = db.timeline(run_id, video_id)
-    events = db.video_events(run_id, video_id)
+    events = db.video_events(rows, run_id, video_id)
     st.header(path.rsplit("/", 1)[-1])
     st.caption(f"{tl['duration_s']:.1f} s at {tl['fps']:.1f} FPS · {len(events)} event(s) · threshold {tl['threshold']}")
     st.plotly_chart(timeline_figure(tl, events), key="video-timeline", width="stretch")
