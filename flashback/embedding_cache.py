@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write, atomic_write_text
 from .timegrid import TimeGrid
 
 
@@ -72,14 +71,12 @@ class EmbeddingCache:
         return None
 
     def save(self, video_id: str, emb: GridEmbeddings) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         base = self._base(video_id, emb.step_s)
-        fd, tmp = tempfile.mkstemp(prefix=".emb-", suffix=".npz", dir=self.root)
-        os.close(fd)
-        np.savez(tmp, vectors=emb.vectors.astype(np.float32), frame_times=np.asarray(emb.frame_times, np.float64))
-        os.replace(tmp, base.with_suffix(".npz"))
+
+        def arrays(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare path
+                np.savez(f, vectors=emb.vectors.astype(np.float32), frame_times=np.asarray(emb.frame_times, np.float64))
+
+        atomic_write(base.with_suffix(".npz"), arrays)
         meta = {**emb.meta, "duration_s": emb.duration_s, "step_s": emb.step_s, "encoder": self.encoder_key}
-        fd, tmp = tempfile.mkstemp(prefix=".emb-", suffix=".json", dir=self.root)
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f)
-        os.replace(tmp, base.with_suffix(".json"))  # the .json appears last: its presence means complete
+        atomic_write_text(base.with_suffix(".json"), json.dumps(meta))  # written last: its presence means complete

@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .pipeline import VideoResult
 
 
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+def _write_text_file(path: Path, write) -> None:
+    """``write`` gets an open text file (UTF-8, no newline translation, as csv wants)."""
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+
+    atomic_write(path, fill)
 
 
 def video_to_dict(r: VideoResult) -> dict:
@@ -54,7 +50,7 @@ def video_to_dict(r: VideoResult) -> dict:
 
 def write_json(path: Path, run: dict, results: Iterable[VideoResult], failures: list[dict]) -> None:
     doc = {"run": run, "videos": [video_to_dict(r) for r in results], "failures": failures}
-    _atomic_write(path, lambda f: json.dump(doc, f, indent=1))
+    _write_text_file(path, lambda f: json.dump(doc, f, indent=1))
 
 
 def write_csv(path: Path, results: Iterable[VideoResult]) -> None:
@@ -70,4 +66,4 @@ def write_csv(path: Path, results: Iterable[VideoResult]) -> None:
                 w.writerow([r.source, r.video_id, i, f"{t:.4f}", f"{s:.6f}", f"{raw:.6f}",
                             "" if ev < 0 else int(ev), cats.get(int(ev), "")])
 
-    _atomic_write(path, write)
+    _write_text_file(path, write)

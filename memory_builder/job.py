@@ -14,9 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flashback.atomic import atomic_write, atomic_write_text
 from flashback.bundle import CaptionTable, Manifest, write_bundle
 from indexes import build_index
 
@@ -72,25 +71,12 @@ class BuildConfig:
 # ---------------------------------------------------------------- atomic shard files
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_json(path: Path, obj) -> None:
-    _atomic(path, lambda t: Path(t).write_text(json.dumps(obj)))
+    atomic_write_text(path, json.dumps(obj))
 
 
 def _write_captions(path: Path, caps: list[Caption]) -> None:
-    _atomic(path, lambda t: Path(t).write_text("".join(json.dumps(dataclasses.asdict(c)) + "\n" for c in caps)))
+    atomic_write_text(path, "".join(json.dumps(dataclasses.asdict(c)) + "\n" for c in caps))
 
 
 def _read_captions(path: Path) -> list[Caption]:
@@ -102,7 +88,7 @@ def _write_npy(path: Path, a: np.ndarray) -> None:
         with open(t, "wb") as f:
             np.save(f, a, allow_pickle=False)
 
-    _atomic(path, w)
+    atomic_write(path, w)
 
 
 # ---------------------------------------------------------------- the job
