@@ -1,6 +1,6 @@
 """Memory quality on real data: UCF-Crime dev-half frame AUC/AP from real captions of the test videos.
 
-    python benchmarks/caption_auc.py [--sizes 10000,100000] [--llm]
+    python benchmarks/caption_auc.py [--sizes 10000,100000] [--llm] [--out FILE]
 
 The dev captions (VideoLLaMA3, one per 16 frames) are the queries; memories are built with the
 sentence-transformers text encoder (the packaged all-MiniLM-L6-v2) and scored by the same code as
@@ -30,7 +30,7 @@ from flashback.captions import read_caption_inputs  # noqa: E402
 from flashback.default_memory import default_memory  # noqa: E402
 from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
 from flashback.pipeline import Detector  # noqa: E402
-from flashback.settings import ScoringSettings  # noqa: E402
+from flashback.settings import PRESETS  # noqa: E402
 from flashback.text_encoder import SentenceEncoder  # noqa: E402
 from memory_builder.job import BuildConfig, BuildJob, centroid_angle  # noqa: E402
 from memory_builder.variants import stored_vectors, with_template  # noqa: E402
@@ -71,6 +71,7 @@ def angle(memory) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000", help="grammar memory sizes to build (comma-separated; 10000)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc.json")
     ap.add_argument("--llm", action="store_true", help="also build a small llama.cpp memory with the packaged SmolLM2")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
     a = ap.parse_args()
@@ -99,12 +100,14 @@ def main() -> int:
                                  near_dup_threshold=0.98), encoder, out).run()
         memories["llama.cpp SmolLM2-135M (test model)"] = load_bundle(out)
 
-    base = ScoringSettings()
+    base = PRESETS["captions"]  # what score-captions and eval --captions use: sigma 3 s, the memory's alpha and lambda
     r = dataclasses.replace
     rows = []
     for name, mem in memories.items():
         variants = [("base", base)] + [(f"α {x}", r(base, alpha=x)) for x in (1.0, 0.9, 0.8)] \
-            + [(f"K {k}", r(base, top_k=k)) for k in (1, 5, 50)] + [(f"σ {s:g} s", r(base, smoothing_sigma_s=s)) for s in (0.0, 1.0, 2.0)]
+            + [(f"K {k}", r(base, top_k=k)) for k in (1, 5, 50)] \
+            + [(f"σ {s:g} s", r(base, smoothing_sigma_s=s)) for s in (0.0, 0.5, 1.0, 2.0, 6.0)] \
+            + [(f"λ {x:g}", r(base, logit_scale=x)) for x in (10.0, 50.0, 100.0)]
         no_tpl = with_template(mem, "none", encoder)
         for label, settings in variants:
             rows.append({"memory": name, "captions": len(mem.captions), "template": mem.manifest.template,
@@ -112,10 +115,10 @@ def main() -> int:
                          "centroid_angle": angle(mem)})
         rows.append({"memory": name, "captions": len(mem.captions), "template": "none", "setting": "base",
                      **evaluate(no_tpl, encoder, base, tracks, vectors, gt, counts), "centroid_angle": angle(no_tpl)})
-        print(f"{name}: done", file=sys.stderr)
+        print(f"{name}: done", file=sys.stderr, flush=True)
 
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "caption_auc.json").write_text(json.dumps(rows, indent=1) + "\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(rows, indent=1) + "\n")
     print("| memory | captions | template | setting | dev AUC | dev AP | centroid angle |")
     print("|---|---|---|---|---|---|---|")
     for x in rows:

@@ -100,19 +100,33 @@ def read_jsonl(path: Path, fps: float) -> list[CaptionTrack]:
     return tracks
 
 
-def read_caption_inputs(paths: list[Path], fps: float, window: int = 16) -> list[CaptionTrack]:
-    """Files and folders (``*.json`` and ``*.jsonl`` inside) -> caption tracks, sorted by video."""
+def find_caption_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Files and folders -> caption files (``*.json``/``*.jsonl`` inside folders), plus one problem per bad path."""
     files: list[Path] = []
+    problems: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(list(p.glob("*.json")) + list(p.glob("*.jsonl")))
+            found = sorted(list(p.glob("*.json")) + list(p.glob("*.jsonl")))
+            files += found
+            if not found:
+                problems.append(f"{p}: no .json or .jsonl caption files")
         elif p.is_file():
             files.append(p)
         else:
-            raise CaptionInputError(f"{p}: no such file or folder")
-    if not files:
-        raise CaptionInputError(f"{', '.join(map(str, paths))}: no .json or .jsonl caption files")
+            problems.append(f"{p}: no such file or folder")
+    return files, problems
+
+
+def read_caption_file(path: Path, fps: float, window: int = 16) -> list[CaptionTrack]:
+    return read_jsonl(path, fps) if Path(path).suffix == ".jsonl" else [read_frame_json(path, fps, window)]
+
+
+def read_caption_inputs(paths: list[Path], fps: float, window: int = 16) -> list[CaptionTrack]:
+    """Every track of every caption file, sorted by video; the first problem stops the read."""
+    files, problems = find_caption_files(paths)
+    if problems:
+        raise CaptionInputError(problems[0])
     tracks = []
     for f in files:
-        tracks += read_jsonl(f, fps) if f.suffix == ".jsonl" else [read_frame_json(f, fps, window)]
+        tracks += read_caption_file(f, fps, window)
     return sorted(tracks, key=lambda t: t.video)

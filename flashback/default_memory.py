@@ -41,7 +41,7 @@ def default_memory_path(encoder: ClipEncoder) -> Path:
     grammar = resources.files("memory_builder") / "grammar.py"
     seed = hashlib.sha256(seed_captions_path().read_bytes() + grammar.read_bytes()
                           + str(DEFAULT_SIZE).encode()).hexdigest()[:12]
-    enc = hashlib.sha256(encoder.identity.key.encode()).hexdigest()[:12]
+    enc = hashlib.sha256(f"{encoder.identity.key}|{float(encoder.logit_scale):g}".encode()).hexdigest()[:12]
     return cache_dir() / "memories" / f"default-{seed}-{enc}"
 
 

@@ -112,3 +112,70 @@ def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
         assert c.execute("SELECT count(DISTINCT video_id) FROM scorings").fetchone()[0] == 6
         assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] == sum(frames[n] for n in names)
         assert c.execute("SELECT encoder_id FROM runs").fetchone()[0] == "sentence-transformers:all-MiniLM-L6-v2@packaged/384"
+
+
+def _caption_memory(tmp_path, encoder):
+    """A small labelled memory embedded by the real MiniLM: 8 normal and 8 anomalous captions."""
+    from flashback.bundle import CaptionTable, load_bundle
+    from memory_builder import build_memory
+
+    normal = ["a man walks his dog along the sidewalk", "people wait at a bus stop", "a woman buys bread at a counter",
+              "cars drive slowly down a street", "a cashier scans groceries", "children play in a park",
+              "a man reads a newspaper on a bench", "shoppers browse the shelves of a store"]
+    anomalous = [("a man smashes a car window with a brick", "Vandalism"), ("two men punch and kick each other", "Fighting"),
+                 ("a masked man points a gun at a cashier", "Robbery"), ("a building explodes in a ball of fire", "Explosion"),
+                 ("a car crashes into another car at an intersection", "RoadAccidents"), ("a man steals a bag and runs", "Stealing"),
+                 ("police officers handcuff a man on the ground", "Arrest"), ("a man sets fire to a trash can", "Arson")]
+    table = CaptionTable(normal + [t for t, _ in anomalous], [False] * 8 + [True] * 8,
+                         ["normal"] * 8 + [c for _, c in anomalous], ["test"] * 16)
+    build_memory(table, encoder, tmp_path / "mem")
+    return load_bundle(tmp_path / "mem")
+
+
+def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, minilm):
+    """Real MiniLM, real DuckDB: a JSON track and a two-video JSONL are scored and stored; a broken
+    file is named on stderr and does not stop the others (exit 1)."""
+    memory = _caption_memory(tmp_path, minilm)
+    caps = tmp_path / "caps"
+    caps.mkdir()
+    calm = "a man walks his dog along the sidewalk"
+    (caps / "street.json").write_text(json.dumps(
+        {str(16 * i): (calm if not 20 <= i < 40 else "a man smashes the window of a parked car with a brick")
+         for i in range(60)}))
+    rows = [{"video": "shop", "start": 2 * i, "end": 2 * i + 2, "text": "a cashier scans groceries"} for i in range(10)]
+    rows += [{"video": "park", "start": i, "end": i + 1, "text": "children play on the grass in a park"} for i in range(8)]
+    (caps / "more.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (caps / "broken.json").write_text('{"0": "a caption", "16": ')
+    db, exported = tmp_path / "r.duckdb", tmp_path / "out.json"
+    p = subprocess.run(
+        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(memory.path),
+         "--db", str(db), "--json", str(exported), "--quiet"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
+    )
+    assert p.returncode == 1, p.stderr
+    assert "broken.json" in p.stderr and "not valid JSON" in p.stderr
+    doc = json.loads(exported.read_text())
+    assert doc["run"]["settings"]["smoothing_sigma_s"] == 3.0  # the captions preset
+    by_name = {Path(v["source"]).name.split("#")[-1]: v for v in doc["videos"]}
+    assert set(by_name) == {"street.json", "shop", "park"}
+    street = by_name["street.json"]
+    assert street["n_frames"] == 60 * 16
+    [event] = street["events"]  # frames 320..640 at 30 FPS: 10.7 s to 21.3 s
+    assert 9.0 < event["start_s"] < 12.5 and 19.5 < event["end_s"] < 23.0
+    assert event["dominant_category"] == "Vandalism"
+    assert event["captions"][0]["text"] == "a man smashes a car window with a brick"
+    assert not by_name["shop"]["events"] and not by_name["park"]["events"]
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT count(DISTINCT video_id) FROM scorings").fetchone()[0] == 3
+        assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+        assert c.execute("SELECT DISTINCT encoder_id FROM runs").fetchall() == [(minilm.identity.key,)]
+
+
+def test_score_captions_refuses_a_memory_of_another_encoder(tmp_path, seed_memory):
+    caps = tmp_path / "a.json"
+    caps.write_text(json.dumps({"0": "a man walks"}))
+    p = subprocess.run(
+        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(seed_memory.path),
+         "--no-db", "--quiet"], capture_output=True, text=True, env=os.environ.copy(), timeout=600,
+    )
+    assert p.returncode == 1 and "all-MiniLM-L6-v2" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
