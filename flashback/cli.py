@@ -97,6 +97,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_args(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    w = sub.add_parser("watch", help="score live feeds (RTSP/HTTP/HLS/devices, or files at their real rate) as they arrive",
+                       description="Watch live feeds: events as JSON lines the moment they open and close, rows in "
+                                   "the results store, optional webhook. Stop with Ctrl-C or SIGTERM: open events are "
+                                   "closed and everything is flushed.")
+    w.add_argument("feeds", nargs="+", metavar="FEED", help="NAME=URL_OR_FILE, or just URL_OR_FILE (named feed1, feed2, ...)")
+    w.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
+    w.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
+    w.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
+    w.add_argument("--events", type=Path, metavar="FILE", help="append event JSON lines to FILE instead of stdout")
+    w.add_argument("--webhook", metavar="URL", help="POST every event opening and closing here as JSON (retried until delivered)")
+    w.add_argument("--webhook-outbox", type=Path, metavar="FILE",
+                   help="undelivered webhook events at exit go here and are sent first next time (default: next to --db)")
+    w.add_argument("--transport", default="tcp", choices=["tcp", "udp"], help="RTSP transport (tcp)")
+    w.add_argument("--loop", action="store_true", help="play files again from the start when they end")
+    w.add_argument("--max-latency", type=_positive_float, default=1.0, metavar="S",
+                   help="frames older than this when the encoder gets to them are dropped, counted (1.0)")
+    w.add_argument("--read-timeout", type=_positive_float, default=5.0, metavar="S", help="a feed silent this long is reopened (5)")
+    w.add_argument("--reconnect-max", type=_positive_float, default=30.0, metavar="S",
+                   help="longest wait between reconnection attempts; waits start at 0.5 s and double, with jitter (30)")
+    w.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: until every feed ends or a signal)")
+    w.add_argument("--stats-every", type=_positive_float, default=10.0, metavar="S", help="per-feed latency/drop report interval (10)")
+    _add_encoder_args(w)
+    _add_settings_args(w)
+
     sc = sub.add_parser("score-captions", help="score timestamped captions (from a captioning model) instead of pixels",
                         description="Score videos from their captions: each caption is a retrieval query; scores, "
                                     "events, explanations and the store are the same as for 'score'.")
@@ -743,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
     register_extra_model_configs()
     if a.command == "score":
         return cmd_score(a)
+    if a.command == "watch":
+        from .live.command import cmd_watch
+
+        return cmd_watch(a)
     if a.command == "score-captions":
         return cmd_score_captions(a)
     if a.command == "eval":

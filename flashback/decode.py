@@ -61,6 +61,18 @@ def _describe(error: Exception) -> str:
     return text.split("\n")[0] if text else type(error).__name__
 
 
+def to_encoder_rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """Scale the shorter side to the encoder size (bicubic, as CLIP does) and centre-crop."""
+    w, h = frame.width, frame.height
+    if w <= h:
+        nw, nh = size, max(size, round(h * size / w))
+    else:
+        nw, nh = max(size, round(w * size / h)), size
+    rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation="BICUBIC").to_ndarray()
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return rgb[top : top + size, left : left + size]
+
+
 class VideoReader:
     """Open one source, validate it, and yield (sample_index, RGB uint8 array) pairs."""
 
@@ -127,18 +139,6 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """Scale the shorter side to the encoder size (bicubic, as CLIP does) and centre-crop."""
-        s = self.image_size
-        w, h = frame.width, frame.height
-        if w <= h:
-            nw, nh = s, max(s, round(h * s / w))
-        else:
-            nw, nh = max(s, round(w * s / h)), s
-        rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation="BICUBIC").to_ndarray()
-        top, left = (nh - s) // 2, (nw - s) // 2
-        return rgb[top : top + s, left : left + s]
-
     def samples(self, grid: TimeGrid) -> Iterator[tuple[int, np.ndarray]]:
         tl = self.timeline
         name = str(self.source)
@@ -152,7 +152,7 @@ class VideoReader:
             nonlocal next_i, pending_rgb
             while grid.sample_time(next_i) < limit:
                 if pending_rgb is None:
-                    pending_rgb = self._to_rgb(pending)
+                    pending_rgb = to_encoder_rgb(pending, self.image_size)
                 yield next_i, pending_rgb
                 next_i += 1
 

@@ -1,0 +1,239 @@
+"""The watch loop: many feeds, one encoder call per batch, one retrieval per round.
+
+Each round takes every feed's queued grid samples (dropping any older than the latency budget),
+encodes them together, adds them to their feed's open segments, closes every segment whose
+samples have all arrived or been dropped, retrieves for all closed segments of all feeds at once,
+then scores them causally and hands segments, events and outages to the sinks.  Samples from all
+feeds share a batch, so a GPU's throughput grows with the number of feeds until it is saturated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..bundle import MemoryBundle
+from ..pipeline import Detector
+from ..scoring import segment_scores
+from ..settings import ScoringSettings
+from .causal import CausalSmoother, EventUpdate, OnlineEvents, ScoredSegment
+from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample
+from .sinks import FeedSession
+
+
+CLOSE_GRACE_S = 0.25
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    max_latency_s: float = 1.0  # budget from frame capture to the start of its encoding
+    batch_size: int = 64
+    queue_len: int = 64  # grid samples buffered per feed before the oldest is dropped
+    read_timeout_s: float = 5.0  # a feed silent this long counts as stalled and is reopened
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    stats_every_s: float = 10.0
+    duration_s: float | None = None  # stop after this long (None: until every feed ends or a signal)
+
+
+@dataclass
+class FeedState:
+    session: FeedSession
+    reader: FeedReader
+    smoother: CausalSmoother
+    events: OnlineEvents
+    held: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # sample -> (vector, captured_at)
+    next_segment: int = 0
+    segments_scored: int = 0
+    segments_lost: int = 0
+    samples_encoded: int = 0
+    latencies: list[float] = field(default_factory=list)
+    down: bool = False
+
+    def stats(self) -> dict:
+        lat = np.array(self.latencies[-10_000:]) if self.latencies else None
+        q = (lambda p: None if lat is None else round(float(np.percentile(lat, p)), 4))
+        st = self.reader.stats
+        return {"feed": self.session.spec.name, "segments_scored": self.segments_scored, "segments_lost": self.segments_lost,
+                "frames_decoded": st.frames_decoded, "samples_encoded": self.samples_encoded,
+                "samples_dropped": st.samples_dropped, "reconnects": st.reconnects, "outages": len(st.outages),
+                "latency_p50_s": q(50), "latency_p95_s": q(95), "latency_max_s": None if lat is None else round(float(lat.max()), 4)}
+
+
+class Watcher:
+    def __init__(self, memory: MemoryBundle, encoder, settings: ScoringSettings, feeds: list[FeedSpec],
+                 sinks: list, config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None):
+        names = [f.name for f in feeds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feed names must be unique (got {', '.join(names)})")
+        self.detector = Detector(memory, encoder, settings)
+        self.settings, self.grid = self.detector.settings, self.detector.grid
+        self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
+        self.specs = feeds
+        self._outages: queue.Queue = queue.Queue()
+        self.stop_event = threading.Event()
+        self.feeds: dict[str, FeedState] = {}
+
+    @property
+    def delays(self) -> dict:
+        """What causal scoring adds, stated once at start (and in the JSON lines)."""
+        s = self.settings
+        return {"segment_s": s.segment_s, "smoothing_lag_s": round(CausalSmoother(s.smoothing_sigma_s).lag_s, 3),
+                "event_open_after_s": s.min_event_s, "event_close_after_s": s.merge_gap_s}
+
+    def _start_feeds(self) -> None:
+        t0 = time.monotonic()
+        started = datetime.now(timezone.utc)
+        s = self.settings
+        for spec in self.specs:
+            vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.location.encode()).hexdigest()[:8],
+                                         started.strftime("%Y%m%dT%H%M%SZ"))
+            session = FeedSession(spec, vid, started)
+            reader = FeedReader(spec, self.encoder.image_size, self.grid.step_s, t0, self.config.queue_len,
+                                self.config.read_timeout_s, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
+                                on_outage=self._outages.put, log=self.log)
+            self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
+                                              OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
+                                                           self.memory.captions, self.grid.stride_s))
+            self._emit("start", session)
+        for fs in self.feeds.values():
+            fs.reader.start()
+
+    def _emit(self, what: str, session: FeedSession, *args) -> None:
+        for sink in self.sinks:
+            fn = getattr(sink, what, None)
+            if fn is not None:
+                fn(session, *args)
+
+    def run(self) -> dict[str, dict]:
+        """Until every feed has ended, ``duration_s`` has passed, or ``stop_event`` is set."""
+        self._start_feeds()
+        started = time.monotonic()
+        last_stats = started
+        try:
+            while not self.stop_event.is_set():
+                if self.config.duration_s is not None and time.monotonic() - started >= self.config.duration_s:
+                    break
+                busy = self._round()
+                self._drain_outages()
+                if time.monotonic() - last_stats >= self.config.stats_every_s:
+                    last_stats = time.monotonic()
+                    self._stats(active=True)
+                if not busy and all(fs.reader.finished.is_set() for fs in self.feeds.values()):
+                    break  # every feed ended (files); _shutdown scores what they left behind
+                if not busy:
+                    self.stop_event.wait(0.01)
+        finally:
+            self._shutdown()
+        return {name: fs.stats() for name, fs in self.feeds.items()}
+
+    # ------------------------------------------------------------ one round
+
+    def _round(self) -> bool:
+        taken: list[Sample] = []
+        limits: dict[str, int] = {}
+        for name, fs in self.feeds.items():
+            # Read before take(): every sample below it is in hand or dropped.  Grid times already
+            # past (less a grace for a frame being converted right now) can never get a sample, since
+            # readers do not back-fill: a stalled or lost feed still closes its segments on time.
+            r = fs.reader
+            by_clock = int((r.now_s() - CLOSE_GRACE_S) / self.grid.step_s - 0.5)
+            limits[name] = max(r.next_index, by_clock)
+            taken += r.take(self.config.max_latency_s)
+        taken.sort(key=lambda x: x.captured_at)
+        for i in range(0, len(taken), self.config.batch_size):
+            chunk = taken[i : i + self.config.batch_size]
+            vecs = self.encoder.encode_images(np.stack([x.rgb for x in chunk]))
+            for x, v in zip(chunk, vecs):
+                fs = self.feeds[x.feed]
+                fs.held[x.index] = (v, x.captured_at)
+                fs.samples_encoded += 1
+        closed: list[tuple[FeedState, int, np.ndarray, float]] = []
+        for name, fs in self.feeds.items():
+            closed += self._close_segments(fs, limits[name], final=fs.reader.finished.is_set() and not fs.reader.queue)
+        if closed:
+            self._score(closed)
+        return bool(taken or closed)
+
+    def _close_segments(self, fs: FeedState, limit: int, final: bool) -> list:
+        """Segments whose every sample index is below ``limit`` (all in hand or dropped); with
+        ``final``, also the partial last one.  A segment with no sample at all is lost, not scored."""
+        g = self.grid
+        out = []
+        while True:
+            first = fs.next_segment * g.stride
+            last = first + g.frames_per_segment - 1
+            if not (last < limit or (final and first < limit)):
+                return out
+            got = [fs.held[i] for i in range(first, last + 1) if i in fs.held]
+            if got:
+                v = np.mean([x[0] for x in got], axis=0)
+                out.append((fs, fs.next_segment, v / max(float(np.linalg.norm(v)), 1e-12), max(x[1] for x in got)))
+            elif fs.segments_scored or out:  # before a feed's first frame nothing is lost
+                fs.segments_lost += 1
+            fs.next_segment += 1
+            for i in range(first, first + g.stride):
+                fs.held.pop(i, None)
+
+    def _score(self, closed: list) -> None:
+        s, g = self.settings, self.grid
+        r = self.detector.searcher.search(np.stack([c[2] for c in closed]).astype(np.float32))
+        scores, weights = segment_scores(r, s.logit_scale)
+        now = time.monotonic()
+        per_feed: dict[str, list[ScoredSegment]] = {}
+        for k, (fs, seg, _v, newest) in enumerate(closed):
+            start = seg * g.stride_s
+            end = start + g.segment_s
+            smoothed = fs.smoother.push(end, float(scores[k]))
+            ss = ScoredSegment(seg, start, end, float(scores[k]), smoothed, r.ids[k], r.sims[k], weights[k])
+            fs.segments_scored += 1
+            fs.latencies.append(now - newest)
+            per_feed.setdefault(fs.session.spec.name, []).append(ss)
+            for u in fs.events.push(ss):
+                self._event(fs, u)
+        for name, segs in per_feed.items():
+            fs = self.feeds[name]
+            self._emit("segments", fs.session, segs, self.memory.captions)
+
+    def _event(self, fs: FeedState, u: EventUpdate) -> None:
+        self.log(f"feed {u.feed}: event {u.event} {u.kind} at {u.start_s if u.kind == 'opened' else u.end_s:.1f} s "
+                 f"({u.explanation.dominant_category or '-'}, peak {u.peak_score:.2f})" + (f", {u.reason}" if u.reason else ""))
+        self._emit("event", fs.session, u)
+
+    def _drain_outages(self) -> None:
+        while True:
+            try:
+                o: Outage = self._outages.get_nowait()
+            except queue.Empty:
+                return
+            fs = self.feeds[o.feed]
+            for u in fs.events.close("outage"):  # an event cannot be vouched for across a gap
+                self._event(fs, u)
+            self._emit("outage", fs.session, o)
+
+    def _stats(self, active: bool) -> None:
+        for fs in self.feeds.values():
+            self._emit("feed_stats", fs.session, fs.stats(), active)
+
+    def _shutdown(self) -> None:
+        for fs in self.feeds.values():
+            fs.reader.stop()
+        for fs in self.feeds.values():
+            fs.reader.join(timeout=self.config.read_timeout_s + 2)
+        self._round()  # what was decoded before the stop is still scored
+        for fs in self.feeds.values():
+            for seg in self._close_segments(fs, fs.reader.next_index, final=True):
+                self._score([seg])
+        self._drain_outages()
+        for fs in self.feeds.values():
+            reason = "feed ended" if fs.reader.finished.is_set() and not self.stop_event.is_set() else "shutdown"
+            for u in fs.events.close(reason):
+                self._event(fs, u)
+        self._stats(active=False)

@@ -1,0 +1,242 @@
+"""Live feeds: causal scoring and events, backoff, and `flashback watch` on real loopback streams
+(Debian's ffmpeg serving MPEG-TS over HTTP), with a server killed and restarted mid-stream, a
+webhook receiver that is down at first, a real DuckDB file and a SIGTERM to finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from flashback.bundle import CaptionTable
+from flashback.live.causal import CausalSmoother, OnlineEvents, ScoredSegment
+from flashback.live.feeds import Backoff, parse_feed
+
+from conftest import TINY_CLI
+
+FFMPEG = shutil.which("ffmpeg")
+CAPTIONS = CaptionTable(["calm street", "smashing a window"], [False, True], ["normal", "Vandalism"], ["t", "t"])
+
+
+def seg(i: int, score: float, step: float = 0.5) -> ScoredSegment:
+    return ScoredSegment(i, i * step, i * step + 1.0, score, score, np.array([1, 0]), np.array([0.3, 0.2]),
+                         np.array([score, 1 - score]))
+
+
+def test_causal_smoothing_uses_only_the_past():
+    sm = CausalSmoother(1.0)
+    steps = [sm.push(t, 1.0 if t >= 5 else 0.0) for t in np.arange(0, 10, 0.5)]
+    assert all(v == 0.0 for v in steps[:10])  # nothing before the step leaks in: no look-ahead
+    assert steps[10] > 0 and all(b >= a for a, b in zip(steps[10:], steps[11:]))  # rises after it, monotonically
+    assert steps[-1] > 0.95
+    # the value at t is the half-Gaussian mean of what came before
+    sm2 = CausalSmoother(2.0)
+    xs = [(0.0, 0.2), (1.0, 0.8), (2.0, 0.4)]
+    got = [sm2.push(t, x) for t, x in xs][-1]
+    w = np.exp(-0.5 * ((2.0 - np.array([0, 1, 2])) / 2.0) ** 2)
+    assert got == pytest.approx(float(np.dot(w, [0.2, 0.8, 0.4]) / w.sum()))
+    assert CausalSmoother(1.0).lag_s == pytest.approx(0.798, abs=1e-3)
+
+
+def test_online_events_open_once_close_once_and_ignore_blips():
+    ev = OnlineEvents("cam", threshold=0.5, min_event_s=1.0, merge_gap_s=1.0, captions=CAPTIONS, stride_s=0.5)
+    scores = [0, 0, 0.9, 0, 0, 0, 0,  # a blip: one segment, never reported
+              0.8, 0.9, 0.9, 0.2, 0.9, 0.9, 0, 0, 0, 0, 0]  # one event with a short dip inside
+    updates = [u for i, s in enumerate(scores) for u in ev.push(seg(i, s))]
+    assert [u.kind for u in updates] == ["opened", "closed"]
+    opened, closed = updates
+    assert opened.event == closed.event == 0 and opened.start_segment == 7
+    assert closed.end_segment == 12 and closed.reason == "score fell"  # the dip did not split it
+    assert closed.peak_score == pytest.approx(0.9) and closed.explanation.dominant_category == "Vandalism"
+    # an outage closes an open event exactly once; the next one gets the next number
+    for i, s in enumerate([0.9, 0.9, 0.9, 0.9], start=20):
+        updates = ev.push(seg(i, s))
+    assert [u.kind for u in ev.close("outage")] == ["closed"] and ev.close("outage") == []
+    later = [u for i, s in enumerate([0.9] * 4, start=40) for u in ev.push(seg(i, s))]
+    assert later[0].event == 2
+
+
+def test_backoff_grows_with_jitter_up_to_a_cap():
+    b = Backoff(0.5, 4.0, random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    ceilings = [min(4.0, 0.5 * 2 ** k) for k in range(8)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert len({round(d, 6) for d in delays[4:]}) == 4  # capped, but not in lock-step
+    b.reset()
+    assert b.next_delay() <= 0.5
+
+
+def test_feed_arguments(tmp_path):
+    f = tmp_path / "a.mp4"
+    f.write_bytes(b"x")
+    assert parse_feed(f"gate={f}", 0).name == "gate"
+    spec = parse_feed("rtsp://10.0.0.5:554/stream1", 1, transport="udp")
+    assert spec.name == "feed2" and spec.open_options(5.0) == {"rtsp_transport": "udp", "timeout": "5000000"}
+    assert parse_feed("lobby=http://cam/feed.ts", 0).open_options(2.0) == {"rw_timeout": "2000000"}
+    with pytest.raises(ValueError, match="no such file"):
+        parse_feed(str(tmp_path / "missing.mp4"), 0)
+
+
+# ---------------------------------------------------------------- real streams on loopback
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(video: Path, port: int, loop: bool = False) -> subprocess.Popen:
+    """ffmpeg as a one-client HTTP server streaming MPEG-TS at the video's real rate."""
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-re"] + (["-stream_loop", "-1"] if loop else []) + [
+        "-i", str(video), "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/feed"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline and not listening(port):  # a test connection would be its one client
+        time.sleep(0.05)
+    return p
+
+
+def listening(port: int) -> bool:
+    """Is a socket listening on this loopback port? Read from /proc, without connecting."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+class Receiver:
+    """A webhook receiver on loopback that can be started late."""
+
+    def __init__(self, port: int):
+        self.port, self.posts, self.server = port, [], None
+
+    def start(self) -> None:
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                posts.append((self.headers["Idempotency-Key"], json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def scene_memory(tiny_encoder, tmp_path_factory):
+    """Normal captions are scene-0 frames, anomalous ones scene-5 frames, as the tiny encoder sees them:
+    a video that cuts to scene 5 must score high there and low elsewhere."""
+    from flashback.bundle import load_bundle, write_bundle
+    from flashback.synthetic import frame_image
+
+    size = tiny_encoder.image_size
+    frames = [frame_image(i, size, size, scene) for scene in (0, 5) for i in range(0, 40, 5)]
+    vecs = tiny_encoder.encode_images(np.stack(frames))
+    n = len(frames) // 2
+    table = CaptionTable([f"a calm street, view {i}" for i in range(n)] + [f"a window is smashed, view {i}" for i in range(n)],
+                         [False] * n + [True] * n, ["normal"] * n + ["Vandalism"] * n, ["test"] * (2 * n))
+    out = tmp_path_factory.mktemp("scene") / "mem"
+    write_bundle(out, table, vecs, tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0)
+    return load_bundle(out)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
+def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, scene_memory):
+    from flashback.synthetic import make_video
+
+    # 12 s: calm, 3 s of scene 5 from 3 s to 6 s, calm again
+    video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
+    pa, pb, ph = free_port(), free_port(), free_port()
+    steady = serve(video, pa, loop=True)
+    flaky = serve(video, pb)
+    receiver = Receiver(ph)
+    db, events_file = tmp_path / "live.duckdb", tmp_path / "events.jsonl"
+    watch = subprocess.Popen(
+        [str(Path(sys.executable).with_name("flashback")), "watch", f"steady=http://127.0.0.1:{pa}/feed",
+         f"flaky=http://127.0.0.1:{pb}/feed", "--memory", str(scene_memory.path), "--db", str(db),
+         "--events", str(events_file), "--webhook", f"http://127.0.0.1:{ph}/hook", "--read-timeout", "2", "--reconnect-max", "1",
+         "--sigma", "0.25", "--stats-every", "2", *TINY_CLI],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    restarted = None
+    try:
+        deadline = time.time() + 60
+        while not (events_file.exists() and events_file.read_text()) and time.time() < deadline:
+            time.sleep(0.05)  # the watcher has loaded its model and memory: feed time starts now
+        time.sleep(8.0)  # the flaky feed's first incident (3-6 s) has closed by now
+        flaky.kill()
+        flaky.wait()
+        time.sleep(2.0)
+        restarted = serve(video, pb)  # the camera comes back, its video from the start
+        receiver.start()  # the webhook receiver was down until now
+        time.sleep(10.0)  # the second incident, 3-6 s into the restarted stream, has closed; the file has not ended
+        watch.send_signal(signal.SIGTERM)
+        out, err = watch.communicate(timeout=60)
+    finally:
+        for p in (steady, flaky, restarted, watch):
+            if p is not None and p.poll() is None:
+                p.kill()
+        receiver.stop()
+    assert watch.returncode == 0, err
+    assert "flaky: lost" in err and "flaky: back after" in err and "SIGTERM" in err
+
+    lines = [json.loads(x) for x in events_file.read_text().splitlines()]
+    assert lines[0]["type"] == "watch_started" and lines[-1]["type"] == "watch_stopped"
+    assert lines[0]["causal_delays_s"]["event_close_after_s"] == 1.0
+    updates = [x for x in lines if x["type"].startswith("event_")]
+    by_key: dict[str, list[str]] = {}
+    for u in updates:
+        by_key.setdefault(u["event_key"], []).append(u["type"])
+    assert all(v == ["event_opened", "event_closed"] for v in by_key.values()), by_key  # once each, never twice
+    flaky_events = [u for u in updates if u["feed"] == "flaky" and u["type"] == "event_closed"]
+    steady_events = [u for u in updates if u["feed"] == "steady" and u["type"] == "event_closed"]
+    assert len(flaky_events) == 2, err  # one before the outage, one after
+    assert len(steady_events) >= 2
+    for e in flaky_events + steady_events:
+        assert e["dominant_category"] == "Vandalism" and e["end_s"] - e["start_s"] >= 1.0
+    # the incidents sit where the video puts them: 3-6 s after each (re)connection
+    assert 2.0 <= flaky_events[0]["start_s"] <= 5.0 and 5.0 <= flaky_events[0]["end_s"] <= 8.0
+    outages = [x for x in lines if x["type"] == "outage"]
+    assert [o["feed"] for o in outages] == ["flaky"] and outages[0]["end_s"] > outages[0]["start_s"]
+    stats = {x["feed"]: x for x in lines if x["type"] == "feed_stats" and not x["active"]}
+    assert stats["steady"]["reconnects"] == 0 and stats["flaky"]["reconnects"] == 1
+    assert stats["steady"]["segments_lost"] == 0  # the other feed never stopped
+    assert stats["steady"]["latency_max_s"] is not None and stats["steady"]["latency_p95_s"] < 1.0
+
+    # the webhook was down for the first incident: it still got every update, each once
+    keys = [k for k, _ in receiver.posts]
+    assert sorted(keys) == sorted(f"{u['event_key']}/{u['type']}" for u in updates)
+    assert len(keys) == len(set(keys))
+
+    with duckdb.connect(str(db), read_only=True) as c:
+        stored = c.execute("""SELECT f.feed, count(*) FROM events e JOIN live_feeds f USING (video_id)
+                              GROUP BY f.feed ORDER BY f.feed""").fetchall()
+        assert dict(stored) == {"flaky": 2, "steady": len(steady_events)}
+        assert c.execute("SELECT count(*) FROM outages WHERE feed = 'flaky' AND end_s IS NOT NULL").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0
+        seq = c.execute("""SELECT frame FROM frame_scores JOIN live_feeds f USING (video_id)
+                           WHERE f.feed = 'steady' ORDER BY frame""").fetchnumpy()["frame"]
+        assert len(seq) > 40 and (np.diff(seq) == 1).all()  # every segment of the steady feed, once
+        n_events = c.execute("SELECT sum(n_events) FROM scorings").fetchone()[0]
+        assert n_events == 2 + len(steady_events)
