@@ -240,3 +240,21 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         assert len(seq) > 40 and (np.diff(seq) == 1).all()  # every segment of the steady feed, once
         n_events = c.execute("SELECT sum(n_events) FROM scorings").fetchone()[0]
         assert n_events == 2 + len(steady_events)
+
+    # the review app lists the live events and opens one (no recording: it says so)
+    from streamlit.testing.v1 import AppTest
+
+    from ui.state import DB_ENV
+
+    os.environ[DB_ENV] = str(db)
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "ui" / "app.py"), default_timeout=60)
+        at.run()
+        assert not at.exception, at.exception
+        opens = [b for b in at.button if b.key and b.key.startswith("open-")]
+        assert at.metric[0].value == str(2 + len(steady_events)) and len(opens) == 2 + len(steady_events)
+        opens[0].click().run()
+        assert not at.exception, at.exception
+        assert any("Live feed http://127.0.0.1" in i.value for i in at.info)
+    finally:
+        del os.environ[DB_ENV]

@@ -51,7 +51,10 @@ def render(db: ReviewDB) -> None:
     left, right = st.columns([3, 2])
     with left:
         path = db.media_path(ev["video_id"])
-        if path is None:
+        if path is None and ev["video_id"].startswith("live-"):
+            st.info(f"Live feed {ev['path']}: no recording is kept, so there are no frames to show; "
+                    "the score timeline and the captions are what the watcher saw.")
+        elif path is None:
             st.warning(f"The video file is not at {ev['path']} any more; scores and captions are still shown.")
         else:
             times = [ev["peak_s"] + d for d in (-2, -1, 0, 1, 2) if 0 <= ev["peak_s"] + d <= (tl["duration_s"] or 0)]
