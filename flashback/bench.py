@@ -55,7 +55,7 @@ def device_name(device: str) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _synthetic_memory(n: int, encoder: ClipEncoder, factory: str, rng) -> MemoryBundle:
+def synthetic_memory(n: int, encoder: ClipEncoder, factory: str, rng) -> MemoryBundle:
     v = rng.standard_normal((n, encoder.dim)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     half = n // 2
@@ -75,7 +75,7 @@ def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], q
         for factory in factories:
             f = factory.replace("{nlist}", str(max(16, int(4 * np.sqrt(n // 2)))))
             t0 = time.perf_counter()
-            mem = _synthetic_memory(n, encoder, f, np.random.default_rng(2))
+            mem = synthetic_memory(n, encoder, f, np.random.default_rng(2))
             build_s = time.perf_counter() - t0
             for index in mem.indexes.values():  # the search-time knobs we report with
                 if hasattr(index, "nprobe"):

@@ -169,7 +169,7 @@ class FeedReader:
         try:
             while not self._stop.is_set():
                 try:
-                    container = av.open(self.spec.location, mode="r",
+                    container = av.open(self.spec.location, mode="r", format="v4l2" if self.spec.is_device else None,
                                         options=self.spec.open_options(self.read_timeout_s),
                                         timeout=(self.read_timeout_s, self.read_timeout_s))
                 except (av.FFmpegError, OSError) as e:
