@@ -237,7 +237,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         assert c.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0
         seq = c.execute("""SELECT frame FROM frame_scores JOIN live_feeds f USING (video_id)
                            WHERE f.feed = 'steady' ORDER BY frame""").fetchnumpy()["frame"]
-        assert len(seq) > 40 and (np.diff(seq) == 1).all()  # every segment of the steady feed, once
+        assert len(seq) >= 30 and (np.diff(seq) == 1).all()  # every segment of the steady feed, once
         n_events = c.execute("SELECT sum(n_events) FROM scorings").fetchone()[0]
         assert n_events == 2 + len(steady_events)
 
