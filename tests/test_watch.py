@@ -258,3 +258,92 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         assert any("Live feed http://127.0.0.1" in i.value for i in at.info)
     finally:
         del os.environ[DB_ENV]
+
+
+class SlowEncoder:
+    """The real tiny encoder behind a fixed delay per call: a machine too slow for its feeds."""
+
+    def __init__(self, encoder, delay_s: float):
+        self._e, self.delay_s = encoder, delay_s
+
+    def __getattr__(self, name):
+        return getattr(self._e, name)
+
+    def encode_images(self, rgb):
+        time.sleep(self.delay_s)
+        return self._e.encode_images(rgb)
+
+
+def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_memory, tiny_encoder):
+    from flashback.live.feeds import FeedSpec
+    from flashback.live.sinks import JsonLinesSink
+    from flashback.live.watcher import Watcher, WatchConfig
+    from flashback.settings import ScoringSettings
+    from flashback.synthetic import make_video
+
+    video = make_video(tmp_path / "v.mp4", n_frames=150, fps=30, size=(96, 64))  # 5 s, played at real rate
+    settings = ScoringSettings(frames_per_segment=16)  # 16 grid frames a second
+    w = Watcher(scene_memory, SlowEncoder(tiny_encoder, 0.4), settings, [FeedSpec("cam", str(video))],
+                [JsonLinesSink(tmp_path / "e.jsonl")], WatchConfig(max_latency_s=0.3, batch_size=4))
+    t = time.monotonic()
+    stats = w.run()["cam"]
+    assert time.monotonic() - t < 5.0 + 3.0  # it kept up with the feed's clock: no backlog at the end
+    assert stats["samples_dropped"] > 0.3 * stats["samples_encoded"]  # it shed load...
+    assert stats["segments_scored"] >= 6  # ...yet scored the feed throughout
+    assert stats["latency_max_s"] < 0.3 + 2 * 0.4 + 0.5  # age budget + encode time + one round
+
+
+def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_memory, tiny_encoder):
+    """A server that accepts the connection and then says nothing: the read timeout must fire."""
+    from flashback.live.feeds import FeedSpec
+    from flashback.live.watcher import Watcher, WatchConfig
+    from flashback.synthetic import make_video
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(8)], daemon=True).start()
+    video = make_video(tmp_path / "v.mp4", n_frames=120, fps=30, size=(96, 64))
+    feeds = [FeedSpec("mute", f"http://127.0.0.1:{silent.getsockname()[1]}/feed"), FeedSpec("cam", str(video))]
+    outages = []
+
+    class Record:
+        def outage(self, session, o):
+            outages.append(o)
+
+    w = Watcher(scene_memory, tiny_encoder, __import__("flashback.settings").settings.PRESETS["fast"], feeds, [Record()],
+                WatchConfig(read_timeout_s=1.0, backoff_base_s=0.2, backoff_cap_s=0.5, duration_s=4.5))
+    stats = w.run()
+    silent.close()
+    assert stats["cam"]["segments_scored"] >= 6 and stats["cam"]["segments_lost"] == 0
+    assert stats["mute"]["segments_scored"] == 0
+    assert len(outages) == 1 and outages[0].feed == "mute" and outages[0].end_s is None and outages[0].attempts >= 2
+
+
+def test_webhook_outbox_carries_undelivered_events_to_the_next_run(tmp_path):
+    from flashback.live.sinks import FeedSession, WebhookSink
+    from flashback.scoring import Explanation
+
+    from flashback.live.causal import EventUpdate
+    from datetime import datetime, timezone
+
+    port = free_port()
+    session = FeedSession(parse_feed("http://127.0.0.1/x", 0), "live-x", datetime.now(timezone.utc))
+    ups = [EventUpdate(k, "feed1", i, 1.0, 2.0, 2, 4, 0.9, 1.5, 3, Explanation(None, 0.9, 0.1, []))
+           for i in range(2) for k in ("opened", "closed")]
+    outbox = tmp_path / "outbox.jsonl"
+    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", outbox, timeout_s=1.0, backoff=Backoff(0.05, 0.2))
+    for u in ups:
+        sink.event(session, u)
+    assert sink.close(drain_s=0.5) == 4 and len(outbox.read_text().splitlines()) == 4
+    receiver = Receiver(port)
+    receiver.start()
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", outbox, timeout_s=1.0)
+        assert not outbox.exists()  # taken over by the new sink
+        assert sink.close(drain_s=5.0) == 0
+    finally:
+        receiver.stop()
+    assert [k for k, _ in receiver.posts] == ["feed1/0/event_opened", "feed1/0/event_closed",
+                                              "feed1/1/event_opened", "feed1/1/event_closed"]

@@ -145,11 +145,20 @@ class Watcher:
             # readers do not back-fill: a stalled or lost feed still closes its segments on time.
             r = fs.reader
             by_clock = int((r.now_s() - CLOSE_GRACE_S) / self.grid.step_s - 0.5)
-            limits[name] = max(r.next_index, by_clock)
+            limits[name] = r.next_index if r.finished.is_set() else max(r.next_index, by_clock)
             taken += r.take(self.config.max_latency_s)
         taken.sort(key=lambda x: x.captured_at)
         for i in range(0, len(taken), self.config.batch_size):
-            chunk = taken[i : i + self.config.batch_size]
+            # samples that aged past the budget while earlier chunks were encoded are dropped too
+            now = time.monotonic()
+            chunk = []
+            for x in taken[i : i + self.config.batch_size]:
+                if now - x.captured_at <= self.config.max_latency_s:
+                    chunk.append(x)
+                else:
+                    self.feeds[x.feed].reader.stats.samples_dropped += 1
+            if not chunk:
+                continue
             vecs = self.encoder.encode_images(np.stack([x.rgb for x in chunk]))
             for x, v in zip(chunk, vecs):
                 fs = self.feeds[x.feed]
