@@ -29,6 +29,7 @@ from .sinks import FeedSession
 
 
 CLOSE_GRACE_S = 0.25
+CHUNK_SHARE = 0.25  # of the latency budget, the most one encoder call may take
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Watcher:
         self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
         self.specs = feeds
         self._outages: queue.Queue = queue.Queue()
+        self._pending: list[Sample] = []  # taken from the readers, not yet encoded
+        self._rate: float | None = None  # encoder frames/s, measured (moving average)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
 
@@ -137,7 +140,13 @@ class Watcher:
     # ------------------------------------------------------------ one round
 
     def _round(self) -> bool:
-        taken: list[Sample] = []
+        """Encode one chunk of the oldest fresh samples, then close and score what can be closed.
+
+        The chunk is sized from the encoder's measured speed so that encoding it takes at most
+        ``CHUNK_SHARE`` of the latency budget; samples that could no longer be encoded within the
+        budget are dropped (counted).  Everything else waits in ``_pending`` for the next round, so
+        an overloaded machine sheds frames instead of letting latency grow.
+        """
         limits: dict[str, int] = {}
         for name, fs in self.feeds.items():
             # Read before take(): every sample below it is in hand or dropped.  Grid times already
@@ -146,30 +155,46 @@ class Watcher:
             r = fs.reader
             by_clock = int((r.now_s() - CLOSE_GRACE_S) / self.grid.step_s - 0.5)
             limits[name] = r.next_index if r.finished.is_set() else max(r.next_index, by_clock)
-            taken += r.take(self.config.max_latency_s)
-        taken.sort(key=lambda x: x.captured_at)
-        for i in range(0, len(taken), self.config.batch_size):
-            # samples that aged past the budget while earlier chunks were encoded are dropped too
-            now = time.monotonic()
-            chunk = []
-            for x in taken[i : i + self.config.batch_size]:
-                if now - x.captured_at <= self.config.max_latency_s:
-                    chunk.append(x)
-                else:
-                    self.feeds[x.feed].reader.stats.samples_dropped += 1
-            if not chunk:
-                continue
+            self._pending += r.take(self.config.max_latency_s)
+        n = self._chunk_size()
+        # a sample encoded at age a is scored by about a + 2 chunk times (its chunk, then the round
+        # that closes its segment), so older ones could not make the budget any more
+        budget = self.config.max_latency_s
+        max_age = max(0.1 * budget, budget - 2 * n / self._rate) if self._rate else budget
+        now = time.monotonic()
+        fresh = []
+        for x in self._pending:
+            if now - x.captured_at <= max_age:
+                fresh.append(x)
+            else:
+                self.feeds[x.feed].reader.stats.samples_dropped += 1
+        fresh.sort(key=lambda x: x.captured_at)
+        chunk, self._pending = fresh[:n], fresh[n:]
+        if chunk:
+            t = time.perf_counter()
             vecs = self.encoder.encode_images(np.stack([x.rgb for x in chunk]))
+            rate = len(chunk) / max(time.perf_counter() - t, 1e-6)
+            self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             for x, v in zip(chunk, vecs):
                 fs = self.feeds[x.feed]
                 fs.held[x.index] = (v, x.captured_at)
                 fs.samples_encoded += 1
+        waiting: dict[str, int] = {}
+        for x in self._pending:  # a segment cannot close while one of its samples still waits
+            waiting[x.feed] = min(waiting.get(x.feed, x.index), x.index)
         closed: list[tuple[FeedState, int, np.ndarray, float]] = []
         for name, fs in self.feeds.items():
-            closed += self._close_segments(fs, limits[name], final=fs.reader.finished.is_set() and not fs.reader.queue)
+            limit = min(limits[name], waiting.get(name, limits[name]))
+            final = fs.reader.finished.is_set() and not fs.reader.queue and name not in waiting
+            closed += self._close_segments(fs, limit, final)
         if closed:
             self._score(closed)
-        return bool(taken or closed)
+        return bool(chunk or closed or self._pending)
+
+    def _chunk_size(self) -> int:
+        if self._rate is None:
+            return min(self.config.batch_size, 8)  # a first, small call measures the encoder
+        return int(np.clip(self._rate * CHUNK_SHARE * self.config.max_latency_s, 1, self.config.batch_size))
 
     def _close_segments(self, fs: FeedState, limit: int, final: bool) -> list:
         """Segments whose every sample index is below ``limit`` (all in hand or dropped); with
@@ -236,7 +261,9 @@ class Watcher:
             fs.reader.stop()
         for fs in self.feeds.values():
             fs.reader.join(timeout=self.config.read_timeout_s + 2)
-        self._round()  # what was decoded before the stop is still scored
+        deadline = time.monotonic() + self.config.max_latency_s + 1.0
+        while self._round() and time.monotonic() < deadline:
+            pass  # what was decoded before the stop is still scored (or ages out of the budget)
         for fs in self.feeds.values():
             for seg in self._close_segments(fs, fs.reader.next_index, final=True):
                 self._score([seg])
