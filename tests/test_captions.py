@@ -179,3 +179,21 @@ def test_score_captions_refuses_a_memory_of_another_encoder(tmp_path, seed_memor
          "--no-db", "--quiet"], capture_output=True, text=True, env=os.environ.copy(), timeout=600,
     )
     assert p.returncode == 1 and "all-MiniLM-L6-v2" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_score_captions_with_the_clip_text_tower(tmp_path, seed_memory):
+    """--text-encoder clip: captions go through the same open_clip model the memory was built with."""
+    from conftest import TINY_CLI
+
+    caps = tmp_path / "a.jsonl"
+    caps.write_text("\n".join(json.dumps({"video": "v", "start": i, "end": i + 1, "text": t})
+                              for i, t in enumerate(["a man walks his dog", "a man smashes a car window"] * 3)) + "\n")
+    out = tmp_path / "o.json"
+    p = subprocess.run(
+        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(seed_memory.path),
+         "--text-encoder", "clip", *TINY_CLI, "--no-db", "--json", str(out), "--quiet"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    [video] = json.loads(out.read_text())["videos"]
+    assert video["n_frames"] == 180 and video["frames_encoded"] == 6
