@@ -347,3 +347,62 @@ def test_webhook_outbox_carries_undelivered_events_to_the_next_run(tmp_path):
         receiver.stop()
     assert [k for k, _ in receiver.posts] == ["feed1/0/event_opened", "feed1/0/event_closed",
                                               "feed1/1/event_opened", "feed1/1/event_closed"]
+
+
+RTSP_SERVER = shutil.which("rtsp-server-perl")
+
+
+@pytest.mark.skipif(FFMPEG is None or RTSP_SERVER is None,
+                    reason="needs ffmpeg and rtsp-server-perl (Debian packages; .ci/run installs them)")
+def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
+    """A real RTSP session on loopback: ffmpeg publishes to Debian's rtsp-server-perl, the watcher
+    plays it over UDP.  (That server has no TCP-interleaved mode: it answers 400, which the test
+    also checks is reported as an outage, not a crash.)"""
+    from flashback.synthetic import make_video
+
+    video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
+    client_port, source_port = free_port(), free_port()
+    server = subprocess.Popen([RTSP_SERVER, "-c", str(client_port), "-s", str(source_port), "-l", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    publisher = None
+    try:
+        deadline = time.time() + 10
+        while not listening(source_port) and time.time() < deadline:
+            time.sleep(0.05)
+        publisher = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
+                                      "-c", "copy", "-f", "rtsp", "-rtsp_transport", "udp", f"rtsp://127.0.0.1:{source_port}/cam"],
+                                     stdin=subprocess.DEVNULL)
+        time.sleep(1.5)  # announced
+        db, events = tmp_path / "r.duckdb", tmp_path / "e.jsonl"
+        url = f"rtsp://127.0.0.1:{client_port}/cam"
+        p = subprocess.run(
+            [str(Path(sys.executable).with_name("flashback")), "watch", f"udp={url}", "--transport", "udp",
+             "--memory", str(scene_memory.path), "--db", str(db), "--events", str(events), "--duration", "10",
+             "--sigma", "0.25", *TINY_CLI],
+            capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        # the same stream asked for over TCP: this server refuses, and that is an outage with its reason
+        from flashback.live.feeds import FeedSpec
+        from flashback.live.watcher import Watcher, WatchConfig
+
+        outages = []
+
+        class Record:
+            def outage(self, session, o):
+                outages.append(o)
+
+        w = Watcher(scene_memory, tiny_encoder, __import__("flashback.settings").settings.PRESETS["fast"],
+                    [FeedSpec("tcp", url, transport="tcp")], [Record()], WatchConfig(duration_s=2.0, backoff_base_s=0.2))
+        assert w.run()["tcp"]["segments_scored"] == 0
+        assert len(outages) == 1 and "400" in outages[0].reason and outages[0].end_s is None
+    finally:
+        for proc in (publisher, server):
+            if proc is not None:
+                proc.kill()
+    assert p.returncode == 0, p.stderr
+    stats = {x["feed"]: x for x in map(json.loads, events.read_text().splitlines())
+             if x["type"] == "feed_stats" and not x["active"]}
+    assert stats["udp"]["segments_scored"] >= 15 and stats["udp"]["segments_lost"] == 0 and stats["udp"]["outages"] == 0
+    with duckdb.connect(str(db), read_only=True) as c:
+        peak = c.execute("""SELECT max(raw_score) FROM frame_scores JOIN live_feeds f USING (video_id)
+                            WHERE f.feed = 'udp'""").fetchone()[0]
+    assert peak > 0.5  # any 10 s of the 12-s loop holds part of its 3-s incident
