@@ -48,7 +48,7 @@ def test_rows_match_the_result(tmp_path, scored):
         assert all(abs(x - 1) < 1e-9 for (x,) in w)
         v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
         assert v == (r.source, len(r.frame_times), 96, 64)
-        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
 
 
@@ -124,8 +124,9 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path, scored):
     before = counts(db)
     store.initialize()
     with duckdb.connect(str(db), read_only=True) as c:
-        assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == [1, 2]
+        assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == [1, 2, 3]
         assert c.execute("SELECT count(*) FROM reviews").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM live_feeds").fetchone()[0] == 0
     assert counts(db) == before
 
 
