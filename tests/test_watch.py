@@ -23,7 +23,9 @@ import pytest
 
 from flashback.bundle import CaptionTable
 from flashback.live.causal import CausalSmoother, OnlineEvents, ScoredSegment
-from flashback.live.feeds import Backoff, parse_feed
+from flashback.live.feeds import Backoff, FeedSpec, parse_feed
+from flashback.live.watcher import Watcher, WatchConfig
+from flashback.settings import PRESETS
 
 from conftest import TINY_CLI
 
@@ -260,6 +262,13 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         del os.environ[DB_ENV]
 
 
+class OutageLog(list):
+    """A sink that keeps the outages it is handed."""
+
+    def outage(self, session, o):
+        self.append(o)
+
+
 class SlowEncoder:
     """The real tiny encoder behind a fixed delay per call: a machine too slow for its feeds."""
 
@@ -275,9 +284,7 @@ class SlowEncoder:
 
 
 def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_memory, tiny_encoder):
-    from flashback.live.feeds import FeedSpec
     from flashback.live.sinks import JsonLinesSink
-    from flashback.live.watcher import Watcher, WatchConfig
     from flashback.settings import ScoringSettings
     from flashback.synthetic import make_video
 
@@ -295,8 +302,6 @@ def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_m
 
 def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_memory, tiny_encoder):
     """A server that accepts the connection and then says nothing: the read timeout must fire."""
-    from flashback.live.feeds import FeedSpec
-    from flashback.live.watcher import Watcher, WatchConfig
     from flashback.synthetic import make_video
 
     silent = socket.socket()
@@ -306,13 +311,8 @@ def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_
     threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(8)], daemon=True).start()
     video = make_video(tmp_path / "v.mp4", n_frames=120, fps=30, size=(96, 64))
     feeds = [FeedSpec("mute", f"http://127.0.0.1:{silent.getsockname()[1]}/feed"), FeedSpec("cam", str(video))]
-    outages = []
-
-    class Record:
-        def outage(self, session, o):
-            outages.append(o)
-
-    w = Watcher(scene_memory, tiny_encoder, __import__("flashback.settings").settings.PRESETS["fast"], feeds, [Record()],
+    outages = OutageLog()
+    w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"], feeds, [outages],
                 WatchConfig(read_timeout_s=1.0, backoff_base_s=0.2, backoff_cap_s=0.5, duration_s=4.5))
     stats = w.run()
     silent.close()
@@ -322,11 +322,11 @@ def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_
 
 
 def test_webhook_outbox_carries_undelivered_events_to_the_next_run(tmp_path):
-    from flashback.live.sinks import FeedSession, WebhookSink
-    from flashback.scoring import Explanation
+    from datetime import datetime, timezone
 
     from flashback.live.causal import EventUpdate
-    from datetime import datetime, timezone
+    from flashback.live.sinks import FeedSession, WebhookSink
+    from flashback.scoring import Explanation
 
     port = free_port()
     session = FeedSession(parse_feed("http://127.0.0.1/x", 0), "live-x", datetime.now(timezone.utc))
@@ -381,17 +381,9 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
              "--sigma", "0.25", *TINY_CLI],
             capture_output=True, text=True, env=os.environ.copy(), timeout=120)
         # the same stream asked for over TCP: this server refuses, and that is an outage with its reason
-        from flashback.live.feeds import FeedSpec
-        from flashback.live.watcher import Watcher, WatchConfig
-
-        outages = []
-
-        class Record:
-            def outage(self, session, o):
-                outages.append(o)
-
-        w = Watcher(scene_memory, tiny_encoder, __import__("flashback.settings").settings.PRESETS["fast"],
-                    [FeedSpec("tcp", url, transport="tcp")], [Record()], WatchConfig(duration_s=2.0, backoff_base_s=0.2))
+        outages = OutageLog()
+        w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"],
+                    [FeedSpec("tcp", url, transport="tcp")], [outages], WatchConfig(duration_s=2.0, backoff_base_s=0.2))
         assert w.run()["tcp"]["segments_scored"] == 0
         assert len(outages) == 1 and "400" in outages[0].reason and outages[0].end_s is None
     finally:
