@@ -13,6 +13,7 @@ import hashlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,11 +56,11 @@ class FeedState:
     segments_scored: int = 0
     segments_lost: int = 0
     samples_encoded: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
     down: bool = False
 
     def stats(self) -> dict:
-        lat = np.array(self.latencies[-10_000:]) if self.latencies else None
+        lat = np.array(self.latencies) if self.latencies else None
         q = (lambda p: None if lat is None else round(float(np.percentile(lat, p)), 4))
         st = self.reader.stats
         return {"feed": self.session.spec.name, "segments_scored": self.segments_scored, "segments_lost": self.segments_lost,
