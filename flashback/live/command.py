@@ -26,6 +26,10 @@ def cmd_watch(a: argparse.Namespace) -> int:
     except ValueError as e:
         fail(str(e))
         return EXIT_USAGE
+    names = [f.name for f in feeds]
+    if len(set(names)) != len(names):
+        fail(f"feed names must be unique (got {', '.join(names)}); name them NAME=URL_OR_FILE")
+        return EXIT_USAGE
     log = lambda m: err.print(f"flashback: {m}", markup=False)  # noqa: E731
     try:
         store, encoder, memory = _store_encoder_memory(a)
