@@ -240,6 +240,9 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         seq = c.execute("""SELECT frame FROM frame_scores JOIN live_feeds f USING (video_id)
                            WHERE f.feed = 'steady' ORDER BY frame""").fetchnumpy()["frame"]
         assert len(seq) >= 30 and (np.diff(seq) == 1).all()  # every segment of the steady feed, once
+        n_seg, n_hits, n_scored = c.execute("""SELECT (SELECT count(*) FROM segments), (SELECT count(*) FROM segment_captions),
+                                                      (SELECT sum(n_segments) FROM scorings)""").fetchone()
+        assert n_hits == 10 * n_seg and n_scored == n_seg  # top-10 captions of every stored segment
         n_events = c.execute("SELECT sum(n_events) FROM scorings").fetchone()[0]
         assert n_events == 2 + len(steady_events)
 

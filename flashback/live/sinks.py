@@ -20,9 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+import duckdb
 import numpy as np
 
+from ..bundle import CaptionTable
 from ..errors import StoreError
+from ..scoring import explain
 from ..store import ResultStore, RunRecord
 from .causal import EventUpdate, ScoredSegment
 from .feeds import Backoff, FeedSpec, Outage
@@ -116,13 +119,23 @@ class LiveStoreSink:
             with self.store.connect() as con:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    for kind, row in batch:
-                        _WRITERS[kind](con, self.run.run_id, *row)
+                    rid, i = self.run.run_id, 0
+                    while i < len(batch):
+                        kind, row = batch[i]
+                        if kind == "segment":  # a run of segments: a few bulk inserts, not rows one by one
+                            j = i
+                            while j < len(batch) and batch[j][0] == "segment":
+                                j += 1
+                            _w_segments(con, rid, [r for _, r in batch[i:j]])
+                            i = j
+                            continue
+                        _WRITERS[kind](con, rid, *row)
+                        i += 1
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
-        except (StoreError, OSError) as e:
+        except (StoreError, OSError, duckdb.Error) as e:
             self.write_errors += 1
             self.last_error = str(e)
             return False
@@ -156,24 +169,45 @@ def _w_feed(con, rid, vid, feed, location, started):
                    ON CONFLICT (video_id) DO NOTHING""", [vid, feed, location, started])
 
 
-def _w_segment(con, rid, vid, s: ScoredSegment, captions):
-    anom = np.array([captions.anomalous[c] if c >= 0 else False for c in s.ids])
-    aw = float((s.weights * anom).sum())
-    con.execute("INSERT INTO frame_scores VALUES (?, ?, ?, ?, ?, ?)", [rid, vid, s.index, s.end_s, s.raw, s.score])
-    from ..scoring import explain
-
-    dominant = explain(s.ids, s.sims, s.weights, captions).dominant_category
-    con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [rid, vid, s.index, s.start_s, s.end_s, s.raw, dominant, aw, 1.0 - aw])
-    rows = [(rid, vid, s.index, k, int(c), captions.texts[c], "anomalous" if anom[k] else "normal",
-             captions.categories[c], float(s.sims[k]), float(s.weights[k])) for k, c in enumerate(s.ids) if c >= 0]
-    if rows:
-        con.executemany("INSERT INTO segment_captions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    con.execute("""UPDATE scorings SET n_segments = n_segments + 1,
-                   max_score = greatest(coalesce(max_score, 0), ?), scored_at = now()
-                   WHERE run_id = ? AND video_id = ?""", [s.score, rid, vid])
-    con.execute("UPDATE videos SET duration_s = ?, n_frames = ?, updated_at = now() WHERE video_id = ?",
-                [s.end_s, s.index + 1, vid])
+def _w_segments(con, rid, items: list[tuple[str, ScoredSegment, CaptionTable]]) -> None:
+    """Scored segments of any feeds: frame_scores, segments and segment_captions rows in bulk."""
+    n = len(items)
+    vids = np.array([v for v, _, _ in items], dtype=object)
+    segs = [s for _, s, _ in items]
+    captions = items[0][2]
+    index = np.array([s.index for s in segs], np.int32)
+    ends = np.array([s.end_s for s in segs])
+    raw = np.array([s.raw for s in segs])
+    anom = np.stack([np.array([c >= 0 and bool(captions.anomalous[c]) for c in s.ids]) for s in segs])
+    weights = np.stack([s.weights for s in segs])
+    anom_w = (weights * anom).sum(axis=1)
+    run = np.full(n, rid, dtype=object)
+    frames = {"run_id": run, "video_id": vids, "frame": index, "time_s": ends, "raw_score": raw,  # noqa: F841
+              "score": np.array([s.score for s in segs])}
+    con.execute("INSERT INTO frame_scores SELECT * FROM frames")
+    rows = {"run_id": run, "video_id": vids, "segment": index, "start_s": np.array([s.start_s for s in segs]),  # noqa: F841
+            "end_s": ends, "score": raw,
+            "dominant_category": np.array([explain(s.ids, s.sims, s.weights, captions).dominant_category for s in segs], dtype=object),
+            "anomalous_weight": anom_w, "normal_weight": 1.0 - anom_w}
+    con.execute("INSERT INTO segments SELECT * FROM rows")
+    ids = np.stack([s.ids for s in segs])
+    seg_i, rank = np.nonzero(ids >= 0)
+    cid = ids[seg_i, rank]
+    hits = {"run_id": run[seg_i], "video_id": vids[seg_i], "segment": index[seg_i], "rank": rank.astype(np.int32),  # noqa: F841
+            "caption_id": cid.astype(np.int64), "text": np.array([captions.texts[c] for c in cid], dtype=object),
+            "label": np.where(anom[seg_i, rank], "anomalous", "normal").astype(object),
+            "category": np.array([captions.categories[c] for c in cid], dtype=object),
+            "similarity": np.stack([s.sims for s in segs])[seg_i, rank].astype(np.float64),
+            "weight": weights[seg_i, rank].astype(np.float64)}
+    if len(cid):
+        con.execute("INSERT INTO segment_captions SELECT * FROM hits")
+    for vid in dict.fromkeys(vids):
+        mine = vids == vid
+        con.execute("""UPDATE scorings SET n_segments = n_segments + ?, max_score = greatest(coalesce(max_score, 0), ?),
+                       scored_at = now() WHERE run_id = ? AND video_id = ?""",
+                    [int(mine.sum()), float(max(s.score for s, m in zip(segs, mine) if m)), rid, vid])
+        con.execute("UPDATE videos SET duration_s = ?, n_frames = ?, updated_at = now() WHERE video_id = ?",
+                    [float(ends[mine].max()), int(index[mine].max()) + 1, vid])
 
 
 def _w_event(con, rid, vid, u: EventUpdate):
@@ -200,7 +234,7 @@ def _w_stats(con, rid, vid, st: dict, active: bool):
     con.execute("UPDATE scorings SET n_samples = ? WHERE run_id = ? AND video_id = ?", [st["samples_encoded"], rid, vid])
 
 
-_WRITERS = {"run": _w_run, "video": _w_video, "feed": _w_feed, "segment": _w_segment, "event": _w_event,
+_WRITERS = {"run": _w_run, "video": _w_video, "feed": _w_feed, "event": _w_event,
             "outage": _w_outage, "stats": _w_stats}
 
 
