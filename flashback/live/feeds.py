@@ -95,7 +95,8 @@ class FeedStats:
 
 
 class Backoff:
-    """Exponential backoff with full jitter, capped: many feeds that drop together do not retry in step."""
+    """Exponential backoff, capped, each wait drawn from the upper half of its window: many feeds
+    that drop together do not retry in step, and none retries sooner than half the schedule."""
 
     def __init__(self, base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random | None = None):
         self.base_s, self.cap_s = base_s, cap_s
@@ -149,12 +150,12 @@ class FeedReader:
 
     def take(self, max_age_s: float) -> list[Sample]:
         """Everything queued; samples older than ``max_age_s`` are dropped (counted), not returned."""
-        with self.lock:
+        now = time.monotonic()
+        with self.lock:  # the reader thread counts its own drops under the same lock
             items = list(self.queue)
             self.queue.clear()
-        now = time.monotonic()
-        fresh = [s for s in items if now - s.captured_at <= max_age_s]
-        self.stats.samples_dropped += len(items) - len(fresh)
+            fresh = [s for s in items if now - s.captured_at <= max_age_s]
+            self.stats.samples_dropped += len(items) - len(fresh)
         return fresh
 
     @property

@@ -56,6 +56,7 @@ class FeedState:
     segments_scored: int = 0
     segments_lost: int = 0
     samples_encoded: int = 0
+    samples_late: int = 0  # taken in time, but could no longer be scored within the budget
     latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
     down: bool = False
 
@@ -65,7 +66,7 @@ class FeedState:
         st = self.reader.stats
         return {"feed": self.session.spec.name, "segments_scored": self.segments_scored, "segments_lost": self.segments_lost,
                 "frames_decoded": st.frames_decoded, "samples_encoded": self.samples_encoded,
-                "samples_dropped": st.samples_dropped, "reconnects": st.reconnects, "outages": len(st.outages),
+                "samples_dropped": st.samples_dropped + self.samples_late, "reconnects": st.reconnects, "outages": len(st.outages),
                 "latency_p50_s": q(50), "latency_p95_s": q(95), "latency_max_s": None if lat is None else round(float(lat.max()), 4)}
 
 
@@ -168,7 +169,7 @@ class Watcher:
             if now - x.captured_at <= max_age:
                 fresh.append(x)
             else:
-                self.feeds[x.feed].reader.stats.samples_dropped += 1
+                self.feeds[x.feed].samples_late += 1
         fresh.sort(key=lambda x: x.captured_at)
         chunk, self._pending = fresh[:n], fresh[n:]
         if chunk:
