@@ -180,7 +180,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
          f"flaky=http://127.0.0.1:{pb}/feed", "--memory", str(scene_memory.path), "--db", str(db),
          "--events", str(events_file), "--webhook", f"http://127.0.0.1:{ph}/hook", "--read-timeout", "2", "--reconnect-max", "1",
          "--sigma", "0.25", "--stats-every", "2", *TINY_CLI],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     restarted = None
     try:
         deadline = time.time() + 60
@@ -194,7 +194,12 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         receiver.start()  # the webhook receiver was down until now
         time.sleep(10.0)  # the second incident, 3-6 s into the restarted stream, has closed; the file has not ended
         watch.send_signal(signal.SIGTERM)
-        out, err = watch.communicate(timeout=60)
+        try:
+            out, err = watch.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # show where every thread is stuck (PYTHONFAULTHANDLER)
+            watch.send_signal(signal.SIGABRT)
+            out, err = watch.communicate(timeout=30)
+            pytest.fail(f"watch did not stop within 60 s of SIGTERM:\n{err[-8000:]}")
     finally:
         for p in (steady, flaky, restarted, watch):
             if p is not None and p.poll() is None:

@@ -92,4 +92,14 @@ def cmd_watch(a: argparse.Namespace) -> int:
             failed = True
     events.write({"type": "watch_stopped"})
     events.close()
-    return EXIT_FAILED if failed else EXIT_OK
+    code = EXIT_FAILED if failed else EXIT_OK
+    if watcher.stuck_readers:
+        # Everything is flushed and closed.  A reader thread still inside an FFmpeg call must not
+        # keep the process alive (or deadlock interpreter shutdown), so leave without finalizing.
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

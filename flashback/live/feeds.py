@@ -142,8 +142,10 @@ class FeedReader:
     def stop(self) -> None:
         self._stop.set()
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; False if it is still inside FFmpeg after ``timeout``."""
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def now_s(self) -> float:
         return time.monotonic() - self.t0

@@ -85,6 +85,7 @@ class Watcher:
         self._rate: float | None = None  # encoder frames/s, measured (moving average)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
+        self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
 
     @property
     def delays(self) -> dict:
@@ -261,8 +262,10 @@ class Watcher:
     def _shutdown(self) -> None:
         for fs in self.feeds.values():
             fs.reader.stop()
-        for fs in self.feeds.values():
-            fs.reader.join(timeout=self.config.read_timeout_s + 2)
+        self.stuck_readers = [name for name, fs in self.feeds.items()
+                              if not fs.reader.join(timeout=self.config.read_timeout_s + 2)]
+        for name in self.stuck_readers:
+            self.log(f"feed {name}: its reader did not stop within {self.config.read_timeout_s + 2:g} s (blocked in FFmpeg)")
         deadline = time.monotonic() + self.config.max_latency_s + 1.0
         while self._round() and time.monotonic() < deadline:
             pass  # what was decoded before the stop is still scored (or ages out of the budget)
