@@ -419,3 +419,36 @@ def test_watch_usage_errors_are_one_line(tmp_path, args, message):
     p = subprocess.run([str(Path(sys.executable).with_name("flashback")), "watch", *[a.format(video=video) for a in args], "--no-db"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_the_store_shows_a_feed_while_it_runs(tmp_path, scene_memory, tiny_encoder):
+    """Segment scores reach DuckDB every couple of seconds, not only when an event happens, so the
+    review app's timeline follows a live feed; a reader can open the file between flushes."""
+    from flashback.live.sinks import LiveStoreSink
+    from flashback.store import ResultStore, RunRecord
+    from flashback.synthetic import make_video
+
+    video = make_video(tmp_path / "v.mp4", n_frames=240, fps=30, size=(96, 64))  # calm: no event at all
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"], [FeedSpec("cam", str(video))], [],
+                WatchConfig(duration_s=10.0))
+    sink = LiveStoreSink(store, RunRecord(w.settings.to_dict(), scene_memory.memory_id, "", tiny_encoder.identity.key, "t"),
+                         flush_every_s=1.0)
+    w.sinks.append(sink)
+    seen = []
+
+    def poll():
+        time.sleep(5.0)  # mid-feed (8 s long)
+        with store.connect(read_only=True) as c:
+            seen.append(c.execute("SELECT count(*) FROM frame_scores").fetchone()[0])
+
+    t = threading.Thread(target=poll)
+    t.start()
+    w.run()
+    t.join()
+    sink.close()
+    assert seen[0] >= 4  # scores were there while the feed was still running
+    with store.connect(read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] > seen[0]

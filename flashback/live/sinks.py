@@ -106,6 +106,10 @@ class LiveStoreSink:
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
         self._queue("stats", (session.video_id, stats, active))
 
+    def tick(self) -> None:
+        """Called every watcher round: write buffered segment scores every ``flush_every_s``."""
+        self.flush()
+
     def _queue(self, kind: str, row: tuple) -> None:
         self._pending.append((kind, row))
 

@@ -129,6 +129,10 @@ class Watcher:
                     break
                 busy = self._round()
                 self._drain_outages()
+                for sink in self.sinks:  # time-based work of the sinks (the store's periodic flush)
+                    tick = getattr(sink, "tick", None)
+                    if tick is not None:
+                        tick()
                 if time.monotonic() - last_stats >= self.config.stats_every_s:
                     last_stats = time.monotonic()
                     self._stats(active=True)
