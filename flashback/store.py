@@ -161,37 +161,15 @@ class ResultStore:
             [rid, vid, path, r.truncated, r.note or None, r.n_samples, len(r.segments.scores),
              len(r.events), float(np.max(r.scores)) if len(r.scores) else None],
         )
-        n = len(r.frame_times)
-        frames = {  # noqa: F841 - scanned by DuckDB by name
-            "run_id": np.full(n, rid, dtype=object), "video_id": np.full(n, vid, dtype=object),
-            "frame": np.arange(n, dtype=np.int32), "time_s": np.asarray(r.frame_times, np.float64),
-            "raw_score": np.asarray(r.raw_scores, np.float64), "score": np.asarray(r.scores, np.float64),
-        }
-        con.execute("INSERT INTO frame_scores SELECT * FROM frames")
         seg = r.segments
-        S, K = seg.ids.shape
-        anom_w = (seg.weights * seg.anomalous).sum(axis=1)
-        segs = {  # noqa: F841
-            "run_id": np.full(S, rid, dtype=object), "video_id": np.full(S, vid, dtype=object),
-            "segment": np.arange(S, dtype=np.int32), "start_s": seg.spans[:, 0], "end_s": seg.spans[:, 1],
-            "score": seg.scores.astype(np.float64), "dominant_category": np.array(seg.dominant_categories, dtype=object),
-            "anomalous_weight": anom_w, "normal_weight": 1.0 - anom_w,
-        }
-        con.execute("INSERT INTO segments SELECT * FROM segs")
-        valid = seg.ids >= 0
-        seg_idx, rank = np.nonzero(valid)
-        cid = seg.ids[valid]
-        captions = r.captions
-        hits = {  # noqa: F841
-            "run_id": np.full(len(cid), rid, dtype=object), "video_id": np.full(len(cid), vid, dtype=object),
-            "segment": seg_idx.astype(np.int32), "rank": rank.astype(np.int32), "caption_id": cid.astype(np.int64),
-            "text": np.array([captions.texts[c] for c in cid], dtype=object),
-            "label": np.where(seg.anomalous[valid], "anomalous", "normal").astype(object),
-            "category": np.array([captions.categories[c] for c in cid], dtype=object),
-            "similarity": seg.sims[valid].astype(np.float64), "weight": seg.weights[valid].astype(np.float64),
-        }
-        if len(cid):
-            con.execute("INSERT INTO segment_captions SELECT * FROM hits")
+        S = len(seg.scores)
+        insert_segment_rows(
+            con, rid, np.full(S, vid, dtype=object), np.arange(S, dtype=np.int32), seg.spans, seg.scores,
+            seg.dominant_categories, seg.ids, seg.sims, seg.weights, seg.anomalous, r.captions,
+        )
+        n = len(r.frame_times)
+        insert_frame_scores(con, rid, np.full(n, vid, dtype=object), np.arange(n, dtype=np.int32),
+                            r.frame_times, r.raw_scores, r.scores)
         for e in r.events:
             con.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -200,3 +178,38 @@ class ResultStore:
                  e.explanation.normal_weight, json.dumps([c.to_dict() for c in e.explanation.captions])],
             )
 
+
+
+def insert_frame_scores(con, rid: str, vids: np.ndarray, frames: np.ndarray, times, raw, scores) -> None:
+    """Bulk rows of ``frame_scores`` (DuckDB scans the dict of columns by its name)."""
+    rows = {"run_id": np.full(len(vids), rid, dtype=object), "video_id": vids,  # noqa: F841
+            "frame": np.asarray(frames, np.int32), "time_s": np.asarray(times, np.float64),
+            "raw_score": np.asarray(raw, np.float64), "score": np.asarray(scores, np.float64)}
+    con.execute("INSERT INTO frame_scores SELECT * FROM rows")
+
+
+def insert_segment_rows(con, rid: str, vids: np.ndarray, segments: np.ndarray, spans: np.ndarray, scores,
+                        dominant: list, ids: np.ndarray, sims: np.ndarray, weights: np.ndarray,
+                        anomalous: np.ndarray, captions) -> None:
+    """Bulk rows of ``segments`` and ``segment_captions`` for segments of one or more videos.
+
+    One writer for scored files and live feeds, so both tables mean the same whatever filled them.
+    """
+    S = len(vids)
+    anom_w = (weights * anomalous).sum(axis=1)
+    segs = {"run_id": np.full(S, rid, dtype=object), "video_id": vids, "segment": segments,  # noqa: F841
+            "start_s": spans[:, 0], "end_s": spans[:, 1], "score": np.asarray(scores, np.float64),
+            "dominant_category": np.array(dominant, dtype=object),
+            "anomalous_weight": anom_w, "normal_weight": 1.0 - anom_w}
+    con.execute("INSERT INTO segments SELECT * FROM segs")
+    seg_i, rank = np.nonzero(ids >= 0)
+    cid = ids[seg_i, rank]
+    if not len(cid):
+        return
+    hits = {"run_id": np.full(len(cid), rid, dtype=object), "video_id": vids[seg_i],  # noqa: F841
+            "segment": segments[seg_i].astype(np.int32), "rank": rank.astype(np.int32), "caption_id": cid.astype(np.int64),
+            "text": np.array([captions.texts[c] for c in cid], dtype=object),
+            "label": np.where(anomalous[seg_i, rank], "anomalous", "normal").astype(object),
+            "category": np.array([captions.categories[c] for c in cid], dtype=object),
+            "similarity": sims[seg_i, rank].astype(np.float64), "weight": weights[seg_i, rank].astype(np.float64)}
+    con.execute("INSERT INTO segment_captions SELECT * FROM hits")

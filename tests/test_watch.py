@@ -35,7 +35,7 @@ CAPTIONS = CaptionTable(["calm street", "smashing a window"], [False, True], ["n
 
 def seg(i: int, score: float, step: float = 0.5) -> ScoredSegment:
     return ScoredSegment(i, i * step, i * step + 1.0, score, score, np.array([1, 0]), np.array([0.3, 0.2]),
-                         np.array([score, 1 - score]))
+                         np.array([score, 1 - score]), np.array([True, False]))
 
 
 def test_causal_smoothing_uses_only_the_past():

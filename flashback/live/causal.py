@@ -55,6 +55,7 @@ class ScoredSegment:
     ids: np.ndarray  # (K,)
     sims: np.ndarray
     weights: np.ndarray
+    anomalous: np.ndarray  # (K,) bool, as retrieved
 
 
 @dataclass

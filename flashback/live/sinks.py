@@ -26,7 +26,7 @@ import numpy as np
 from ..bundle import CaptionTable
 from ..errors import StoreError
 from ..scoring import explain
-from ..store import ResultStore, RunRecord
+from ..store import ResultStore, RunRecord, insert_frame_scores, insert_segment_rows
 from .causal import EventUpdate, ScoredSegment
 from .feeds import Backoff, FeedSpec, Outage
 
@@ -174,37 +174,19 @@ def _w_feed(con, rid, vid, feed, location, started):
 
 
 def _w_segments(con, rid, items: list[tuple[str, ScoredSegment, CaptionTable]]) -> None:
-    """Scored segments of any feeds: frame_scores, segments and segment_captions rows in bulk."""
-    n = len(items)
+    """Scored segments of any feeds in bulk, through the store's own row writers."""
     vids = np.array([v for v, _, _ in items], dtype=object)
     segs = [s for _, s, _ in items]
     captions = items[0][2]
     index = np.array([s.index for s in segs], np.int32)
-    ends = np.array([s.end_s for s in segs])
+    spans = np.array([[s.start_s, s.end_s] for s in segs])
+    ends = spans[:, 1]
     raw = np.array([s.raw for s in segs])
-    anom = np.stack([np.array([c >= 0 and bool(captions.anomalous[c]) for c in s.ids]) for s in segs])
-    weights = np.stack([s.weights for s in segs])
-    anom_w = (weights * anom).sum(axis=1)
-    run = np.full(n, rid, dtype=object)
-    frames = {"run_id": run, "video_id": vids, "frame": index, "time_s": ends, "raw_score": raw,  # noqa: F841
-              "score": np.array([s.score for s in segs])}
-    con.execute("INSERT INTO frame_scores SELECT * FROM frames")
-    rows = {"run_id": run, "video_id": vids, "segment": index, "start_s": np.array([s.start_s for s in segs]),  # noqa: F841
-            "end_s": ends, "score": raw,
-            "dominant_category": np.array([explain(s.ids, s.sims, s.weights, captions).dominant_category for s in segs], dtype=object),
-            "anomalous_weight": anom_w, "normal_weight": 1.0 - anom_w}
-    con.execute("INSERT INTO segments SELECT * FROM rows")
-    ids = np.stack([s.ids for s in segs])
-    seg_i, rank = np.nonzero(ids >= 0)
-    cid = ids[seg_i, rank]
-    hits = {"run_id": run[seg_i], "video_id": vids[seg_i], "segment": index[seg_i], "rank": rank.astype(np.int32),  # noqa: F841
-            "caption_id": cid.astype(np.int64), "text": np.array([captions.texts[c] for c in cid], dtype=object),
-            "label": np.where(anom[seg_i, rank], "anomalous", "normal").astype(object),
-            "category": np.array([captions.categories[c] for c in cid], dtype=object),
-            "similarity": np.stack([s.sims for s in segs])[seg_i, rank].astype(np.float64),
-            "weight": weights[seg_i, rank].astype(np.float64)}
-    if len(cid):
-        con.execute("INSERT INTO segment_captions SELECT * FROM hits")
+    ids, sims, weights = (np.stack([getattr(s, k) for s in segs]) for k in ("ids", "sims", "weights"))
+    anomalous = np.stack([s.anomalous for s in segs])
+    dominant = [explain(s.ids, s.sims, s.weights, captions).dominant_category for s in segs]
+    insert_frame_scores(con, rid, vids, index, ends, raw, [s.score for s in segs])
+    insert_segment_rows(con, rid, vids, index, spans, raw, dominant, ids, sims, weights, anomalous, captions)
     for vid in dict.fromkeys(vids):
         mine = vids == vid
         con.execute("""UPDATE scorings SET n_segments = n_segments + ?, max_score = greatest(coalesce(max_score, 0), ?),

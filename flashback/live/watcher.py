@@ -1,9 +1,10 @@
 """The watch loop: many feeds, one encoder call per batch, one retrieval per round.
 
-Each round takes every feed's queued grid samples (dropping any older than the latency budget),
-encodes them together, adds them to their feed's open segments, closes every segment whose
-samples have all arrived or been dropped, retrieves for all closed segments of all feeds at once,
-then scores them causally and hands segments, events and outages to the sinks.  Samples from all
+Each round takes every feed's queued grid samples, encodes one chunk of the oldest that can still
+make the latency budget (frames of all feeds together; the rest wait or are dropped), adds them to
+their feed's open segments, closes every segment whose samples have all arrived or can no longer
+come, retrieves for all closed segments of all feeds at once, then scores them causally and hands
+segments, events and outages to the sinks.  Samples from all
 feeds share a batch, so a GPU's throughput grows with the number of feeds until it is saturated.
 """
 
@@ -35,7 +36,7 @@ CHUNK_SHARE = 0.25  # of the latency budget, the most one encoder call may take
 
 @dataclass(frozen=True)
 class WatchConfig:
-    max_latency_s: float = 1.0  # budget from frame capture to the start of its encoding
+    max_latency_s: float = 1.0  # budget from frame capture to its segment's score
     batch_size: int = 64
     queue_len: int = 64  # grid samples buffered per feed before the oldest is dropped
     read_timeout_s: float = 5.0  # a feed silent this long counts as stalled and is reopened
@@ -58,7 +59,6 @@ class FeedState:
     samples_encoded: int = 0
     samples_late: int = 0  # taken in time, but could no longer be scored within the budget
     latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
-    down: bool = False
 
     def stats(self) -> dict:
         lat = np.array(self.latencies) if self.latencies else None
@@ -233,7 +233,7 @@ class Watcher:
             start = seg * g.stride_s
             end = start + g.segment_s
             smoothed = fs.smoother.push(end, float(scores[k]))
-            ss = ScoredSegment(seg, start, end, float(scores[k]), smoothed, r.ids[k], r.sims[k], weights[k])
+            ss = ScoredSegment(seg, start, end, float(scores[k]), smoothed, r.ids[k], r.sims[k], weights[k], r.anomalous[k])
             fs.segments_scored += 1
             fs.latencies.append(now - newest)
             per_feed.setdefault(fs.session.spec.name, []).append(ss)
@@ -273,9 +273,9 @@ class Watcher:
         deadline = time.monotonic() + self.config.max_latency_s + 1.0
         while self._round() and time.monotonic() < deadline:
             pass  # what was decoded before the stop is still scored (or ages out of the budget)
-        for fs in self.feeds.values():
-            for seg in self._close_segments(fs, fs.reader.next_index, final=True):
-                self._score([seg])
+        closed = [seg for fs in self.feeds.values() for seg in self._close_segments(fs, fs.reader.next_index, final=True)]
+        if closed:
+            self._score(closed)
         self._drain_outages()
         for fs in self.feeds.values():
             reason = "feed ended" if fs.reader.finished.is_set() and not self.stop_event.is_set() else "shutdown"
