@@ -32,8 +32,8 @@ from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
 from flashback.pipeline import Detector  # noqa: E402
 from flashback.settings import PRESETS  # noqa: E402
 from flashback.text_encoder import SentenceEncoder  # noqa: E402
+from flashback.variants import stored_vectors, with_template  # noqa: E402
 from memory_builder.job import BuildConfig, BuildJob, centroid_angle  # noqa: E402
-from memory_builder.variants import stored_vectors, with_template  # noqa: E402
 
 FPS = 30.0
 

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataFileError
+
 DATASETS = ("ucf-crime", "xd-violence", "frames")
 
 
-class AnnotationError(ValueError):
-    pass
+class AnnotationError(DataFileError):
+    """An annotation or frame-count file that does not parse: names the file and line."""
 
 
 @dataclass
@@ -67,7 +69,7 @@ def stem(name: str) -> str:
 def _int(token: str, where: str, what: str) -> int:
     try:
         return int(float(token))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise AnnotationError(f"{where}: {what} {token!r} is not a number") from None
 
 
@@ -170,7 +172,7 @@ def frame_labels(truth: VideoTruth, n_frames: int, frame_times: np.ndarray | Non
     labels = np.zeros(n_frames, dtype=np.int8)
     if truth.unit == "seconds":
         if frame_times is None:
-            raise ValueError("second-based annotations need the frames' timestamps")
+            raise TypeError("second-based annotations need the frames' timestamps")  # a caller's bug, not the user's
         t = np.asarray(frame_times)
         for s, e in truth.intervals:
             labels[(t >= s) & (t <= e)] = 1

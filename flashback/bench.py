@@ -20,18 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import CaptionTable, MemoryBundle, Manifest
-from .decode import VideoReader
+from indexes import build_index
+
+from .bundle import CaptionTable, MemoryBundle
+from .checks import Range
+from .decode import FrameFit, VideoReader
 from .default_memory import default_memory
 from .encoder import ClipEncoder
 from .encoder_registry import EncoderSpec
+from .manifest import Manifest
 from .pipeline import Detector
 from .retrieval import MemorySearcher
 from .settings import PRESETS
 from .sources import VideoSource
 from .synthetic import make_video
 from .timegrid import TimeGrid
-from indexes import build_index
 
 
 def _best(fn, repeat: int = 3) -> tuple[float, object]:
@@ -108,7 +111,7 @@ def run(seconds: float = 20, size=(320, 240), model: str = "ViT-B-32", device: s
         grid = TimeGrid.from_settings(settings)
 
         def decode():
-            with VideoReader(VideoSource(str(video)), encoder.image_size) as r:
+            with VideoReader(VideoSource(str(video)), FrameFit(settings.frame_fit, encoder.image_size, encoder.pad_rgb)) as r:
                 return sum(1 for _ in r.samples(grid))
 
         report["decode_video_fps"][name] = round(n_frames / _best(decode, 2)[0], 1)
@@ -201,20 +204,35 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(ap.parse_args(argv))
 
 
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 16..8192 (got {text!r})")
+    return int(w), int(h)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected comma-separated memory sizes >= 2 (got {text!r})")
+    return sizes
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--seconds", type=float, default=20, help="length of the synthetic 30-FPS feed (20)")
-    ap.add_argument("--size", default="320x240", help="feed resolution (320x240)")
+    ap.add_argument("--seconds", type=Range(1, 3600).argtype(), default=20, help="length of the synthetic 30-FPS feed (20)")
+    ap.add_argument("--size", type=_size, default=(320, 240), help="feed resolution (320x240)")
     ap.add_argument("--model", default="ViT-B-32", help="open_clip architecture, random weights (ViT-B-32)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--feeds", type=int, default=4, help="concurrent feeds for the many-feeds figure (4)")
-    ap.add_argument("--search-sizes", default="10000,100000", help="memory sizes for search latency (10000,100000)")
+    ap.add_argument("--feeds", type=Range(1, 256, integer=True).argtype(), default=4, help="concurrent feeds for the many-feeds figure (4)")
+    ap.add_argument("--search-sizes", type=_sizes, default=[10_000, 100_000], help="memory sizes for search latency (10000,100000)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where JSON and markdown go")
 
 
 def run_from_args(a: argparse.Namespace) -> int:
-    w, h = map(int, a.size.lower().split("x"))
-    report = run(a.seconds, (w, h), a.model, a.device, a.feeds, [int(x) for x in a.search_sizes.split(",")], a.out,
-                 log=lambda m: None)
+    report = run(a.seconds, a.size, a.model, a.device, a.feeds, a.search_sizes, a.out, log=lambda m: None)
     print(markdown(report))
     print(f"wrote {a.out}/bench-{'gpu' if report['device'].startswith('cuda') else 'cpu'}.json and .md")
     return 0

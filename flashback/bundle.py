@@ -12,11 +12,16 @@ Normal and anomalous captions live in separate indexes so that alpha stays a que
 scaling every anomalous similarity by the same alpha > 0 keeps their order, so the exact top-K
 under alpha is the top-K of (top-K normal) and (alpha * top-K anomalous), and a sweep over alpha
 never rebuilds anything.  No pickle: JSON, Parquet and FAISS's own binary format only.
+
+Bundles are shareable files, so loading trusts nothing: the manifest is checked against
+``manifest.schema.json`` before any other file is opened (the data files are three fixed plain
+names, never paths), every file's size and SHA-256 are checked, the tables and indexes must agree
+with the manifest, and the memory id is recomputed from the content.  ``verify_bundle`` runs the
+same checks and lists every problem.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,16 +36,15 @@ import numpy as np
 
 from indexes import build_index, load_index, save_index
 
+from .checks import Range
 from .encoder_registry import EncoderIdentity, file_sha256
-from .errors import BundleError, EncoderMismatchError
+from .errors import BundleError, EncoderMismatchError, UsageError
+from .manifest import CAPTIONS, INDEX_FILES, MANIFEST, Manifest, memory_id_of, read_manifest
 
-FORMAT = "flashback-memory"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-CAPTIONS = "captions.parquet"
-INDEX_FILES = {"normal": "normal.faiss", "anomalous": "anomalous.faiss"}
 LABELS = ("normal", "anomalous")
 NORMAL_CATEGORY = "Normal"
+ALPHA_RANGE = Range(0, 100, low_open=True)  # as in manifest.schema.json
+LOGIT_SCALE_RANGE = Range(0, 10_000, low_open=True)
 
 
 @dataclass
@@ -56,9 +60,9 @@ class CaptionTable:
         self.anomalous = np.asarray(self.anomalous, dtype=bool)
         n = len(self.texts)
         if not (len(self.anomalous) == len(self.categories) == len(self.provenance) == n):
-            raise ValueError("caption table columns differ in length")
+            raise BundleError("caption table columns differ in length")
         if n and np.any(np.diff(self.anomalous.astype(np.int8)) < 0):
-            raise ValueError("caption table must list all normal captions before the anomalous ones")
+            raise BundleError("caption table must list all normal captions before the anomalous ones")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -76,60 +80,6 @@ class CaptionTable:
 
     def category_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(self.categories).items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-@dataclass
-class Manifest:
-    encoder: EncoderIdentity
-    counts: dict[str, int]
-    categories: dict[str, int]
-    alpha: float
-    template: str
-    logit_scale: float
-    index_factory: str
-    files: dict[str, dict] = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
-    build: dict = field(default_factory=dict)  # builder statistics: de-dup counts, recall@10, centroid angles
-    created_at: str = ""
-    memory_id: str = ""
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> dict:
-        return {
-            "format": FORMAT,
-            "format_version": self.format_version,
-            "memory_id": self.memory_id,
-            "created_at": self.created_at,
-            "encoder": self.encoder.to_dict(),
-            "dim": self.encoder.dim,
-            "counts": self.counts,
-            "categories": self.categories,
-            "alpha": self.alpha,
-            "template": self.template,
-            "logit_scale": self.logit_scale,
-            "index": {"factory": self.index_factory, **INDEX_FILES},
-            "files": self.files,
-            "provenance": self.provenance,
-            "build": self.build,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Manifest":
-        return cls(
-            encoder=EncoderIdentity.from_dict(d["encoder"]),
-            counts={k: int(v) for k, v in d["counts"].items()},
-            categories={k: int(v) for k, v in d["categories"].items()},
-            alpha=float(d["alpha"]),
-            template=str(d["template"]),
-            logit_scale=float(d["logit_scale"]),
-            index_factory=str(d["index"]["factory"]),
-            files=dict(d["files"]),
-            provenance=dict(d.get("provenance", {})),
-            build=dict(d.get("build", {})),
-            created_at=str(d.get("created_at", "")),
-            memory_id=str(d["memory_id"]),
-            format_version=int(d["format_version"]),
-        )
 
 
 @dataclass
@@ -154,19 +104,21 @@ class MemoryBundle:
 # ---------------------------------------------------------------- writing
 
 
-def write_bundle(
-    out: Path,
-    captions: CaptionTable,
-    vectors: np.ndarray,
-    encoder: EncoderIdentity,
-    alpha: float,
-    template: str,
-    logit_scale: float,
-    index_factory: str = "Flat",
-    provenance: dict | None = None,
-    indexes: dict | None = None,
-    build: dict | None = None,
-) -> Manifest:
+@dataclass(frozen=True)
+class BundleSpec:
+    """What a bundle is built with besides its captions and vectors; all of it goes in the manifest."""
+
+    encoder: EncoderIdentity
+    alpha: float
+    template: str
+    logit_scale: float
+    index_factory: str = "Flat"
+    provenance: dict = field(default_factory=dict)
+    build: dict = field(default_factory=dict)  # builder statistics: de-dup counts, recall@10, centroid angles
+
+
+def write_bundle(out: Path, captions: CaptionTable, vectors: np.ndarray, spec: BundleSpec,
+                 indexes: dict | None = None) -> Manifest:
     """Write a complete bundle to a temporary sibling folder, then move it into place.
 
     A crash at any point leaves either the previous bundle or the new one at ``out``, never a mix.
@@ -178,37 +130,37 @@ def write_bundle(
             f"{out}: a memory needs both normal and anomalous captions "
             f"(got {captions.n_normal} normal, {captions.n_anomalous} anomalous)"
         )
-    if vectors.shape != (len(captions), encoder.dim):
-        raise ValueError(f"vectors {vectors.shape} do not match {len(captions)} captions x dim {encoder.dim}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0 (got {alpha})")
+    if vectors.shape != (len(captions), spec.encoder.dim):
+        raise BundleError(f"{out}: vectors {vectors.shape} do not match {len(captions)} captions x dim {spec.encoder.dim}")
+    problem = ALPHA_RANGE.problem(spec.alpha) or LOGIT_SCALE_RANGE.problem(spec.logit_scale)
+    if problem:
+        raise UsageError(f"{out}: alpha and logit scale {problem}")
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise BundleError(f"{out}: exists and is not a memory bundle; refusing to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         _write_captions(tmp / CAPTIONS, captions)
-        for label, is_anom in (("normal", False), ("anomalous", True)):
-            index = indexes[label] if indexes else build_index(vectors[captions.anomalous == is_anom], index_factory)
+        for label, index in (indexes or build_indexes(captions, vectors, spec.index_factory)).items():
             save_index(index, tmp / INDEX_FILES[label])
         files = {
             name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
             for name in (CAPTIONS, *INDEX_FILES.values())
         }
         manifest = Manifest(
-            encoder=encoder,
+            encoder=spec.encoder,
             counts={"normal": captions.n_normal, "anomalous": captions.n_anomalous},
             categories=captions.category_counts(),
-            alpha=float(alpha),
-            template=template,
-            logit_scale=float(logit_scale),
-            index_factory=index_factory,
+            alpha=float(spec.alpha),
+            template=spec.template,
+            logit_scale=float(spec.logit_scale),
+            index_factory=spec.index_factory,
             files=files,
-            provenance=provenance or {},
-            build=build or {},
+            provenance=spec.provenance,
+            build=spec.build,
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        manifest.memory_id = _memory_id(manifest)
+        manifest.memory_id = memory_id_of(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
         _swap_into_place(tmp, out)
     except BaseException:
@@ -217,14 +169,13 @@ def write_bundle(
     return manifest
 
 
-def _memory_id(m: Manifest) -> str:
-    """Content address: same captions, vectors, encoder and calibration -> same id."""
-    payload = json.dumps(
-        {"files": {k: v["sha256"] for k, v in m.files.items()}, "encoder": m.encoder.key,
-         "alpha": m.alpha, "template": m.template, "logit_scale": m.logit_scale},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def build_indexes(captions: CaptionTable, vectors: np.ndarray, factory: str) -> dict:
+    """The normal and the anomalous index of a memory, from a FAISS factory string."""
+    try:
+        return {label: build_index(vectors[captions.anomalous == is_anom], factory)
+                for label, is_anom in (("normal", False), ("anomalous", True))}
+    except ValueError as e:  # the backend's "not a factory string" / "cannot train on N vectors"
+        raise UsageError(str(e)) from None
 
 
 def _write_captions(path: Path, t: CaptionTable) -> None:
@@ -263,58 +214,50 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 # ---------------------------------------------------------------- reading
 
 
-def read_manifest(path: Path) -> Manifest:
-    path = Path(path)
-    if not path.exists():
-        raise BundleError(f"{path}: no such memory bundle")
-    if not path.is_dir():
-        raise BundleError(f"{path}: a memory bundle is a folder, this is a file")
-    mf = path / MANIFEST
-    if not mf.is_file():
-        raise BundleError(f"{path}: not a memory bundle ({MANIFEST} is missing)")
-    try:
-        raw = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mf}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise BundleError(f"{mf}: not a {FORMAT} manifest")
-    version = raw.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{mf}: format version {version}, this flashback reads version {FORMAT_VERSION}")
-    try:
-        return Manifest.from_json(raw)
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{mf}: malformed manifest ({type(e).__name__}: {e})") from None
-
-
-def verify_bundle(path: Path) -> list[str]:
-    """Every problem found, one line each; an empty list means the bundle is intact."""
-    try:
-        manifest = read_manifest(path)
-    except BundleError as e:
-        return [str(e)]
+def _file_problems(path: Path, manifest: Manifest) -> list[str]:
+    """Size and SHA-256 of each data file against the manifest (the names are fixed by the schema)."""
     problems = []
-    expected = {CAPTIONS, *INDEX_FILES.values()}
-    if set(manifest.files) != expected:
-        problems.append(f"{path}: manifest lists files {sorted(manifest.files)}, expected {sorted(expected)}")
     for name, meta in manifest.files.items():
         f = Path(path) / name
         if not f.is_file():
             problems.append(f"{f}: missing")
-        elif f.stat().st_size != meta.get("bytes"):
-            problems.append(f"{f}: size {f.stat().st_size} bytes, manifest says {meta.get('bytes')}")
-        elif file_sha256(f) != meta.get("sha256"):
+        elif f.stat().st_size != meta["bytes"]:
+            problems.append(f"{f}: size {f.stat().st_size} bytes, manifest says {meta['bytes']}")
+        elif file_sha256(f) != meta["sha256"]:
             problems.append(f"{f}: SHA-256 does not match the manifest (modified or corrupt)")
     return problems
+
+
+def verify_bundle(path: Path) -> list[str]:
+    """Every problem found, one line each; an empty list means the bundle is intact and loads.
+
+    The same checks as ``load_bundle``: checksums first (all of them reported), then the content.
+    """
+    try:
+        manifest = read_manifest(path)
+    except BundleError as e:
+        return [str(e)]
+    problems = _file_problems(path, manifest)
+    if problems:
+        return problems
+    try:
+        load_bundle(path)
+    except BundleError as e:
+        return [str(e)]
+    return []
 
 
 def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
     path = Path(path)
     manifest = read_manifest(path)
-    problems = verify_bundle(path)
+    problems = _file_problems(path, manifest)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BundleError(problems[0] + more)
+    computed = memory_id_of(manifest)
+    if computed != manifest.memory_id:
+        raise BundleError(f"{path / MANIFEST}: memory_id {manifest.memory_id} does not match the bundle's content "
+                          f"({computed}): the manifest was edited after the build; rebuild the memory")
     try:
         con = duckdb.connect()
         try:
@@ -323,15 +266,20 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
             ).fetchnumpy()
         finally:
             con.close()
+        labels = np.asarray(cols["label"])
+        if not np.isin(labels, LABELS).all():
+            raise BundleError(f"{path / CAPTIONS}: labels other than normal/anomalous")
         captions = CaptionTable(
-            texts=list(cols["text"]),
-            anomalous=np.asarray(cols["label"]) == "anomalous",
-            categories=list(cols["category"]),
-            provenance=list(cols["provenance"]),
+            texts=[str(t) for t in cols["text"]],
+            anomalous=labels == "anomalous",
+            categories=[str(c) for c in cols["category"]],
+            provenance=[str(p) for p in cols["provenance"]],
         )
         indexes = {label: load_index(path / f, gpu=gpu) for label, f in INDEX_FILES.items()}
-    except (duckdb.Error, RuntimeError, ValueError) as e:
-        raise BundleError(f"{path}: unreadable bundle ({str(e).splitlines()[0]})") from None
+    except BundleError as e:
+        raise BundleError(f"{path}: unreadable bundle ({e})") from None
+    except (duckdb.Error, RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{path}: unreadable bundle ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not np.array_equal(cols["id"], np.arange(len(captions))):
         raise BundleError(f"{path / CAPTIONS}: caption ids are not 0..N-1")
     counts = {"normal": captions.n_normal, "anomalous": captions.n_anomalous}

@@ -1,15 +1,24 @@
 """Decode a video with PyAV and deliver the frames that sit on the sampling grid.
 
 Every frame is decoded (its presentation timestamp is needed for the per-frame scores), but only
-the frames the grid picks are converted, and they are scaled by libswscale straight to the
-encoder's input size during that conversion, so a 4K stream never becomes a 4K RGB array.  A grid
-time t takes the frame on screen at t (the last one with pts <= t), which makes variable frame
-rate work without assumptions.  Decode errors after the first frame end the video early and are
-reported as truncation: everything before them is still scored.
+the frames the grid picks are converted, by libswscale during that conversion, to exactly what the
+encoder takes (``FrameFit``), so a 4K stream never becomes a 4K RGB array.  A grid time t takes
+the frame on screen at t (the last one with pts <= t), which makes variable frame rate work
+without assumptions.  Decode errors after the first frame end the video early and are reported as
+truncation: everything before them is still scored.
+
+What the encoder sees (README, "How scoring works"): the frame as displayed (a rotation in the
+stream's display matrix is applied), scaled with bicubic interpolation according to the frame fit:
+``pad`` (default: the longer side to the input size, centred, the rest filled with the encoder's
+normalisation mean, so nothing of the picture is lost), ``crop`` (the shorter side to the input
+size, centre crop: CLIP's own preprocessing, which loses the sides of a wide frame), ``squash``
+(both sides to the input size) or ``tiles`` (the shorter side to the input size, then
+ceil(long / short) square tiles spread evenly over the longer side, each one a view of its own).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,24 +70,71 @@ def _describe(error: Exception) -> str:
     return text.split("\n")[0] if text else type(error).__name__
 
 
-def to_encoder_rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Scale the shorter side to the encoder size (bicubic, as CLIP does) and centre-crop."""
-    w, h = frame.width, frame.height
-    if w <= h:
-        nw, nh = size, max(size, round(h * size / w))
-    else:
-        nw, nh = max(size, round(w * size / h)), size
-    rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation="BICUBIC").to_ndarray()
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return rgb[top : top + size, left : left + size]
+MAX_TILES = 8
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that put a frame upright, from its display matrix (a phone
+    held upright records landscape pixels and a 90-degree rotation)."""
+    try:
+        return int(round((frame.rotation or 0) / 90)) % 4
+    except (AttributeError, ValueError, TypeError):
+        return 0
+
+
+def displayed_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: str = "BICUBIC") -> np.ndarray:
+    """The frame as a viewer sees it (rotation applied), scaled to width x height displayed pixels."""
+    k = quarter_turns(frame)
+    cw, ch = (height, width) if k % 2 else (width, height)
+    rgb = frame.reformat(width=cw, height=ch, format="rgb24", interpolation=interpolation).to_ndarray()
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+@dataclass(frozen=True)
+class FrameFit:
+    """How a decoded frame becomes the encoder's square input: one view, or several (tiles)."""
+
+    mode: str  # pad | crop | squash | tiles (settings.FRAME_FITS)
+    size: int  # the encoder's input side
+    fill: tuple[int, int, int] = (0, 0, 0)  # pad colour: the encoder's normalisation mean, i.e. 0 after it
+
+    def views(self, width: int, height: int) -> int:
+        """Views per frame: 1, or for tiles as many squares as it takes to cover the longer side."""
+        if self.mode != "tiles" or not width or not height:
+            return 1
+        return max(1, min(MAX_TILES, math.ceil(max(width, height) / min(width, height) - 1e-3)))
+
+    def __call__(self, frame: av.VideoFrame, views: int = 1) -> np.ndarray:
+        """(size, size, 3) uint8, or (views, size, size, 3) for tiles."""
+        size, k = self.size, quarter_turns(frame)
+        w, h = (frame.height, frame.width) if k % 2 else (frame.width, frame.height)
+        if self.mode == "squash":
+            return displayed_rgb(frame, size, size)
+        if self.mode == "pad":
+            scale = size / max(w, h)
+            nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+            out = np.empty((size, size, 3), np.uint8)
+            out[:] = self.fill
+            top, left = (size - nh) // 2, (size - nw) // 2
+            out[top : top + nh, left : left + nw] = displayed_rgb(frame, nw, nh)
+            return out
+        scale = size / min(w, h)  # crop and tiles: the shorter side fills the input
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        rgb = displayed_rgb(frame, nw, nh)
+        if self.mode == "crop":
+            top, left = (nh - size) // 2, (nw - size) // 2
+            return rgb[top : top + size, left : left + size]
+        offsets = np.round(np.linspace(0, max(nw, nh) - size, views)).astype(int)
+        tiles = [rgb[:, o : o + size] if nw >= nh else rgb[o : o + size, :] for o in offsets]
+        return np.stack(tiles)
 
 
 class VideoReader:
-    """Open one source, validate it, and yield (sample_index, RGB uint8 array) pairs."""
+    """Open one source, validate it, and yield (sample_index, encoder input) pairs."""
 
-    def __init__(self, source: VideoSource, image_size: int, threads: int = 0):
+    def __init__(self, source: VideoSource, fit: FrameFit, threads: int = 0):
         self.source = source
-        self.image_size = image_size
+        self.fit = fit
         self.timeline = Timeline()
         name = str(source)
         if not source.is_url:
@@ -129,6 +185,7 @@ class VideoReader:
             average_fps=float(rate) if rate else None,
             declared_duration_s=declared,
         )
+        self.views = fit.views(width, height)
 
     def close(self) -> None:
         self._container.close()
@@ -152,7 +209,7 @@ class VideoReader:
             nonlocal next_i, pending_rgb
             while grid.sample_time(next_i) < limit:
                 if pending_rgb is None:
-                    pending_rgb = to_encoder_rgb(pending, self.image_size)
+                    pending_rgb = self.fit(pending, self.views)
                 yield next_i, pending_rgb
                 next_i += 1
 
@@ -180,7 +237,8 @@ class VideoReader:
         times = tl.frame_times
         step = float(np.median(np.diff(times))) if len(times) > 1 else fallback_step
         tl.duration_s = times[-1] + step
-        yield from emit_until(tl.duration_s)
+        # a video shorter than half a grid step (one frame, a still image) still gets its one sample
+        yield from emit_until(max(tl.duration_s, grid.sample_time(0) + 1e-9))
         tl.n_samples = next_i
         declared = self.info.declared_duration_s
         if not tl.truncated and declared and tl.duration_s < 0.9 * declared - 1.0:

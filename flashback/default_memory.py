@@ -16,9 +16,10 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .bundle import MANIFEST, CaptionTable, MemoryBundle, load_bundle
-from .encoder import ClipEncoder
+from .bundle import CaptionTable, MemoryBundle, load_bundle
 from .errors import BundleError
+from .manifest import MANIFEST
+from .protocols import TextEncoder
 
 CACHE_ENV = "FLASHBACK_CACHE_DIR"
 
@@ -37,7 +38,7 @@ def seed_captions_path() -> Path:
 DEFAULT_SIZE = 1000
 
 
-def default_memory_path(encoder: ClipEncoder) -> Path:
+def default_memory_path(encoder: TextEncoder) -> Path:
     grammar = resources.files("memory_builder") / "grammar.py"
     seed = hashlib.sha256(seed_captions_path().read_bytes() + grammar.read_bytes()
                           + str(DEFAULT_SIZE).encode()).hexdigest()[:12]
@@ -67,7 +68,7 @@ def default_captions() -> CaptionTable:
                         [c for _, c, _ in rows], [p for _, _, p in rows])
 
 
-def default_memory(encoder: ClipEncoder, progress=None) -> MemoryBundle:
+def default_memory(encoder: TextEncoder, progress=None) -> MemoryBundle:
     from memory_builder import build_memory
 
     path = default_memory_path(encoder)

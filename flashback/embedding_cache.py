@@ -1,7 +1,8 @@
 """Grid frame embeddings on disk, so evaluation re-runs and sweeps never decode or encode twice.
 
 One ``.npz`` (float32 vectors, float64 frame times; loaded with allow_pickle=False) plus one JSON
-of facts about the decode, per (encoder identity, video content hash, grid step).  A sweep over
+of facts about the decode, per (encoder identity, frame fit, video content hash, grid step).  With
+the ``tiles`` frame fit each grid frame is (tiles, D).  A sweep over
 frames per segment re-uses a finer grid: a grid r times coarser takes every r-th cached frame
 (within half a fine step of its own sample time).
 """
@@ -43,9 +44,10 @@ class GridEmbeddings:
 
 
 class EmbeddingCache:
-    def __init__(self, root: Path, encoder_key: str):
-        self.root = Path(root) / hashlib.sha256(encoder_key.encode()).hexdigest()[:16]
+    def __init__(self, root: Path, encoder_key: str, frame_fit: str):
+        self.root = Path(root) / hashlib.sha256(f"{encoder_key}|{frame_fit}".encode()).hexdigest()[:16]
         self.encoder_key = encoder_key
+        self.frame_fit = frame_fit
 
     def _base(self, video_id: str, step_s: float) -> Path:
         return self.root / f"{video_id}-step{step_s:.6f}"
@@ -78,5 +80,6 @@ class EmbeddingCache:
                 np.savez(f, vectors=emb.vectors.astype(np.float32), frame_times=np.asarray(emb.frame_times, np.float64))
 
         atomic_write(base.with_suffix(".npz"), arrays)
-        meta = {**emb.meta, "duration_s": emb.duration_s, "step_s": emb.step_s, "encoder": self.encoder_key}
+        meta = {**emb.meta, "duration_s": emb.duration_s, "step_s": emb.step_s, "encoder": self.encoder_key,
+                "frame_fit": self.frame_fit}
         atomic_write_text(base.with_suffix(".json"), json.dumps(meta))  # written last: its presence means complete

@@ -12,13 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .encoder_registry import (
-    EncoderIdentity,
-    EncoderSpec,
-    available_models,
-    weights_cached,
-    weights_label,
-)
+from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
 from .errors import EncoderError
 
 log = logging.getLogger(__name__)
@@ -61,7 +55,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class ClipEncoder:
-    """Load once, encode many batches.  ``images_encoded`` counts frames, for tests and benchmarks."""
+    """Load once, encode many batches (an ``ImageEncoder``).  ``images_encoded`` counts frames."""
 
     def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto"):
         import open_clip
@@ -70,7 +64,6 @@ class ClipEncoder:
         self.spec = spec
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.half = self.precision != "fp32"
         models = available_models()
         if spec.model not in models:
             raise EncoderError(
@@ -114,6 +107,7 @@ class ClipEncoder:
         self._mean = torch.tensor(cfg["mean"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(cfg["std"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._dtype = dtype
+        self.pad_rgb = tuple(int(round(255 * m)) for m in cfg["mean"])
         self.logit_scale = float(model.logit_scale.exp().item())
         with torch.inference_mode():
             dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]

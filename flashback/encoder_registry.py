@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
+
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 RANDOM_TAG = "random"  # --pretrained random: seeded random init, never for real scoring
@@ -30,7 +32,7 @@ class EncoderSpec:
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None and self.pretrained not in (None, DEFAULT_PRETRAINED):
-            raise ValueError("give either a pretrained tag or a checkpoint file, not both")
+            raise UsageError("give either --pretrained or --checkpoint, not both")
 
     @property
     def is_random(self) -> bool:

@@ -1,12 +1,42 @@
-"""Errors a user can act on.
+"""Errors a user can act on: one family, so a command catches ``FlashbackError`` and nothing else.
 
-Every message is one line that names the input (a file, a URL, a bundle, a database) and what is
-wrong with it, so the CLI can print it as-is and a log line is enough to fix the problem.
+Every message is one line that names the input (a file, a URL, a bundle, a database, a flag) and
+what is wrong with it, so the CLI can print it as-is and a log line is enough to fix the problem.
+Anything a command sees that is *not* a ``FlashbackError`` is a bug: it is shown with its
+traceback and a request to report it (``flashback/cli/common.py``).
+
+    FlashbackError
+    ├── UsageError            bad flags, settings or arguments: exit status 2, before any work
+    ├── InputError            a video input that cannot be scored
+    ├── DataFileError         a file of ours to parse: annotations, caption files, labelled captions
+    ├── BundleError           a memory bundle: missing, tampered, malformed
+    │   └── EncoderMismatchError
+    ├── StoreError            the DuckDB results store: locked, not a database, a write failed
+    ├── EncoderError          a model that cannot be loaded
+    └── BuildError            a memory build that cannot go on (missing extra, engine failure)
 """
+
+from __future__ import annotations
+
+
+def one_line(text: object) -> str:
+    """A name as it may appear inside a one-line message: control characters (a newline in a file
+    name, say) are written as escapes, so one error is always exactly one line."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
 
 
 class FlashbackError(Exception):
     """Base class: the message is already the one line a user should see."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(message))
+
+
+class UsageError(FlashbackError):
+    """A flag, setting or argument out of its range: the command stops before doing any work."""
 
 
 class InputError(FlashbackError):
@@ -18,6 +48,11 @@ class InputError(FlashbackError):
         self.problem = problem
 
 
+class DataFileError(FlashbackError):
+    """A file the user gave us to parse (annotations, timestamped or labelled captions): the
+    message names the file and, where there is one, the line."""
+
+
 class BundleError(FlashbackError):
     """A memory bundle that is missing, unreadable, tampered with or malformed."""
 
@@ -27,8 +62,12 @@ class EncoderMismatchError(BundleError):
 
 
 class StoreError(FlashbackError):
-    """The DuckDB results store cannot be opened or written (locked, not a database, ...)."""
+    """The DuckDB results store cannot be opened or written (locked, not a database, disk full, ...)."""
 
 
 class EncoderError(FlashbackError):
     """An encoder that cannot be loaded (unknown model, weights not reachable, bad checkpoint)."""
+
+
+class BuildError(FlashbackError):
+    """A memory build that cannot go on: a missing optional package, an LLM engine that fails."""

@@ -19,12 +19,14 @@ from .annotations import GroundTruth, VideoTruth, frame_labels, stem
 from .bundle import MemoryBundle
 from .decode import VideoReader
 from .embedding_cache import EmbeddingCache, GridEmbeddings
-from .encoder import ClipEncoder
+from .errors import UsageError
 from .metrics import Metrics, ScoredVideo, compute_metrics
 from .pipeline import Detector, VideoResult, video_id_for
+from .protocols import TextEncoder
 from .settings import ScoringSettings
 from .sources import VideoSource
 from .store import ResultStore, RunRecord
+from .variants import subset, with_template
 
 
 @dataclass
@@ -49,14 +51,15 @@ def match_videos(sources: list[VideoSource], gt: GroundTruth) -> Matched:
 
 
 class Evaluation:
-    def __init__(self, encoder: ClipEncoder, memory: MemoryBundle, settings: ScoringSettings,
-                 cache: EmbeddingCache | None, store: ResultStore | None, version: str, batch_size: int = 32):
-        self.encoder = encoder
-        self.detector = Detector(memory, encoder, settings, batch_size=batch_size)
+    def __init__(self, detector: Detector, cache: EmbeddingCache | None, store: ResultStore | None):
+        from . import __version__
+
+        self.detector = detector
+        self.encoder = detector.encoder
         self.cache = cache
         self.store = store
-        self.run = RunRecord(self.detector.settings.to_dict(), memory.memory_id, str(memory.path),
-                             encoder.identity.key, version)
+        m = detector.memory
+        self.run = RunRecord(detector.settings.to_dict(), m.memory_id, str(m.path), self.encoder.identity.key, __version__)
         self.reused = {"store": 0, "cache": 0, "encoded": 0}
 
     def grid_embeddings(self, source: VideoSource, video_id: str) -> GridEmbeddings:
@@ -67,7 +70,7 @@ class Evaluation:
                 self.reused["cache"] += 1
                 return hit
         sink: list = []
-        with VideoReader(source, self.encoder.image_size) as reader:
+        with VideoReader(source, self.detector.frame_fit) as reader:
             self.detector.segment_vectors(reader, grid_sink=sink)
             tl, info = reader.timeline, reader.info
         emb = GridEmbeddings(
@@ -119,11 +122,9 @@ class Variant:
     memory: MemoryBundle
 
 
-def sweep_variants(base: ScoringSettings, memory: MemoryBundle, encoder: ClipEncoder,
+def sweep_variants(base: ScoringSettings, memory: MemoryBundle, encoder: TextEncoder,
                    sizes=(10_000, 100_000, 1_000_000)) -> list[Variant]:
     """One factor at a time around the base settings (the base itself first)."""
-    from memory_builder.variants import subset, with_template
-
     r = dataclasses.replace
     out = [Variant("base", "-", base, memory)]
     out += [Variant("top_k", str(k), r(base, top_k=k), memory) for k in (1, 5, 20, 50) if k != base.top_k]
@@ -148,7 +149,7 @@ def run_sweep(evaluation: Evaluation, pairs: list[tuple[VideoSource, VideoTruth]
         for source, truth in pairs:
             emb = grids[str(source)].coarsened(det.grid)
             if emb is None:
-                raise ValueError(f"sweep: grid step {det.grid.step_s:g} s cannot be derived from the cached embeddings")
+                raise UsageError(f"--sweep: grid step {det.grid.step_s:g} s cannot be derived from the cached embeddings")
             r = det.score_grid(emb.vectors, emb.frame_times, emb.duration_s)
             videos.append(ScoredVideo(truth.video, truth.category, frame_labels(truth, len(r.scores), r.frame_times), r.scores))
         m: Metrics = compute_metrics(videos)

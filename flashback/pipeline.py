@@ -4,7 +4,8 @@ video -> grid samples (decode thread) -> image embeddings (batched) -> segment v
 -> top-K retrieval -> segment scores -> frame scores -> smoothing -> events.
 
 ``score_segment_vectors`` is everything after "segment vectors": a caption-based or any other
-front end that produces one vector per time span reuses it unchanged.
+front end that produces one vector per time span reuses it unchanged, and so does the live path
+(through ``score_views``, the same retrieval and scoring).
 """
 
 from __future__ import annotations
@@ -18,31 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import CaptionTable, MemoryBundle
-from .decode import VideoInfo, VideoReader
-from .encoder import ClipEncoder
+from .decode import FrameFit, VideoInfo, VideoReader
 from .encoder_registry import file_sha256
 from .events import Event, find_events
+from .protocols import ImageEncoder, TextEncoder, encode_views
 from .retrieval import MemorySearcher
-from .scoring import Explanation, explain, frame_scores, segment_scores, smooth
+from .scoring import Segments, frame_scores, score_views, smooth
 from .settings import ScoringSettings, sigma_in_frames
-from .sources import VideoSource
-from .timegrid import TimeGrid
+from .sources import VideoSource, is_url
+from .timegrid import TimeGrid, pool
 
 ProgressFn = Callable[[float, float | None], None]  # (seconds scored, total seconds or None)
-
-
-@dataclass
-class SegmentScores:
-    spans: np.ndarray  # (S, 2) start/end seconds
-    scores: np.ndarray  # (S,)
-    ids: np.ndarray  # (S, K) caption ids
-    sims: np.ndarray  # (S, K) similarities after alpha
-    weights: np.ndarray  # (S, K) softmax weights
-    anomalous: np.ndarray  # (S, K) bool
-    dominant_categories: list  # (S,) anomalous category with the most weight, or None
-
-    def explanation(self, s: int, memory: MemoryBundle) -> Explanation:
-        return explain(self.ids[s], self.sims[s], self.weights[s], memory.captions)
 
 
 @dataclass
@@ -54,7 +41,7 @@ class VideoResult:
     frame_times: np.ndarray
     raw_scores: np.ndarray  # per frame, before smoothing
     scores: np.ndarray  # per frame, smoothed: the output
-    segments: SegmentScores
+    segments: Segments
     events: list[Event]
     captions: CaptionTable  # the memory's table that ``segments.ids`` index into
     n_samples: int = 0
@@ -67,23 +54,18 @@ class VideoResult:
 
 
 def video_id_for(source: VideoSource) -> str:
-    """Content address of a file (so a moved or renamed file is still the same video)."""
+    """Content address of a file (so a moved or renamed file is still the same video; two
+    byte-identical files are one video too).  A URL's id is the hash of the URL."""
     if source.is_url:
         return "url-" + hashlib.sha256(source.location.encode()).hexdigest()[:32]
     return file_sha256(source.path)
 
 
-def _unit_rows(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
 def pool_segments(grid_vectors: np.ndarray, grid: TimeGrid) -> np.ndarray:
     """Segment vectors from all grid embeddings at once (what segment_vectors does while streaming)."""
     n = len(grid_vectors)
-    return _unit_rows(np.stack([
-        grid_vectors[grid.segment_samples(s, n).start : grid.segment_samples(s, n).stop].mean(axis=0)
-        for s in range(grid.n_segments(n))
-    ]).astype(np.float32))
+    return np.stack([pool(grid_vectors[grid.segment_samples(s, n).start : grid.segment_samples(s, n).stop])
+                     for s in range(grid.n_segments(n))])
 
 
 class _Prefetch:
@@ -132,13 +114,8 @@ class _Prefetch:
 class Detector:
     """Scores videos against one memory with one encoder; settings are fixed per detector."""
 
-    def __init__(
-        self,
-        memory: MemoryBundle,
-        encoder: ClipEncoder,
-        settings: ScoringSettings = ScoringSettings(),
-        batch_size: int = 32,
-    ):
+    def __init__(self, memory: MemoryBundle, encoder: TextEncoder | ImageEncoder,
+                 settings: ScoringSettings = ScoringSettings(), batch_size: int = 32):
         memory.require_encoder(encoder.identity)
         self.memory = memory
         self.encoder = encoder
@@ -147,12 +124,17 @@ class Detector:
         self.batch_size = batch_size
         self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k)
 
+    @property
+    def frame_fit(self) -> FrameFit:
+        """What the encoder is shown of each frame (an image encoder only)."""
+        return FrameFit(self.settings.frame_fit, self.encoder.image_size, self.encoder.pad_rgb)
+
     # ------------------------------------------------------------ video front end
 
     def segment_vectors(
         self, reader: VideoReader, progress: ProgressFn | None = None, grid_sink: list | None = None
     ) -> np.ndarray:
-        """Mean (re-normalised) of each segment's frame embeddings; every grid frame encoded once.
+        """Pooled vector of each segment's frames (``timegrid.pool``); every grid frame encoded once.
 
         ``grid_sink``, when given, receives every grid frame's embedding in order, for callers that
         cache them (evaluation sweeps re-pool them under other settings without re-encoding).
@@ -174,7 +156,7 @@ class Detector:
                     last = min(last, upto - 1)
                 elif last >= upto:
                     break
-                out.append(np.mean([held[i] for i in range(first, last + 1)], axis=0))
+                out.append(pool([held[i] for i in range(first, last + 1)]))
                 next_seg += 1
                 for i in range(first, min(first + grid.stride, upto)):
                     held.pop(i, None)
@@ -183,7 +165,7 @@ class Detector:
         batch_rgb: list[np.ndarray] = []
 
         def flush() -> None:
-            vecs = self.encoder.encode_images(np.stack(batch_rgb))
+            vecs = encode_views(self.encoder, np.stack(batch_rgb))
             held.update(zip(batch_idx, vecs))
             if grid_sink is not None:
                 grid_sink.extend(vecs)
@@ -205,21 +187,18 @@ class Detector:
         if batch_rgb:
             flush()
         complete_segments(reader.timeline.n_samples, final=True)
-        return _unit_rows(np.asarray(out, dtype=np.float32))
+        return np.asarray(out, dtype=np.float32)
 
-    def score(self, source: VideoSource | str, progress: ProgressFn | None = None) -> VideoResult:
+    def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
+              video_id: str | None = None) -> VideoResult:
         if isinstance(source, str):
-            from .sources import is_url
-
             source = VideoSource(source, is_url=is_url(source))
-        video_id = video_id_for(source)
-        with VideoReader(source, self.encoder.image_size) as reader:
+        video_id = video_id or video_id_for(source)
+        with VideoReader(source, self.frame_fit) as reader:
             vectors = self.segment_vectors(reader, progress)
             tl = reader.timeline
             spans = self.grid.segment_spans(len(vectors), tl.duration_s)
-            result = self.score_segment_vectors(
-                vectors, spans, np.asarray(tl.frame_times), tl.duration_s
-            )
+            result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s)
             result.source, result.video_id, result.info = str(source), video_id, reader.info
             result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
         if progress is not None:
@@ -251,18 +230,12 @@ class Detector:
         self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float
     ) -> VideoResult:
         s = self.settings
-        r = self.searcher.search(vectors)
-        seg_scores, weights = segment_scores(r, s.logit_scale)
-        raw = frame_scores(frame_times, spans, seg_scores)
+        segments = score_views(self.searcher, vectors, s.logit_scale, spans)
+        raw = frame_scores(frame_times, spans, segments.scores)
         fps = len(frame_times) / duration_s if duration_s > 0 else 0.0
         smoothed = smooth(raw, sigma_in_frames(s.smoothing_sigma_s, fps))
         captions = self.memory.captions
-        dominant = [explain(r.ids[i], r.sims[i], weights[i], captions).dominant_category for i in range(len(r.ids))]
-        segments = SegmentScores(spans, seg_scores, r.ids, r.sims, weights, r.anomalous, dominant)
-        events = find_events(
-            frame_times, duration_s, smoothed, s.threshold, s.min_event_s, s.merge_gap_s,
-            spans, r.ids, r.sims, weights, captions,
-        )
+        events = find_events(frame_times, duration_s, smoothed, segments, captions, s)
         return VideoResult(
             source="", video_id="", info=None, duration_s=duration_s, frame_times=frame_times,
             raw_scores=raw, scores=smoothed, segments=segments, events=events, captions=captions,

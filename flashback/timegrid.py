@@ -61,6 +61,16 @@ class TimeGrid:
         return np.stack([starts, ends], axis=1)
 
 
+def pool(frame_vectors: np.ndarray) -> np.ndarray:
+    """A segment's vector: the mean of its frames' embeddings, re-normalised to unit length.
+
+    The one pooling rule, for files, caches and live feeds alike.  Frames are along axis 0; with
+    the ``tiles`` frame fit each frame is (tiles, D) and every tile is pooled on its own.
+    """
+    v = np.asarray(frame_vectors, dtype=np.float32).mean(axis=0)
+    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def average_over_covering_segments(
     frame_times: np.ndarray, spans: np.ndarray, segment_scores: np.ndarray
 ) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Offline half: turn labelled captions into a memory bundle (flashback/bundle.py's format)."""
 
+from flashback.templates import TEMPLATES, apply_template
+
 from .build import build_from_captions, build_memory
 from .captions_io import read_labelled_captions
-from .templates import TEMPLATES, apply_template
 
 __all__ = ["build_from_captions", "build_memory", "read_labelled_captions", "TEMPLATES", "apply_template"]

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flashback.bundle import CaptionTable, Manifest, write_bundle
-from flashback.encoder import ClipEncoder
+from flashback.bundle import BundleSpec, CaptionTable, write_bundle
+from flashback.manifest import Manifest
+from flashback.protocols import TextEncoder
+from flashback.templates import DEFAULT_ALPHA, DEFAULT_TEMPLATE, apply_template
 
 from .captions_io import ReadReport, read_labelled_captions
-from .templates import DEFAULT_ALPHA, DEFAULT_TEMPLATE, apply_template
 
 
 def build_memory(
     captions: CaptionTable,
-    encoder: ClipEncoder,
+    encoder: TextEncoder,
     out: Path,
     alpha: float = DEFAULT_ALPHA,
     template: str = DEFAULT_TEMPLATE,
@@ -30,14 +31,12 @@ def build_memory(
         for text, a, cat in zip(captions.texts, captions.anomalous, captions.categories)
     ]
     vectors = encoder.encode_texts(prompts, progress=progress)
-    return write_bundle(
-        out, captions, vectors, encoder.identity, alpha=alpha, template=template,
-        logit_scale=encoder.logit_scale, index_factory=index_factory, provenance=provenance,
-    )
+    spec = BundleSpec(encoder.identity, alpha, template, encoder.logit_scale, index_factory, provenance or {})
+    return write_bundle(out, captions, vectors, spec)
 
 
 def build_from_captions(
-    paths: list[Path], encoder: ClipEncoder, out: Path, progress=None, **kwargs
+    paths: list[Path], encoder: TextEncoder, out: Path, progress=None, **kwargs
 ) -> tuple[Manifest, ReadReport]:
     captions, report = read_labelled_captions(paths)
     provenance = {

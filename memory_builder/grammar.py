@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from flashback.errors import UsageError
+
 PERSON = [
     "a man", "a woman", "a young man", "a young woman", "an elderly man", "an elderly woman", "a teenager",
     "a boy", "a girl", "a man in a hoodie", "a woman in a red coat", "a man in a black jacket", "a man in a suit",
@@ -206,7 +208,7 @@ class OfflineGenerator:
             wanted = [CATEGORY_ALIASES.get(c.lower(), c) for c in categories]
             unknown = [c for c in wanted if c not in ANOMALOUS]
             if unknown:
-                raise ValueError(f"unknown anomaly categories {unknown}; known: {', '.join(ANOMALOUS)}")
+                raise UsageError(f"--categories: unknown anomaly categories {unknown}; known: {', '.join(ANOMALOUS)}")
             cats = wanted
         self.categories = cats
 

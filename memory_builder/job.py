@@ -23,16 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from flashback.atomic import atomic_write, atomic_write_text
-from flashback.bundle import CaptionTable, Manifest, write_bundle
-from indexes import build_index
+from flashback.bundle import ALPHA_RANGE, BundleSpec, CaptionTable, build_indexes, write_bundle
+from flashback.checks import FRACTION, NON_NEGATIVE_INT, Range, check_fields, knob, raise_problems
+from flashback.errors import BuildError
+from flashback.manifest import Manifest
+from flashback.templates import TEMPLATES, apply_template
+from flashback.text_encoder import load_sentence_model
 
-from .clean import DEFAULT_DEDUP_MODEL, DEFAULT_NEAR_DUP_THRESHOLD, embed_sentences, exact_key, load_sentence_model, near_duplicate_keep, normalise
+from .clean import DEFAULT_DEDUP_MODEL, DEFAULT_NEAR_DUP_THRESHOLD, embed_sentences, exact_key, near_duplicate_keep, normalise
 from .grammar import Caption, OfflineGenerator
-from .templates import apply_template
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 GENERATORS = ("offline", "llamacpp", "vllm")
-INDEX_CHOICES = ("auto", "flat", "ivf", "hnsw")
 EXACT_UP_TO = 100_000  # auto: exact search below this many captions, IVF with 8-bit codes above
 
 
@@ -42,26 +44,26 @@ class BuildConfig:
     llm: str | None = None
     domain: str | None = None
     categories: tuple[str, ...] | None = None
-    size: int = 100_000
-    seed: int = 0
-    alpha: float = 0.95
+    size: int = knob(100_000, Range(2, 100_000_000, integer=True), "--size")
+    seed: int = knob(0, NON_NEGATIVE_INT, "--seed")
+    alpha: float = knob(0.95, ALPHA_RANGE, "--alpha")
     template: str = "label"
     index: str = "auto"
-    near_dup_threshold: float = DEFAULT_NEAR_DUP_THRESHOLD  # 0 disables near-duplicate removal
+    near_dup_threshold: float = knob(DEFAULT_NEAR_DUP_THRESHOLD, FRACTION, "--near-dup-threshold")  # 0 = off
     dedup_model: str = DEFAULT_DEDUP_MODEL
-    shard_size: int = 20_000
-    pairs_per_request: int = 8
+    shard_size: int = knob(20_000, Range(1, 10_000_000, integer=True), "--shard-size")
+    pairs_per_request: int = knob(8, Range(1, 64, integer=True), "--pairs-per-request")
     oversample: float = 1.15  # raw captions generated per caption wanted (duplicates and drops eat some)
 
     def __post_init__(self) -> None:
+        problems = check_fields(self)
         if self.generator not in GENERATORS:
-            raise ValueError(f"--generator {self.generator}: choose one of {', '.join(GENERATORS)}")
-        if self.generator != "offline" and not self.llm:
-            raise ValueError(f"--generator {self.generator} needs --llm MODEL (a GGUF file for llamacpp, a model name or path for vllm)")
-        if self.size < 2:
-            raise ValueError("--size must be at least 2 (one normal and one anomalous caption)")
-        if not 0 <= self.near_dup_threshold <= 1:
-            raise ValueError("--near-dup-threshold must be in [0, 1] (0 = off)")
+            problems.append(f"--generator {self.generator}: choose one of {', '.join(GENERATORS)}")
+        elif self.generator != "offline" and not self.llm:
+            problems.append(f"--generator {self.generator} needs --llm MODEL (a GGUF file for llamacpp, a model name or path for vllm)")
+        if self.template not in TEMPLATES:
+            problems.append(f"--template {self.template!r}: choose one of {', '.join(TEMPLATES)}")
+        raise_problems(problems, "memory build")
 
     def fingerprint(self, encoder_key: str) -> str:
         payload = json.dumps({**dataclasses.asdict(self), "encoder": encoder_key}, sort_keys=True, default=list)
@@ -150,7 +152,7 @@ class BuildJob:
                     made = list(gen.generate_requests(k * per, per))
                     shard_drops = dict(gen.drops.counts - before)
                     if not made and not shard_drops:
-                        raise RuntimeError("the LLM returned nothing at all; check the model")
+                        raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
                 _write_captions(shard, made)
                 _write_json(meta, {"count": len(made), "drops": shard_drops})
             caps += _read_captions(shard)
@@ -158,7 +160,7 @@ class BuildJob:
             k += 1
             self.progress("generate", min(len(caps), wanted), wanted)
             if k > 10_000:
-                raise RuntimeError(f"generated {len(caps)} of {wanted} captions in 10000 shards; the generator is stuck")
+                raise BuildError(f"generated {len(caps)} of {wanted} captions in 10000 shards; the generator is stuck")
         self.stats["generated"] = len(caps)
         self.stats["llm_drops"] = dict(sorted(drops.items()))
         return caps
@@ -251,15 +253,13 @@ class BuildJob:
         table = CaptionTable([c.text for c in caps], [c.anomalous for c in caps], [c.category for c in caps],
                              [c.provenance for c in caps])
         factory, knobs = self.factory(max(table.n_normal, table.n_anomalous))
-        indexes = {}
-        for label, is_anom in (("normal", False), ("anomalous", True)):
-            self.progress("index", len(indexes), 2)
-            index = build_index(vectors[table.anomalous == is_anom], factory)
+        self.progress("index", 0, 2)
+        indexes = build_indexes(table, vectors, factory)
+        for index in indexes.values():
             if "nprobe" in knobs:
                 index.nprobe = knobs["nprobe"]
             if "efSearch" in knobs:
                 index.hnsw.efSearch = knobs["efSearch"]
-            indexes[label] = index
         self.progress("index", 2, 2)
         self.stats["index"] = {"factory": factory, **knobs, "recall_at_10": recall_at_10(indexes, table, vectors, self.cfg.alpha)}
         self.stats["centroid_angle_deg"] = {
@@ -268,8 +268,9 @@ class BuildJob:
         }
         provenance = {"builder": f"memory build ({self.cfg.generator})", "domain": self.cfg.domain, "seed": self.cfg.seed,
                       "llm": self.cfg.llm, "size_requested": self.cfg.size}
-        return write_bundle(self.out, table, vectors, self.encoder.identity, self.cfg.alpha, self.cfg.template,
-                            self.encoder.logit_scale, factory, provenance, indexes=indexes, build=self.stats)
+        spec = BundleSpec(self.encoder.identity, self.cfg.alpha, self.cfg.template, self.encoder.logit_scale, factory,
+                          provenance, self.stats)
+        return write_bundle(self.out, table, vectors, spec, indexes=indexes)
 
     def _sample_ids(self, table: CaptionTable, per_label: int = 200) -> np.ndarray:
         rng = np.random.default_rng(0)

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from flashback.errors import BuildError
+
 from .grammar import ANOMALOUS, CATEGORY_ALIASES, Caption
 
 MAX_WORDS = 30
@@ -161,7 +163,7 @@ class LlamaCppEngine:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise RuntimeError("the llama.cpp generator needs llama-cpp-python: pip install 'flashback[llamacpp]'") from None
+            raise BuildError("the llama.cpp generator needs llama-cpp-python: pip install 'flashback[llamacpp]'") from None
         self.llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads, verbose=False, seed=0)
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
 
@@ -187,7 +189,7 @@ class VllmEngine:
         try:
             from vllm import LLM
         except ImportError:
-            raise RuntimeError("the vLLM generator needs vllm and a GPU: pip install 'flashback[llm]'") from None
+            raise BuildError("the vLLM generator needs vllm and a GPU: pip install 'flashback[llm]'") from None
         self.llm = LLM(model=model, **llm_kwargs)
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
 

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import SMALL_MODEL
 from flashback.bundle import load_bundle, verify_bundle
+from flashback.errors import UsageError
 from flashback.pipeline import Detector
 from flashback.synthetic import make_video
 from memory_builder.job import BuildConfig, BuildJob
@@ -79,7 +80,7 @@ def test_a_failed_build_leaves_the_old_bundle(built, tiny_encoder, tmp_path):
     out = tmp_path / "mem"
     shutil.copytree(built[0], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(ValueError, match="cannot train"):
+    with pytest.raises(UsageError, match="cannot train"):
         BuildJob(BuildConfig(size=200, shard_size=200, index="IVF4096,Flat", near_dup_threshold=0), tiny_encoder, out).run()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -113,7 +114,8 @@ def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
 
     fresh = tmp_path / "fresh"
     p = subprocess.run([FLASHBACK, *args, "--out", str(fresh)], capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr and "resum" not in p.stdout
+    assert p.returncode == 0, p.stderr
+    assert "resuming the build" not in p.stdout and "reused" not in p.stdout
     a, b = load_bundle(out), load_bundle(fresh)
     assert a.memory_id == b.memory_id
     assert a.manifest.files == b.manifest.files

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from flashback.bundle import CaptionTable, load_bundle, read_manifest, verify_bundle, write_bundle
-from flashback.errors import BundleError
+from flashback.bundle import BundleSpec, CaptionTable, load_bundle, verify_bundle, write_bundle
+from flashback.errors import BundleError, UsageError
+from flashback.manifest import read_manifest
 from memory_builder import build_from_captions, read_labelled_captions
 from memory_builder.captions_io import CaptionFileError
 
@@ -27,10 +28,14 @@ def vecs(n, d, seed=0):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def spec(encoder, **changes) -> BundleSpec:
+    return BundleSpec(**{"encoder": encoder.identity, "alpha": 0.95, "template": "label", "logit_scale": 14.3, **changes})
+
+
 @pytest.fixture
 def bundle_dir(tmp_path, tiny_encoder):
     out = tmp_path / "mem"
-    write_bundle(out, table(), vecs(9, 32), tiny_encoder.identity, 0.95, "label", 14.3)
+    write_bundle(out, table(), vecs(9, 32), spec(tiny_encoder))
     return out
 
 
@@ -87,16 +92,15 @@ def test_not_a_bundle(tmp_path):
 
 def test_failed_rebuild_leaves_the_old_bundle_whole(bundle_dir, tiny_encoder):
     before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
-    with pytest.raises(ValueError, match="IVF64"):  # cannot train 64 centroids on 5 vectors
-        write_bundle(bundle_dir, table(), vecs(9, 32, seed=1), tiny_encoder.identity, 0.9, "label", 14.3,
-                     index_factory="IVF64,Flat")
+    with pytest.raises(UsageError, match="IVF64"):  # cannot train 64 centroids on 5 vectors
+        write_bundle(bundle_dir, table(), vecs(9, 32, seed=1), spec(tiny_encoder, alpha=0.9, index_factory="IVF64,Flat"))
     assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
     assert [p.name for p in bundle_dir.parent.iterdir()] == ["mem"]  # no temp folders left behind
 
 
 def test_rebuild_replaces_and_changes_the_id(bundle_dir, tiny_encoder):
     old = read_manifest(bundle_dir).memory_id
-    write_bundle(bundle_dir, table(), vecs(9, 32, seed=2), tiny_encoder.identity, 0.95, "label", 14.3)
+    write_bundle(bundle_dir, table(), vecs(9, 32, seed=2), spec(tiny_encoder))
     assert load_bundle(bundle_dir).memory_id != old
     assert [p.name for p in bundle_dir.parent.iterdir()] == ["mem"]
 
@@ -105,18 +109,17 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_bundle(tmp_path, tiny_encod
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "thesis.tex").write_text("precious")
     with pytest.raises(BundleError, match="not a memory bundle; refusing"):
-        write_bundle(tmp_path / "docs", table(), vecs(9, 32), tiny_encoder.identity, 0.95, "label", 14.3)
+        write_bundle(tmp_path / "docs", table(), vecs(9, 32), spec(tiny_encoder))
     assert (tmp_path / "docs" / "thesis.tex").read_text() == "precious"
 
 
 def test_a_memory_needs_both_labels(tmp_path, tiny_encoder):
     with pytest.raises(BundleError, match="both normal and anomalous"):
-        write_bundle(tmp_path / "m", table(n_anom=0), vecs(5, 32), tiny_encoder.identity, 0.95, "label", 14.3)
+        write_bundle(tmp_path / "m", table(n_anom=0), vecs(5, 32), spec(tiny_encoder))
 
 
 def test_hnsw_factory_string(tmp_path, tiny_encoder):
-    write_bundle(tmp_path / "h", table(40, 40), vecs(80, 32), tiny_encoder.identity, 0.95, "label", 14.3,
-                 index_factory="HNSW16")
+    write_bundle(tmp_path / "h", table(40, 40), vecs(80, 32), spec(tiny_encoder, index_factory="HNSW16"))
     b = load_bundle(tmp_path / "h")
     assert b.manifest.index_factory == "HNSW16" and "HNSW" in type(b.indexes["normal"]).__name__
 

@@ -51,7 +51,8 @@ def test_jsonl_rows_and_their_errors(tmp_path):
                  '{"video": "cam1.mp4", "start": 60, "end": 90, "unit": "frames", "text": "a man runs"}\n'
                  '{"video": "cam2", "start": 1, "end": 3, "text": "a car"}\n')
     tracks = {t.video: t for t in read_jsonl(f, fps=30)}
-    np.testing.assert_allclose(tracks["cam1"].starts_s, [0, 2]) and np.testing.assert_allclose(tracks["cam1"].ends_s, [2, 3])
+    np.testing.assert_allclose(tracks["cam1"].starts_s, [0, 2])
+    np.testing.assert_allclose(tracks["cam1"].ends_s, [2, 3])
     assert tracks["cam2"].texts == ["a car"]
     f.write_text('{"video": "v", "start": 0, "end": 2, "text": "ok"}\n{"video": "v", "start": 3, "end": 1, "text": "x"}\n')
     with pytest.raises(CaptionInputError, match=r"c\.jsonl:2: start 3.0 and end 1.0"):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from memory_builder.clean import embed_sentences, exact_key, load_sentence_model, near_duplicate_keep, normalise
+from flashback.text_encoder import load_sentence_model
+from memory_builder.clean import embed_sentences, exact_key, near_duplicate_keep, normalise
 
 
 @pytest.fixture(scope="module")

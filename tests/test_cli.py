@@ -136,3 +136,19 @@ def test_missing_checkpoint_and_unknown_model_are_one_line(folder):
     assert p.returncode == 1 and "flashback: error: /nope.pt: checkpoint file not found" in p.stderr
     p = flashback("score", folder / "b.mkv", "--no-db", "--encoder", "ViT-Q-99")
     assert p.returncode == 1 and "unknown open_clip model 'ViT-Q-99'" in p.stderr
+
+
+def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
+    """A small real run of `flashback bench`: every stage measured, JSON and markdown written."""
+    out = tmp_path / "bench"
+    p = flashback("bench", "--seconds", "2", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu",
+                  "--feeds", "2", "--search-sizes", "400", "--out", out, timeout=600)
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "bench-cpu.json").read_text())
+    assert set(report["decode_video_fps"]) == {"default", "fast", "captions"}
+    assert all(v > 0 for v in report["decode_video_fps"].values())
+    assert {"fp32/batch1", "fp32/batch64"} <= set(report["encoder_frames_per_s"])
+    assert [r["index"].split(" ")[0] for r in report["search"]][0] == "Flat" and report["search"][0]["recall_at_10"] == 1.0
+    assert report["end_to_end"]["fast x2 feeds"]["feeds"] == 2 and report["end_to_end"]["default"]["video_fps"] > 0
+    assert report["peak_rss_mb"] > 0 and "| end to end |" in (out / "bench-cpu.md").read_text()
+    assert "| decode |" in p.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashback.decode import VideoReader
+from flashback.decode import FrameFit, VideoReader
 from flashback.errors import InputError
 from flashback.settings import ScoringSettings
 from flashback.sources import VideoSource, expand_inputs
@@ -16,8 +16,8 @@ from flashback.synthetic import make_audio_only, make_video, make_zero_frame, tr
 GRID = TimeGrid.from_settings(ScoringSettings())
 
 
-def read(path, size=32, grid=GRID):
-    with VideoReader(VideoSource(str(path)), size) as r:
+def read(path, size=32, grid=GRID, fit="pad"):
+    with VideoReader(VideoSource(str(path)), FrameFit(fit, size)) as r:
         samples = list(r.samples(grid))
         return r, samples
 
@@ -158,3 +158,80 @@ def test_http_url_is_opened_by_pyav(tmp_path, seed_memory, tiny_encoder):
     finally:
         server.shutdown()
     assert len(result.frame_times) == 45 and result.video_id.startswith("url-")
+
+
+# ---------------------------------------------------------------- what the encoder is shown
+
+
+def edge_marked(path, size=(128, 96)):
+    """A 4:3 video: grey, with a red band along the left edge and a blue band along the right one."""
+    import av
+
+    w, h = size
+    img = np.full((h, w, 3), 128, np.uint8)
+    img[:, : w // 10] = (255, 0, 0)
+    img[:, -(w // 10):] = (0, 0, 255)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv444p"
+        s.options = {"crf": "0"}
+        for _ in range(10):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def colour_share(rgb, colour) -> float:
+    return float(np.mean(np.all(np.abs(rgb.astype(int) - colour) < 40, axis=-1)))
+
+
+def test_the_default_fit_shows_the_encoder_the_whole_frame(tmp_path):
+    """An incident at the edge of a 4:3 camera must reach the encoder: crop loses both side bands,
+    pad (the default) and squash keep them, tiles put each band in its own view."""
+    video = edge_marked(tmp_path / "edges.mp4")
+    fits = {}
+    for fit in ("crop", "pad", "squash", "tiles"):
+        r, samples = read(video, size=48, fit=fit)
+        fits[fit] = samples[0][1]
+        assert r.views == (2 if fit == "tiles" else 1)
+    assert colour_share(fits["crop"], (255, 0, 0)) == 0 and colour_share(fits["crop"], (0, 0, 255)) == 0
+    for fit in ("pad", "squash"):
+        assert fits[fit].shape == (48, 48, 3)
+        assert colour_share(fits[fit], (255, 0, 0)) > 0.05 and colour_share(fits[fit], (0, 0, 255)) > 0.05
+    left, right = fits["tiles"]
+    assert fits["tiles"].shape == (2, 48, 48, 3)
+    assert colour_share(left, (255, 0, 0)) > 0.05 and colour_share(right, (0, 0, 255)) > 0.05
+    # pad: the bars above and below the picture are the fill colour, not picture
+    padded = FrameFit("pad", 48, (10, 20, 30))
+    with VideoReader(VideoSource(str(video)), padded) as r:
+        _, first = next(iter(r.samples(GRID)))
+    assert (first[0] == (10, 20, 30)).all() and (first[-1] == (10, 20, 30)).all() and (first[24, 24] != (10, 20, 30)).any()
+    from flashback.settings import ScoringSettings as S
+
+    assert S().frame_fit == "pad"
+
+
+def test_a_display_rotation_is_applied(tmp_path):
+    """A phone records landscape pixels and a 90-degree display matrix: the encoder must see it upright."""
+    import av
+
+    coded = np.full((48, 64, 3), 20, np.uint8)
+    coded[:, :32] = 230  # the left half of the stored pixels is bright
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv444p"
+        s.options = {"crf": "0"}
+        s.set_display_rotation(90)  # counter-clockwise, as FFmpeg's display matrix says
+        for _ in range(5):
+            for p in s.encode(av.VideoFrame.from_ndarray(coded, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    _, samples = read(path, size=32, fit="squash")
+    rgb = samples[0][1].mean(axis=-1)
+    # turned 90 degrees counter-clockwise, the stored left half is now the bottom half
+    assert rgb[20:].mean() > 180 and rgb[:12].mean() < 60
+    assert abs(rgb[:, :16].mean() - rgb[:, 16:].mean()) < 20

@@ -17,6 +17,7 @@ from flashback.annotations import load_ground_truth
 from flashback.embedding_cache import EmbeddingCache
 from flashback.evaluate import Evaluation, match_videos, run_sweep, sweep_variants
 from flashback.metrics import compute_metrics
+from flashback.pipeline import Detector
 from flashback.settings import ScoringSettings
 from flashback.sources import expand_inputs
 from flashback.synthetic import make_video
@@ -45,8 +46,8 @@ def evaluation(tiny_encoder, seed_memory, tmp_path, store=True, cache=True):
     if store:
         s = ResultStore(tmp_path / "r.duckdb")
         s.initialize()
-    c = EmbeddingCache(tmp_path / "emb", tiny_encoder.identity.key) if cache else None
-    return Evaluation(tiny_encoder, seed_memory, ScoringSettings(), c, s, "test")
+    c = EmbeddingCache(tmp_path / "emb", tiny_encoder.identity.key, "pad") if cache else None
+    return Evaluation(Detector(seed_memory, tiny_encoder, ScoringSettings()), c, s)
 
 
 def score_all(ev, pairs):
@@ -145,3 +146,24 @@ def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
     assert doc["metrics"]["n_videos"] == 3 and float(auc.split()[1]) == doc["metrics"]["auc"]
     assert "LAVAD" in (out / "report.md").read_text()
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "pr.png").stat().st_size > 1000
+
+
+def test_cli_sweep_rescores_from_the_store_run_without_encoding(dataset, tmp_path):
+    """eval --sweep after a plain eval: scores come from the store, embeddings from the cache, and the
+    ablation table is written with no frame encoded for it."""
+    d, ann = dataset
+    out, db = tmp_path / "report", tmp_path / "e.duckdb"
+    cmd = [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--videos", str(d),
+           "--annotations", str(ann), "--db", str(db), "--out", str(out), *TINY_CLI]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert first.returncode == 0, first.stderr
+    p = subprocess.run(cmd + ["--sweep"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "from store 3, from embedding cache 0, encoded 0" in p.stdout
+    assert "frames encoded for it)" in p.stdout and ", 0 frames encoded for it)" in p.stdout
+    rows = json.loads((out / "sweep.json").read_text())
+    params = {r["parameter"] for r in rows}
+    assert {"base", "top_k", "alpha", "frames_per_segment", "smoothing_sigma_s", "template"} <= params
+    base = next(r for r in rows if r["parameter"] == "base")
+    assert base["auc"] == pytest.approx(json.loads((out / "report.json").read_text())["metrics"]["auc"])
+    assert (out / "sweep.md").read_text().startswith("| parameter | value | AUC |")

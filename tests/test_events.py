@@ -3,6 +3,8 @@ import pytest
 
 from flashback.bundle import CaptionTable
 from flashback.events import find_events, threshold_runs
+from flashback.scoring import Segments
+from flashback.settings import ScoringSettings
 
 CAPTIONS = CaptionTable(["calm street", "man walks", "fight", "fire"], [False, False, True, True],
                         ["Normal", "Normal", "Fighting", "Fire"], ["t"] * 4)
@@ -17,7 +19,10 @@ def run(scores, fps=10.0, threshold=0.5, min_event_s=0.5, merge_gap_s=0.3):
     ids = np.tile([2, 0, 3], (S, 1))  # fight, calm street, fire
     sims = np.tile([0.3, 0.2, 0.1], (S, 1))
     weights = np.tile([0.6, 0.3, 0.1], (S, 1))
-    return find_events(times, duration, scores, threshold, min_event_s, merge_gap_s, spans, ids, sims, weights, CAPTIONS)
+    anomalous = np.tile([True, False, True], (S, 1))
+    segments = Segments(np.arange(S), spans, (weights * anomalous).sum(1), ids, sims, weights, anomalous)
+    settings = ScoringSettings(threshold=threshold, min_event_s=min_event_s, merge_gap_s=merge_gap_s)
+    return find_events(times, duration, scores, segments, CAPTIONS, settings)
 
 
 def test_runs():

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from flashback.errors import UsageError
 from memory_builder.grammar import ANOMALOUS, OfflineGenerator, space_size
 
 UCF = {"Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "Road accident", "Robbery",
@@ -52,5 +53,5 @@ def test_domain_steers_the_places():
 def test_category_subset_and_unknown_category():
     caps = list(OfflineGenerator(0, categories=["Fighting", "car accident"]).generate(100))
     assert {c.category for c in caps if c.anomalous} == {"Fighting", "Road accident"}
-    with pytest.raises(ValueError, match="unknown anomaly categories"):
+    with pytest.raises(UsageError, match="unknown anomaly categories"):
         OfflineGenerator(0, categories=["Jaywalking"])

@@ -67,7 +67,7 @@ def test_vllm_guided_decoding_with_a_tiny_random_model(tmp_path):
     """Serve a randomly initialised tiny Llama saved locally: guided decoding must still yield valid JSON."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from memory_builder.clean import load_sentence_model
+    from flashback.text_encoder import load_sentence_model
 
     tok_dir = load_sentence_model().tokenizer  # a real tokenizer that needs no download
     cfg = LlamaConfig(vocab_size=tok_dir.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

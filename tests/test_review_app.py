@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flashback.store import ResultStore
-from ui.data import EventKey, Filters, ReviewDB
+from ui.data import EventKey, ReviewDB
 from ui.state import DB_ENV
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -29,6 +30,16 @@ def app() -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def plain(markdown: str) -> str:
+    """What a reader sees of Markdown the app escaped (AppTest gives the Markdown source)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
+def key_of(row: dict) -> tuple:
+    """What the Event page hands save_verdict for a queue row: its key and its current end frame."""
+    return EventKey.decode(row["key"]), row["end_frame"]
 
 
 def review_rows(db):
@@ -64,7 +75,7 @@ def test_verdict_is_saved_reloaded_and_edited_with_history(db_copy):
     at.button(key="open-0").click().run()
     assert at.session_state["view"] == "Event"
     first = ReviewDB(db_copy).events()[0]
-    assert at.header[0].value.startswith(first["category"])
+    assert plain(at.header[0].value).startswith(first["category"])
     at.text_input(key="note").input("two people fighting").run()
     at.button(key="verdict-confirmed").click().run()
     assert "Not saved" in at.success[0].value  # no reviewer name yet: refused, nothing written
@@ -101,8 +112,8 @@ def test_next_and_previous(db_copy):
 def test_export_and_false_alarm_summary(db_copy):
     data = ReviewDB(db_copy)
     rows = data.events()
-    data.save_verdict(EventKey.decode(rows[0]["key"]), "false_alarm", "ana", "shadow")
-    data.save_verdict(EventKey.decode(rows[1]["key"]), "confirmed", "ana")
+    data.save_verdict(*key_of(rows[0]), "false_alarm", "ana", "shadow")
+    data.save_verdict(*key_of(rows[1]), "confirmed", "ana")
     csv_text = data.export_csv()
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("path,video_id,run_id,start_s") and len(lines) == 3
@@ -123,9 +134,9 @@ def test_export_and_false_alarm_summary(db_copy):
 def test_video_page_and_stale_notice(db_copy):
     at = app()
     at.radio(key="view").set_value("Video").run()
-    assert not at.exception and at.header[0].value.endswith(".mp4")
+    assert not at.exception and plain(at.header[0].value).endswith(".mp4")
     data = ReviewDB(db_copy)
-    data.save_verdict(EventKey.decode(data.events()[0]["key"]), "unsure", "cy")  # someone else writes
+    data.save_verdict(*key_of(data.events()[0]), "unsure", "cy")  # someone else writes
     at.run()
     assert any("New results were stored" in w.value for w in at.warning)
 
@@ -134,7 +145,7 @@ def test_rescoring_keeps_reviews(db_copy, filled_store):
     _, run, results = filled_store
     data = ReviewDB(db_copy)
     first = data.events()[0]
-    data.save_verdict(EventKey.decode(first["key"]), "confirmed", "ana")
+    data.save_verdict(*key_of(first), "confirmed", "ana")
     r = next(x for x in results if x.video_id == first["video_id"])
     ResultStore(db_copy).save(run, r)  # the same video scored again with the same settings
     assert next(e for e in data.events() if e["key"] == first["key"])["status"] == "confirmed"
@@ -143,14 +154,14 @@ def test_rescoring_keeps_reviews(db_copy, filled_store):
 def test_missing_empty_and_foreign_databases_get_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv(DB_ENV, str(tmp_path / "none.duckdb"))
     at = app()
-    assert "no such results database" in at.error[0].value
+    assert "no such results database" in plain(at.error[0].value)
     (tmp_path / "notes.duckdb").write_text("not a database")
     monkeypatch.setenv(DB_ENV, str(tmp_path / "notes.duckdb"))
-    assert "notes.duckdb" in app().error[0].value
+    assert "notes.duckdb" in plain(app().error[0].value)
     with duckdb.connect(str(tmp_path / "other.duckdb")) as c:
         c.execute("CREATE TABLE t (x INT)")
     monkeypatch.setenv(DB_ENV, str(tmp_path / "other.duckdb"))
-    assert "not a flashback results database" in app().error[0].value
+    assert "not a flashback results database" in plain(app().error[0].value)
     empty = tmp_path / "empty.duckdb"
     ResultStore(empty).initialize()
     monkeypatch.setenv(DB_ENV, str(empty))
@@ -163,4 +174,22 @@ def test_media_is_only_what_the_store_recorded(db_copy):
     assert data.media_path("../../etc/passwd") is None
     vid = data.events()[0]["video_id"]
     assert data.media_path(vid).is_file()
-    assert Filters().score_range == (0.0, 1.0)
+
+
+def test_an_event_whose_file_no_longer_decodes_says_so_and_keeps_the_verdict_buttons(db_copy, tmp_path):
+    data = ReviewDB(db_copy)
+    first = data.events()[0]
+    path = Path(first["path"])
+    kept = path.read_bytes()
+    try:
+        path.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x17" * 4000)  # replaced by junk since it was scored
+        at = app()
+        at.button(key="open-0").click().run()
+        assert not at.exception, at.exception
+        assert any("cannot be decoded any more" in plain(w.value) for w in at.warning)
+        assert {b.key for b in at.button} >= {"verdict-confirmed", "verdict-false_alarm", "verdict-unsure"}
+        at.text_input(key="reviewer").input("ana").run()
+        at.button(key="verdict-false_alarm").click().run()
+        assert review_rows(db_copy) == [("false_alarm", "ana", None)]
+    finally:
+        path.write_bytes(kept)

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -28,10 +31,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(filled_store, tmp_path):
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
+@contextlib.contextmanager
+def review_server(db: Path):
+    """``flashback review`` on a free loopback port, until the block ends."""
     port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(), text=True)
@@ -47,12 +49,38 @@ def server(filled_store, tmp_path):
             proc.kill()
             pytest.fail(f"review server did not start: {proc.stdout.read()}")
         time.sleep(0.5)
-    yield url, db
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def server(filled_store, tmp_path):
+    db = tmp_path / "r.duckdb"
+    shutil.copy(filled_store[0], db)
+    with review_server(db) as url:
+        yield url, db
+
+
+def open_first_event(page) -> None:
+    review = page.get_by_role("button", name="Review", exact=True)
+    review.first.wait_for(timeout=60_000)
+    review.first.click()
+    page.get_by_text("Why it was flagged").wait_for(timeout=60_000)
+
+
+def give_verdict(page, label: str, reviewer: str) -> None:
+    page.get_by_label("Reviewer").fill(reviewer)
+    page.get_by_label("Reviewer").press("Enter")
+    page.wait_for_timeout(500)
+    # the accessible name carries the keyboard shortcut after the label ("Confirmed Y")
+    page.get_by_role("button", name=re.compile(rf"^{label}\b")).click()
+    page.get_by_text(f"Saved: {label} by {reviewer}").wait_for(timeout=60_000)
 
 
 def test_click_a_verdict_in_chromium(server, tmp_path):
@@ -65,21 +93,102 @@ def test_click_a_verdict_in_chromium(server, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
-            review = page.get_by_role("button", name="Review", exact=True)
-            review.first.wait_for(timeout=60_000)
-            review.first.click()
-            page.get_by_text("Why it was flagged").wait_for(timeout=60_000)
-            page.get_by_label("Reviewer").fill("dana")
-            page.get_by_label("Reviewer").press("Enter")
+            open_first_event(page)
             page.get_by_label("Note").fill("confirmed on site")
             page.get_by_label("Note").press("Enter")
-            page.wait_for_timeout(500)
-            # the accessible name carries the keyboard shortcut after the label ("Confirmed Y")
-            page.get_by_role("button", name=re.compile(r"^Confirmed\b")).click()
-            page.get_by_text("Saved: Confirmed by dana").wait_for(timeout=60_000)
+            give_verdict(page, "Confirmed", "dana")
         finally:
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
     with duckdb.connect(str(db), read_only=True) as c:
         assert c.execute("SELECT verdict, reviewer, note FROM reviews").fetchall() == [("confirmed", "dana", "confirmed on site")]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+class Beacon:
+    """A loopback HTTP server that records every request: hostile data must never make the page call it."""
+
+    def __init__(self):
+        hits = self.hits = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            do_POST = do_GET
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+HOSTILE_NAME = "evil **bold** <img src=x onerror=window.pwned=1> [link](javascript:window.pwned=2).mp4"
+
+
+@pytest.fixture
+def hostile_store(tiny_encoder, tmp_path):
+    """A real memory whose captions and category carry HTML and Markdown, a video with a hostile name,
+    scored by the real pipeline into a real store."""
+    import json
+
+    from flashback.bundle import load_bundle
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.synthetic import make_video
+    from memory_builder import build_from_captions
+
+    beacon = Beacon()
+    b = beacon.url
+    anomalous = ['<iframe srcdoc="<script>parent.pwned=3</script>"></iframe> a man smashes a window',
+                 f'<img src="{b}/img.png"> two men fight', f"![beacon]({b}/md.png) a car burns",
+                 f'<form action="{b}/steal"><input type="password" placeholder="re-enter password"></form>']
+    normal = [f"[click me]({b}/link) a calm street", ":red[calm] people walk"]  # six captions: every one is in every top-K
+    rows = [{"text": t, "label": "normal"} for t in normal]
+    rows += [{"text": t, "label": "anomalous", "category": f'Arson <img src="{b}/cat.png">'} for t in anomalous]
+    caps = tmp_path / "hostile.jsonl"
+    caps.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_from_captions([caps], tiny_encoder, tmp_path / "mem")
+    memory = load_bundle(tmp_path / "mem")
+    video = make_video(tmp_path / HOSTILE_NAME, n_frames=90)
+    det = Detector(memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))
+    result = det.score(str(video))
+    assert result.events
+    db = tmp_path / "hostile.duckdb"
+    store = ResultStore(db)
+    store.initialize()
+    store.save(RunRecord(det.settings.to_dict(), memory.memory_id, str(memory.path), tiny_encoder.identity.key, "t"), result)
+    return db, beacon
+
+
+def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    db, beacon = hostile_store
+    with review_server(db) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("button", name="Review", exact=True).first.wait_for(timeout=60_000)
+            assert page.get_by_text("evil **bold** <img src=x", exact=False).count() >= 1  # the name, as text
+            open_first_event(page)
+            page.wait_for_timeout(1500)  # let anything that would load, load
+            body = page.inner_text("body")
+            for text in ("<iframe srcdoc=", "<img src=", "![beacon](", "<form action=", "[click me](", ":red[calm]"):
+                assert text in body, text  # every hostile caption is shown, as the text it is
+            for selector in ("iframe", "form", "input[type=password]", "img[src='x']", "a[href^='javascript']"):
+                assert page.locator(selector).count() == 0, selector
+            assert page.locator(f"img[src^='{beacon.url}']").count() == 0
+            assert page.locator(f"a[href^='{beacon.url}']").count() == 0
+            assert page.evaluate("window.pwned === undefined")
+            give_verdict(page, "False alarm", "dana")  # the verdict still works on such an event
+        finally:
+            page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
+            browser.close()
+    assert beacon.hits == [], f"the page contacted {beacon.hits}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashback.bundle import CaptionTable, load_bundle, write_bundle
+from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
 from flashback.pipeline import Detector
 from flashback.settings import ScoringSettings
 from flashback.timegrid import TimeGrid
@@ -35,7 +35,7 @@ def memory(tmp_path_factory, tiny_encoder):
         provenance=["test"] * (n_norm + n_anom),
     )
     out = tmp_path_factory.mktemp("ref") / "bundle"
-    write_bundle(out, captions, unit(rng, n_norm + n_anom), tiny_encoder.identity, alpha=0.9, template="none", logit_scale=100.0)
+    write_bundle(out, captions, unit(rng, n_norm + n_anom), BundleSpec(tiny_encoder.identity, alpha=0.9, template="none", logit_scale=100.0))
     return load_bundle(out)
 
 
@@ -132,13 +132,13 @@ def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, 
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(), batch_size=7)
     grid = det.grid
     before = tiny_encoder.images_encoded
-    with VideoReader(VideoSource(str(video)), tiny_encoder.image_size) as reader:
+    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
         streamed = det.segment_vectors(reader)
         n_samples = reader.timeline.n_samples
     assert tiny_encoder.images_encoded - before == n_samples  # every grid frame encoded once
     assert n_samples == grid.n_samples(113 / 30)
 
-    with VideoReader(VideoSource(str(video)), tiny_encoder.image_size) as reader:
+    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
         frames = np.stack([rgb for _, rgb in reader.samples(grid)])
     emb = tiny_encoder.encode_images(frames)
     ref = []
@@ -159,3 +159,21 @@ def test_encoder_mismatch_is_refused_naming_both(memory, tiny_encoder, tmp_path)
         Detector(memory, other_weights)
     msg = str(e.value)
     assert tiny_encoder.identity.key in msg and other_weights.identity.key in msg and str(memory.path) in msg
+
+
+def test_tiles_score_each_view_and_keep_the_highest(memory, tiny_encoder):
+    """With several views per segment (the tiles frame fit), each view is scored on its own and the
+    segment takes the view with the highest score, captions and all."""
+    from flashback.scoring import score_views
+
+    rng = np.random.default_rng(4)
+    det = Detector(memory, tiny_encoder, ScoringSettings(smoothing_sigma_s=0.0))
+    views = unit(rng, 24).reshape(12, 2, DIM)
+    spans = np.stack([np.arange(12) * 0.5, np.arange(12) * 0.5 + 1.0], axis=1)
+    both = score_views(det.searcher, views, 100.0, spans)
+    alone = [score_views(det.searcher, views[:, v], 100.0, spans) for v in (0, 1)]
+    best = np.argmax(np.stack([a.scores for a in alone]), axis=0)
+    np.testing.assert_allclose(both.scores, np.maximum(alone[0].scores, alone[1].scores))
+    for s, v in enumerate(best):
+        np.testing.assert_array_equal(both.ids[s], alone[v].ids[s])
+    assert set(best) == {0, 1}  # both views won somewhere: the test exercises the choice

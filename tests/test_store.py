@@ -48,7 +48,7 @@ def test_rows_match_the_result(tmp_path, scored):
         assert all(abs(x - 1) < 1e-9 for (x,) in w)
         v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
         assert v == (r.source, len(r.frame_times), 96, 64)
-        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
 
 
@@ -111,23 +111,46 @@ def test_not_a_database(tmp_path):
         ResultStore(tmp_path / "no" / "dir" / "r.duckdb").initialize()
 
 
-def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path, scored):
-    run, (r, _) = scored
-    db = tmp_path / "old.duckdb"
-    with duckdb.connect(str(db)) as c:  # what a flashback with only schema 1 wrote
-        c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
-        c.execute(migrations()[0][1])
-        c.execute("INSERT INTO schema_version VALUES (1, now())")
-    store = ResultStore(db)
+def old_store(db, version: int) -> None:
+    """A store as a flashback with schema ``version`` left it."""
     with duckdb.connect(str(db)) as c:
-        ResultStore._write(c, run, r)
+        c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        for v, sql in migrations()[:version]:
+            c.execute(sql)
+            c.execute("INSERT INTO schema_version VALUES (?, now())", [v])
+        # a scored file, written the way those releases wrote it (positional VALUES)
+        c.execute("INSERT INTO runs VALUES ('r1', '{}', 'm', '/m', 'enc', '0.1', now())")
+        c.execute("INSERT INTO videos VALUES ('vid-file', '/x.mp4', 30.0, 2.0, 60, 96, 64, 'h264', now())")
+        c.execute("INSERT INTO scorings VALUES ('r1', 'vid-file', '/x.mp4', now(), false, NULL, 32, 3, 1, 0.9)")
+        c.execute("INSERT INTO frame_scores VALUES ('r1', 'vid-file', 0, 0.0, 0.5, 0.5)")
+        c.execute("INSERT INTO events VALUES ('r1', 'vid-file', 0, 0.0, 1.0, 0, 29, 0.9, 10, 0.3, 'Fighting', 0.8, 0.2, '[]')")
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_an_older_store_is_migrated_and_keeps_its_rows(tmp_path, version):
+    db = tmp_path / "old.duckdb"
+    old_store(db, version)
+    if version == 3:  # a live feed whose event got a verdict while it was open (its end frame then: 5)
+        with duckdb.connect(str(db)) as c:
+            c.execute("INSERT INTO videos VALUES ('live-cam-1', 'http://cam', NULL, 4.0, 8, NULL, NULL, NULL, now())")
+            c.execute("INSERT INTO scorings VALUES ('r1', 'live-cam-1', 'http://cam', now(), false, 'live feed', 30, 8, 1, 0.9)")
+            c.execute("INSERT INTO live_feeds VALUES ('live-cam-1', 'cam', 'http://cam', now(), now(), false, 8, 0, 120, 0, 0, "
+                      "NULL, NULL, NULL)")
+            c.execute("INSERT INTO events VALUES ('r1', 'live-cam-1', 0, 1.0, 4.0, 2, 7, 0.9, 5, 3.0, 'Fighting', 0.8, 0.2, '[]')")
+            c.execute("INSERT INTO reviews (run_id, video_id, start_frame, end_frame, verdict, note, reviewer, created_at) "
+                      "VALUES ('r1', 'live-cam-1', 2, 5, 'confirmed', NULL, 'ana', now())")
     before = counts(db)
-    store.initialize()
+    ResultStore(db).initialize()
     with duckdb.connect(str(db), read_only=True) as c:
-        assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == [1, 2, 3]
-        assert c.execute("SELECT count(*) FROM reviews").fetchone()[0] == 0
-        assert c.execute("SELECT count(*) FROM live_feeds").fetchone()[0] == 0
+        assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == [1, 2, 3, 4]
+        units = dict(c.execute("SELECT video_id, frame_unit FROM scorings").fetchall())
     assert counts(db) == before
+    assert units == ({"vid-file": "frame"} if version == 1 else {"vid-file": "frame", "live-cam-1": "segment"})
+    if version == 3:  # the live event's verdict is attached by its start, whatever its end became
+        from ui.data import ReviewDB
+
+        live = next(e for e in ReviewDB(db).events() if e["video_id"] == "live-cam-1")
+        assert live["status"] == "confirmed" and live["end_frame"] == 7
 
 
 def test_paths_are_stored_absolute(tmp_path, scored, monkeypatch):

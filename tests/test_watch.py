@@ -4,9 +4,11 @@ webhook receiver that is down at first, a real DuckDB file and a SIGTERM to fini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -20,22 +22,25 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from conftest import TINY_CLI
 
 from flashback.bundle import CaptionTable
-from flashback.live.causal import CausalSmoother, OnlineEvents, ScoredSegment
+from flashback.errors import UsageError
+from flashback.live.causal import CausalSmoother, OnlineEvents
 from flashback.live.feeds import Backoff, FeedSpec, parse_feed
-from flashback.live.watcher import Watcher, WatchConfig
+from flashback.live.sinks import LiveSink
+from flashback.live.watcher import WatchConfig, Watcher
+from flashback.scoring import Segments
 from flashback.settings import PRESETS
-
-from conftest import TINY_CLI
 
 FFMPEG = shutil.which("ffmpeg")
 CAPTIONS = CaptionTable(["calm street", "smashing a window"], [False, True], ["normal", "Vandalism"], ["t", "t"])
 
 
-def seg(i: int, score: float, step: float = 0.5) -> ScoredSegment:
-    return ScoredSegment(i, i * step, i * step + 1.0, score, score, np.array([1, 0]), np.array([0.3, 0.2]),
-                         np.array([score, 1 - score]), np.array([True, False]))
+def seg(i: int, score: float, step: float = 0.5) -> Segments:
+    """One live segment whose raw and smoothed score are both ``score``."""
+    return Segments(np.array([i]), np.array([[i * step, i * step + 1.0]]), np.array([score]), np.array([[1, 0]]),
+                    np.array([[0.3, 0.2]]), np.array([[score, 1 - score]]), np.array([[True, False]]), np.array([score]))
 
 
 def test_causal_smoothing_uses_only_the_past():
@@ -60,15 +65,16 @@ def test_online_events_open_once_close_once_and_ignore_blips():
     updates = [u for i, s in enumerate(scores) for u in ev.push(seg(i, s))]
     assert [u.kind for u in updates] == ["opened", "closed"]
     opened, closed = updates
-    assert opened.event == closed.event == 0 and opened.start_segment == 7
-    assert closed.end_segment == 12 and closed.reason == "score fell"  # the dip did not split it
-    assert closed.peak_score == pytest.approx(0.9) and closed.explanation.dominant_category == "Vandalism"
+    assert opened.event.index == closed.event.index == 0 and opened.event.start_frame == 7
+    assert opened.uid == closed.uid and len(opened.uid) == 32
+    assert closed.event.end_frame == 12 and closed.reason == "score fell"  # the dip did not split it
+    assert closed.event.peak_score == pytest.approx(0.9) and closed.event.category == "Vandalism"
     # an outage closes an open event exactly once; the next one gets the next number
     for i, s in enumerate([0.9, 0.9, 0.9, 0.9], start=20):
         updates = ev.push(seg(i, s))
     assert [u.kind for u in ev.close("outage")] == ["closed"] and ev.close("outage") == []
     later = [u for i, s in enumerate([0.9] * 4, start=40) for u in ev.push(seg(i, s))]
-    assert later[0].event == 2
+    assert later[0].event.index == 2 and later[0].uid != opened.uid  # uids are never reused
 
 
 def test_backoff_grows_with_jitter_up_to_a_cap():
@@ -88,7 +94,7 @@ def test_feed_arguments(tmp_path):
     spec = parse_feed("rtsp://10.0.0.5:554/stream1", 1, transport="udp")
     assert spec.name == "feed2" and spec.open_options(5.0) == {"rtsp_transport": "udp", "timeout": "5000000"}
     assert parse_feed("lobby=http://cam/feed.ts", 0).open_options(2.0) == {"rw_timeout": "2000000"}
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):
         parse_feed(str(tmp_path / "missing.mp4"), 0)
 
 
@@ -150,7 +156,7 @@ class Receiver:
 def scene_memory(tiny_encoder, tmp_path_factory):
     """Normal captions are scene-0 frames, anomalous ones scene-5 frames, as the tiny encoder sees them:
     a video that cuts to scene 5 must score high there and low elsewhere."""
-    from flashback.bundle import load_bundle, write_bundle
+    from flashback.bundle import BundleSpec, load_bundle, write_bundle
     from flashback.synthetic import frame_image
 
     size = tiny_encoder.image_size
@@ -160,7 +166,7 @@ def scene_memory(tiny_encoder, tmp_path_factory):
     table = CaptionTable([f"a calm street, view {i}" for i in range(n)] + [f"a window is smashed, view {i}" for i in range(n)],
                          [False] * n + [True] * n, ["normal"] * n + ["Vandalism"] * n, ["test"] * (2 * n))
     out = tmp_path_factory.mktemp("scene") / "mem"
-    write_bundle(out, table, vecs, tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0)
+    write_bundle(out, table, vecs, BundleSpec(tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0))
     return load_bundle(out)
 
 
@@ -224,8 +230,13 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         assert e["dominant_category"] == "Vandalism" and e["end_s"] - e["start_s"] >= 1.0
     # the incidents sit where the video puts them: 3-6 s after each (re)connection
     assert 2.0 <= flaky_events[0]["start_s"] <= 5.0 and 5.0 <= flaky_events[0]["end_s"] <= 8.0
-    outages = [x for x in lines if x["type"] == "outage"]
-    assert [o["feed"] for o in outages] == ["flaky"] and outages[0]["end_s"] > outages[0]["start_s"]
+    started = [x for x in lines if x["type"] == "outage_started"]
+    ended = [x for x in lines if x["type"] == "outage_ended"]
+    assert [o["feed"] for o in started] == [o["feed"] for o in ended] == ["flaky"]
+    assert ended[0]["end_s"] > ended[0]["start_s"] == started[0]["start_s"]
+    # the flaky feed's open event (if the kill caught one) was closed when the feed was lost, not later
+    for e in (u for u in updates if u["type"] == "event_closed" and u.get("reason") == "outage"):
+        assert e["end_s"] <= started[0]["start_s"] + 0.5
     stats = {x["feed"]: x for x in lines if x["type"] == "feed_stats" and not x["active"]}
     assert stats["steady"]["reconnects"] == 0 and stats["flaky"]["reconnects"] == 1
     assert stats["steady"]["segments_lost"] == 0  # the other feed never stopped
@@ -233,7 +244,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
 
     # the webhook was down for the first incident: it still got every update, each once
     keys = [k for k, _ in receiver.posts]
-    assert sorted(keys) == sorted(f"{u['event_key']}/{u['type']}" for u in updates)
+    assert sorted(keys) == sorted(f"{u['event_uid']}/{u['type']}" for u in updates)
     assert len(keys) == len(set(keys))
 
     with duckdb.connect(str(db), read_only=True) as c:
@@ -265,16 +276,24 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         assert at.metric[0].value == str(2 + len(steady_events)) and len(opens) == 2 + len(steady_events)
         opens[0].click().run()
         assert not at.exception, at.exception
-        assert any("Live feed http://127.0.0.1" in i.value for i in at.info)
+        assert any("Live feed http://127.0.0.1" in re.sub(r"\\(.)", r"\1", i.value).replace("\u2060", "") for i in at.info)
+        at.radio(key="view").set_value("Video").run()  # a live feed's whole timeline (it has no fixed frame rate)
+        assert not at.exception, at.exception
+        assert at.get("plotly_chart") and "FPS" in at.caption[0].value
     finally:
         del os.environ[DB_ENV]
 
 
-class OutageLog(list):
-    """A sink that keeps the outages it is handed."""
+class OutageLog(LiveSink):
+    """A sink that keeps the outages it is handed: ``started`` (new ones) and ``latest`` (each outage's last report)."""
 
-    def outage(self, session, o):
-        self.append(o)
+    def __init__(self):
+        self.started, self.latest = [], {}
+
+    def outage(self, session, o, started):
+        if started:
+            self.started.append(o)
+        self.latest[(o.feed, o.start_s)] = o
 
 
 class SlowEncoder:
@@ -326,35 +345,74 @@ def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_
     silent.close()
     assert stats["cam"]["segments_scored"] >= 6 and stats["cam"]["segments_lost"] == 0
     assert stats["mute"]["segments_scored"] == 0
-    assert len(outages) == 1 and outages[0].feed == "mute" and outages[0].end_s is None and outages[0].attempts >= 2
+    [o] = outages.latest.values()
+    assert len(outages.started) == 1 and o.feed == "mute" and o.end_s is None and o.attempts >= 2
 
 
-def test_webhook_outbox_carries_undelivered_events_to_the_next_run(tmp_path):
-    from datetime import datetime, timezone
+QUEUE_AND_DIE = """
+import sys, time
+from datetime import datetime, timezone
+from flashback.events import Event
+from flashback.live.causal import EventUpdate
+from flashback.live.feeds import Backoff, parse_feed
+from flashback.live.sinks import FeedSession, WebhookSink
+from flashback.scoring import Explanation
 
-    from flashback.live.causal import EventUpdate
-    from flashback.live.sinks import FeedSession, WebhookSink
-    from flashback.scoring import Explanation
+url, outbox = sys.argv[1], sys.argv[2]
+session = FeedSession(parse_feed("http://127.0.0.1/x", 0), "live-x", datetime.now(timezone.utc))
+sink = WebhookSink(url, outbox, timeout_s=1.0, backoff=Backoff(0.05, 0.2))
+for i in range(2):
+    event = Event(i, 1.0, 2.0, 2, 4, 0.9, 3, 1.5, Explanation(None, 0.9, 0.1, []))
+    for kind in ("opened", "closed"):
+        sink.event(session, EventUpdate(kind, "feed1", event, f"uid{i}-{sys.argv[3]}"))
+print("queued", flush=True)
+time.sleep(60)
+"""
+
+
+def test_webhook_updates_survive_kill_9_and_are_sent_first_by_the_next_watch(tmp_path):
+    """The receiver is down; the watcher is killed with SIGKILL after queueing four updates.  They
+    are on disk, the next watch keeps the outbox until it has delivered them, in order, each with a
+    key that a second watch's events (same feed, same numbers) never repeat."""
+    from flashback.live.sinks import WebhookSink
 
     port = free_port()
-    session = FeedSession(parse_feed("http://127.0.0.1/x", 0), "live-x", datetime.now(timezone.utc))
-    ups = [EventUpdate(k, "feed1", i, 1.0, 2.0, 2, 4, 0.9, 1.5, 3, Explanation(None, 0.9, 0.1, []))
-           for i in range(2) for k in ("opened", "closed")]
-    outbox = tmp_path / "outbox.jsonl"
-    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", outbox, timeout_s=1.0, backoff=Backoff(0.05, 0.2))
-    for u in ups:
-        sink.event(session, u)
-    assert sink.close(drain_s=0.5) == 4 and len(outbox.read_text().splitlines()) == 4
+    url, outbox = f"http://127.0.0.1:{port}/hook", tmp_path / "outbox.jsonl"
+    for run in ("a", "b"):  # two watches, each killed with its updates undelivered
+        p = subprocess.Popen([sys.executable, "-c", QUEUE_AND_DIE, url, str(outbox), run], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "queued"
+        p.kill()
+        p.wait()
+    docs = [json.loads(x) for x in outbox.read_text().splitlines()]
+    assert len(docs) == 8 and [d["event_uid"] for d in docs[:2]] == ["uid0-a", "uid0-a"]
+
+    logs = []
+    sink = WebhookSink(url, outbox, timeout_s=1.0, backoff=Backoff(0.05, 0.2), log=logs.append)
+    time.sleep(0.5)  # the receiver is still down: the outbox must still be there, whole
+    assert len(outbox.read_text().splitlines()) == 8 and any("8 update(s) left by an earlier watch" in m for m in logs)
     receiver = Receiver(port)
     receiver.start()
     try:
-        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", outbox, timeout_s=1.0)
-        assert not outbox.exists()  # taken over by the new sink
-        assert sink.close(drain_s=5.0) == 0
+        assert sink.close(drain_s=10.0) == 0
     finally:
         receiver.stop()
-    assert [k for k, _ in receiver.posts] == ["feed1/0/event_opened", "feed1/0/event_closed",
-                                              "feed1/1/event_opened", "feed1/1/event_closed"]
+    assert not outbox.exists()  # removed once everything was delivered
+    keys = [k for k, _ in receiver.posts]
+    assert keys == [f"uid{i}-{r}/event_{k}" for r in "ab" for i in range(2) for k in ("opened", "closed")]
+    assert len(set(keys)) == 8  # the second watch's event 0 of feed1 is not the first watch's
+
+
+def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
+    from flashback.live.sinks import WebhookSink
+
+    outbox = tmp_path / "outbox.jsonl"
+    outbox.write_text('{"type": "event_opened"}\n{broken\n')
+    logs = []
+    sink = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", outbox, log=logs.append)
+    assert sink.close(drain_s=0.1) == 0
+    aside = list(tmp_path.glob("outbox.jsonl.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == '{"type": "event_opened"}\n{broken\n'
+    assert any("not readable" in m and str(aside[0]) in m for m in logs)
 
 
 RTSP_SERVER = shutil.which("rtsp-server-perl")
@@ -393,7 +451,8 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
         w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"],
                     [FeedSpec("tcp", url, transport="tcp")], [outages], WatchConfig(duration_s=2.0, backoff_base_s=0.2))
         assert w.run()["tcp"]["segments_scored"] == 0
-        assert len(outages) == 1 and "400" in outages[0].reason and outages[0].end_s is None
+        [o] = outages.latest.values()
+        assert len(outages.started) == 1 and "400" in o.reason and o.end_s is None
     finally:
         for proc in (publisher, server):
             if proc is not None:
@@ -452,3 +511,93 @@ def test_the_store_shows_a_feed_while_it_runs(tmp_path, scene_memory, tiny_encod
     with store.connect(read_only=True) as c:
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] > seen[0]
+
+
+def test_a_verdict_on_an_open_live_event_survives_its_closing(tmp_path):
+    """Reviewers may judge an event while it is still open: closing it moves its end, not its key."""
+    from datetime import datetime, timezone
+
+    from flashback.events import Event
+    from flashback.live.causal import EventUpdate
+    from flashback.live.sinks import FeedSession, LiveStoreSink
+    from flashback.scoring import Explanation
+    from flashback.store import ResultStore, RunRecord
+    from ui.data import EventKey, ReviewDB
+
+    store = ResultStore(tmp_path / "r.duckdb")
+    store.initialize()
+    sink = LiveStoreSink(store, RunRecord({"x": 1}, "mem", "/mem", "enc", "t"))
+    session = FeedSession(parse_feed("gate=http://127.0.0.1/x", 0), "live-gate:1-abc", datetime.now(timezone.utc))
+    sink.start(session)
+
+    def update(kind: str, end_frame: int) -> EventUpdate:
+        e = Event(0, 1.0, 1.0 + 0.5 * end_frame, 2, end_frame, 0.9, 3, 1.5, Explanation("Fighting", 0.9, 0.1, []))
+        return EventUpdate(kind, "gate", e, "uid-1")
+
+    sink.event(session, update("opened", 4))
+    db = ReviewDB(store.path)
+    [row] = db.events()
+    db.save_verdict(EventKey.decode(row["key"]), row["end_frame"], "confirmed", "ana")
+    sink.event(session, update("closed", 11))
+    assert sink.close()
+    [row] = db.events()
+    assert row["end_frame"] == 11 and row["status"] == "confirmed" and row["reviewer"] == "ana"
+    assert EventKey.decode(row["key"]).video_id == "live-gate:1-abc"
+
+
+class Recorder(LiveSink):
+    """Keeps every event update and outage report with the time it was handed over."""
+
+    def __init__(self):
+        self.log = []
+
+    def event(self, session, u):
+        self.log.append((time.monotonic(), "event", u))
+
+    def outage(self, session, o, started):
+        self.log.append((time.monotonic(), "outage", (o, started)))
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
+def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_memory, tiny_encoder):
+    """The feed dies mid-incident and stays down: its event is closed (reason outage) as soon as
+    the loss is seen, not when the watch stops."""
+    from flashback.synthetic import make_video
+
+    video = make_video(tmp_path / "cam.mp4", n_frames=600, fps=30, size=(96, 64), scene_of=lambda i: 5)  # anomalous throughout
+    port = free_port()
+    server = serve(video, port)
+    rec = Recorder()
+    settings = dataclasses.replace(PRESETS["fast"], smoothing_sigma_s=0.25)
+    w = Watcher(scene_memory, tiny_encoder, settings, [FeedSpec("cam", f"http://127.0.0.1:{port}/feed")], [rec],
+                WatchConfig(read_timeout_s=1.0, backoff_base_s=5.0, backoff_cap_s=5.0, duration_s=12.0))
+    killed = []
+
+    def kill_later():
+        deadline = time.monotonic() + 20
+        while not any(kind == "event" and x.kind == "opened" for _, kind, x in rec.log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        server.kill()
+        killed.append(time.monotonic())
+
+    threading.Thread(target=kill_later, daemon=True).start()
+    try:
+        w.run()
+    finally:
+        server.kill()
+    stopped = time.monotonic()
+    assert killed, "the event never opened"
+    closes = [(t, u) for t, kind, u in rec.log if kind == "event" and u.kind == "closed"]
+    [(t_close, closed)] = closes
+    assert closed.reason == "outage"
+    assert t_close - killed[0] < 3.0 and stopped - t_close > 3.0  # at detection, long before the watch stopped
+    started = [x[0] for _, kind, x in rec.log if kind == "outage" and x[1]]
+    assert len(started) == 1 and started[0].end_s is None
+
+
+def test_watch_config_checks_its_numbers():
+    with pytest.raises(UsageError, match="watch: --max-latency must be a number in"):
+        WatchConfig(max_latency_s=0)
+    with pytest.raises(UsageError, match="--duration must be a number > 0"):
+        WatchConfig(duration_s=-1)

@@ -15,13 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `ui` importable 
 from ui import state  # noqa: E402
 from ui.data import ReviewDB  # noqa: E402
 from ui.views import event, queue, summary, video  # noqa: E402
+from ui.views.common import md  # noqa: E402
 
 st.set_page_config(page_title="Flashback review", layout="wide")
 db = ReviewDB.from_env()
 problem = db.problem()
 if problem:
     st.title("Flashback review")
-    st.error(problem)
+    st.error(md(problem))
     st.stop()
 
 
@@ -39,7 +40,7 @@ def staleness() -> None:
         if st.button("Reload", key="reload"):
             st.rerun()
     else:
-        st.caption(f"Database: {db.path}")
+        st.caption(f"Database: {md(db.path)}")
 
 
 with st.sidebar:

@@ -2,7 +2,8 @@
 
 Connections are opened per call and closed at once (read-only for reads), the way the scorer opens
 the file per video: a scoring run and the app take turns on the file's lock instead of one of them
-holding it, so neither can corrupt what the other writes.
+holding it, so neither can corrupt what the other writes.  Verdicts are written through the
+store's own writer (``flashback.store.writers.write_review``), like every other row.
 """
 
 from __future__ import annotations
@@ -17,26 +18,31 @@ from pathlib import Path
 
 import numpy as np
 
-from flashback.store import ResultStore
+from flashback.errors import UsageError
+from flashback.store import ResultStore, writers
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
+assert tuple(VERDICTS) == writers.VERDICTS
 STATUSES = ("pending", *VERDICTS)
 
 
 @dataclass(frozen=True)
 class EventKey:
+    """An event as verdicts know it: run, video and first frame.  A live event keeps its first frame
+    when it closes, and re-scoring a file with the same settings reproduces its events."""
+
     run_id: str
     video_id: str
     start_frame: int
-    end_frame: int
 
     def encode(self) -> str:
-        return f"{self.run_id}:{self.video_id}:{self.start_frame}:{self.end_frame}"
+        return f"{self.run_id}:{self.video_id}:{self.start_frame}"
 
     @classmethod
     def decode(cls, text: str) -> "EventKey":
-        run_id, video_id, a, b = text.split(":")
-        return cls(run_id, video_id, int(a), int(b))
+        run_id, rest = text.split(":", 1)  # a run id is hex; a video id may hold colons (a feed's name)
+        video_id, a = rest.rsplit(":", 1)
+        return cls(run_id, video_id, int(a))
 
 
 @dataclass
@@ -51,7 +57,7 @@ class Filters:
 
 _LATEST = """
     SELECT * FROM (
-        SELECT r.*, row_number() OVER (PARTITION BY run_id, video_id, start_frame, end_frame
+        SELECT r.*, row_number() OVER (PARTITION BY run_id, video_id, start_frame
                                        ORDER BY created_at DESC, review_id DESC) AS rn
         FROM reviews r) WHERE rn = 1
 """
@@ -63,8 +69,7 @@ _EVENTS = f"""
     FROM events e
     JOIN videos v USING (video_id)
     JOIN scorings s USING (run_id, video_id)
-    LEFT JOIN ({_LATEST}) l ON l.run_id = e.run_id AND l.video_id = e.video_id
-         AND l.start_frame = e.start_frame AND l.end_frame = e.end_frame
+    LEFT JOIN ({_LATEST}) l ON l.run_id = e.run_id AND l.video_id = e.video_id AND l.start_frame = e.start_frame
 """
 
 
@@ -131,7 +136,7 @@ class ReviewDB:
         if f.folders:
             rows = [r for r in rows if folder_of(r["path"]) in f.folders]
         for r in rows:
-            r["key"] = EventKey(r["run_id"], r["video_id"], r["start_frame"], r["end_frame"]).encode()
+            r["key"] = EventKey(r["run_id"], r["video_id"], r["start_frame"]).encode()
             r["captions"] = json.loads(r["captions"])
         return rows
 
@@ -176,24 +181,22 @@ class ReviewDB:
 
     # ------------------------------------------------------------ verdicts
 
-    def save_verdict(self, key: EventKey, verdict: str, reviewer: str, note: str = "") -> None:
+    def save_verdict(self, key: EventKey, end_frame: int, verdict: str, reviewer: str, note: str = "") -> None:
+        """``end_frame``: the event's last frame as the reviewer saw it (a live event's may still grow)."""
         if verdict not in VERDICTS:
-            raise ValueError(f"unknown verdict {verdict!r}")
+            raise UsageError(f"unknown verdict {verdict!r}")
         if not reviewer.strip():
-            raise ValueError("a verdict needs the reviewer's name")
-        with self._store.connect() as con:
-            con.execute(
-                "INSERT INTO reviews (run_id, video_id, start_frame, end_frame, verdict, note, reviewer, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-                [key.run_id, key.video_id, key.start_frame, key.end_frame, verdict, note.strip() or None, reviewer.strip()],
-            )
+            raise UsageError("a verdict needs the reviewer's name")
+        with self._store.transaction() as con:
+            writers.write_review(con, key.run_id, key.video_id, key.start_frame, end_frame, verdict,
+                                 reviewer.strip(), note.strip() or None)
 
     def history(self, key: EventKey) -> list[dict]:
         with self._store.connect(read_only=True) as con:
             cur = con.execute(
                 "SELECT created_at, reviewer, verdict, note FROM reviews WHERE run_id = ? AND video_id = ? "
-                "AND start_frame = ? AND end_frame = ? ORDER BY created_at DESC, review_id DESC",
-                [key.run_id, key.video_id, key.start_frame, key.end_frame],
+                "AND start_frame = ? ORDER BY created_at DESC, review_id DESC",
+                [key.run_id, key.video_id, key.start_frame],
             )
             return [dict(zip(("when", "reviewer", "verdict", "note"), r)) for r in cur.fetchall()]
 

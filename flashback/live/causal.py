@@ -15,14 +15,15 @@ Live, a score must be final when it is emitted, so:
 from __future__ import annotations
 
 import math
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..bundle import CaptionTable
-from ..events import CAPTIONS_PER_EVENT
-from ..scoring import Explanation, explain
+from ..events import CAPTIONS_PER_EVENT, Event
+from ..scoring import Segments
 
 
 class CausalSmoother:
@@ -45,59 +46,47 @@ class CausalSmoother:
         return self.sigma_s * math.sqrt(2 / math.pi)
 
 
-@dataclass
-class ScoredSegment:
-    index: int
-    start_s: float
-    end_s: float
-    raw: float
-    score: float  # causally smoothed
-    ids: np.ndarray  # (K,)
-    sims: np.ndarray
-    weights: np.ndarray
-    anomalous: np.ndarray  # (K,) bool, as retrieved
-
-
-@dataclass
+@dataclass(frozen=True)
 class EventUpdate:
+    """An event of a live feed opening or closing.  Its frames are segment numbers."""
+
     kind: str  # "opened" or "closed"
     feed: str
-    event: int  # per feed, counts up for the whole watch
-    start_s: float
-    end_s: float
-    start_segment: int
-    end_segment: int
-    peak_score: float
-    peak_s: float
-    peak_segment: int
-    explanation: Explanation
+    event: Event  # as it stands at this update (a closed event's end is final)
+    uid: str  # unique for ever (a receiver that de-duplicates never confuses two incidents)
     reason: str = ""  # for "closed": "score fell", "outage", "feed ended", "shutdown"
 
     @property
     def key(self) -> str:
-        return f"{self.feed}/{self.event}"
+        return f"{self.feed}/{self.event.index}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.uid}/{self.kind}"
 
     def to_dict(self) -> dict:
-        return {"type": f"event_{self.kind}", "feed": self.feed, "event": self.event, "event_key": self.key,
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "start_segment": self.start_segment, "end_segment": self.end_segment,
-                "peak_score": round(self.peak_score, 6), "peak_s": round(self.peak_s, 3), "peak_segment": self.peak_segment,
-                **({"reason": self.reason} if self.reason else {}), **self.explanation.to_dict()}
+        e = self.event
+        return {"type": f"event_{self.kind}", "feed": self.feed, "event": e.index, "event_key": self.key,
+                "event_uid": self.uid, "start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3),
+                "start_segment": e.start_frame, "end_segment": e.end_frame,
+                "peak_score": round(e.peak_score, 6), "peak_s": round(e.peak_s, 3), "peak_segment": e.peak_frame,
+                **({"reason": self.reason} if self.reason else {}), **e.explanation.to_dict()}
 
 
 @dataclass
 class _Open:
     index: int
-    start: ScoredSegment
-    last_above: ScoredSegment
-    peak: ScoredSegment
-    rows: list[ScoredSegment] = field(default_factory=list)
-    gap: list[ScoredSegment] = field(default_factory=list)  # below-threshold segments since last_above
+    uid: str
+    start: int  # row numbers into rows
+    last_above: int
+    peak: int
+    rows: list[Segments] = field(default_factory=list)  # one-segment rows, from the first above on
+    gap: list[Segments] = field(default_factory=list)  # below-threshold rows since last_above
     reported: bool = False
 
 
 class OnlineEvents:
-    """Threshold events for one feed, decided as segments arrive."""
+    """Threshold events for one feed, decided as segments arrive (each with its ``smoothed`` score)."""
 
     def __init__(self, feed: str, threshold: float, min_event_s: float, merge_gap_s: float, captions: CaptionTable,
                  stride_s: float):
@@ -107,21 +96,23 @@ class OnlineEvents:
         self._open: _Open | None = None
         self._count = 0
 
-    @property
-    def is_open(self) -> bool:
-        return self._open is not None and self._open.reported
+    def push(self, segments: Segments) -> list[EventUpdate]:
+        out: list[EventUpdate] = []
+        for i in range(len(segments)):
+            out += self._push_one(segments.take([i]))
+        return out
 
-    def push(self, seg: ScoredSegment) -> list[EventUpdate]:
+    def _push_one(self, seg: Segments) -> list[EventUpdate]:
         ev = self._open
-        if seg.score >= self.threshold:
+        if seg.smoothed[0] >= self.threshold:
             if ev is None:
-                ev = self._open = _Open(self._count, seg, seg, seg)
+                ev = self._open = _Open(self._count, uuid.uuid4().hex, 0, 0, 0)
                 self._count += 1
             ev.rows += ev.gap + [seg]
             ev.gap = []
-            ev.last_above = seg
-            if seg.score > ev.peak.score:
-                ev.peak = seg
+            ev.last_above = len(ev.rows) - 1
+            if seg.smoothed[0] > ev.rows[ev.peak].smoothed[0]:
+                ev.peak = ev.last_above
             if not ev.reported and self._above_s(ev) >= self.min_event_s - 1e-9:
                 ev.reported = True
                 return [self._update("opened", ev)]
@@ -129,7 +120,7 @@ class OnlineEvents:
         if ev is None:
             return []
         ev.gap.append(seg)
-        if seg.end_s - ev.last_above.end_s > self.merge_gap_s:
+        if seg.spans[0, 1] - ev.rows[ev.last_above].spans[0, 1] > self.merge_gap_s:
             return self._close("score fell")
         return []
 
@@ -149,11 +140,13 @@ class OnlineEvents:
     def _above_s(self, ev: _Open) -> float:
         """How long the score has been above: each segment adds its stride (overlapping segments
         would otherwise let a single 1-s segment pass as a 1-s event)."""
-        return (ev.last_above.index - ev.start.index + 1) * self.stride_s
+        return (ev.rows[ev.last_above].index[0] - ev.rows[ev.start].index[0] + 1) * self.stride_s
 
     def _update(self, kind: str, ev: _Open, reason: str = "") -> EventUpdate:
-        rows = ev.rows
-        explanation = explain(np.stack([r.ids for r in rows]), np.stack([r.sims for r in rows]),
-                              np.stack([r.weights for r in rows]), self.captions, limit=CAPTIONS_PER_EVENT)
-        return EventUpdate(kind, self.feed, ev.index, ev.start.start_s, ev.last_above.end_s, ev.start.index,
-                           ev.last_above.index, ev.peak.score, ev.peak.end_s, ev.peak.index, explanation, reason)
+        rows = Segments.concat(ev.rows[: ev.last_above + 1])
+        first, last, peak = rows.take([0]), rows.take([-1]), rows.take([ev.peak])
+        event = Event(index=ev.index, start_s=float(first.spans[0, 0]), end_s=float(last.spans[0, 1]),
+                      start_frame=int(first.index[0]), end_frame=int(last.index[0]),
+                      peak_score=float(peak.smoothed[0]), peak_frame=int(peak.index[0]), peak_s=float(peak.spans[0, 1]),
+                      explanation=rows.explain(self.captions, limit=CAPTIONS_PER_EVENT))
+        return EventUpdate(kind, self.feed, event, ev.uid, reason)

@@ -3,12 +3,14 @@
 A feed's time axis is the wall clock since the watcher started, not the stream's timestamps: it
 stays continuous across reconnects (a restarted camera restarts its timestamps) and it is what
 latency is measured against.  Files are paced to their own timestamps, so a file plays like a
-camera.  Only grid frames are converted to RGB; a full queue drops its oldest sample, counted, so
-a feed that falls behind never builds a backlog.
+camera.  Only grid frames are converted (``decode.FrameFit``, as for files); a full queue drops its
+oldest sample, counted, so a feed that falls behind never builds a backlog.  An outage is reported
+twice: when the feed is lost (so the watcher closes its open event at once) and when it is back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -20,7 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..decode import MAX_SIDE, MIN_SIDE, to_encoder_rgb
+from ..decode import MAX_SIDE, MIN_SIDE, FrameFit
+from ..errors import UsageError
 from ..sources import is_url
 
 TRANSPORTS = ("tcp", "udp")
@@ -58,13 +61,26 @@ def parse_feed(arg: str, index: int, transport: str = "tcp", loop: bool = False)
         name, loc = f"feed{index + 1}", arg
     name, loc = name.strip(), loc.strip()
     if not name or not loc:
-        raise ValueError(f"{arg!r}: expected NAME=URL_OR_FILE or URL_OR_FILE")
+        raise UsageError(f"{arg!r}: expected NAME=URL_OR_FILE or URL_OR_FILE")
     if transport not in TRANSPORTS:
-        raise ValueError(f"transport {transport!r}: choose tcp or udp")
+        raise UsageError(f"--transport {transport!r}: choose tcp or udp")
     spec = FeedSpec(name, loc, transport, loop)
     if spec.is_file and not Path(loc).is_file():
-        raise ValueError(f"{loc}: no such file (feed {name})")
+        raise UsageError(f"{loc}: no such file (feed {name})")
     return spec
+
+
+def check_unique_names(specs: list[FeedSpec]) -> None:
+    names = [f.name for f in specs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"feed names must be unique (got {', '.join(names)}); name them NAME=URL_OR_FILE")
+
+
+def parse_feeds(args: list[str], transport: str = "tcp", loop: bool = False) -> list[FeedSpec]:
+    """Every ``FEED`` argument of ``flashback watch``, checked before anything is loaded."""
+    specs = [parse_feed(arg, i, transport, loop) for i, arg in enumerate(args)]
+    check_unique_names(specs)
+    return specs
 
 
 @dataclass
@@ -78,6 +94,8 @@ class Sample:
 
 @dataclass
 class Outage:
+    """A feed lost at ``start_s`` (feed time); reported when it starts and again when it ends."""
+
     feed: str
     start_s: float  # feed time the feed was lost
     end_s: float | None = None  # feed time it came back (None: still down, or ended)
@@ -88,7 +106,7 @@ class Outage:
 @dataclass
 class FeedStats:
     frames_decoded: int = 0
-    samples_taken: int = 0
+    samples_taken: int = 0  # grid samples converted and queued (benchmarks/live_feeds.py's drop share)
     samples_dropped: int = 0  # queue full (the watcher was behind) or too old when taken
     reconnects: int = 0
     outages: list[Outage] = field(default_factory=list)
@@ -116,11 +134,12 @@ class FeedReader:
     """Decode one feed in a thread and keep its newest grid samples in a bounded queue."""
 
     def __init__(
-        self, spec: FeedSpec, image_size: int, step_s: float, t0: float, queue_len: int = 32,
+        self, spec: FeedSpec, fit: FrameFit, step_s: float, t0: float, queue_len: int = 32,
         read_timeout_s: float = 5.0, backoff: Backoff | None = None, on_outage: Callable[[Outage], None] | None = None,
         log: Callable[[str], None] = lambda m: None,
     ):
-        self.spec, self.image_size, self.step_s, self.t0 = spec, image_size, step_s, t0
+        self.spec, self.fit, self.step_s, self.t0 = spec, fit, step_s, t0
+        self.views: int | None = None  # views per frame (tiles), fixed by the first stream opened
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff or Backoff()
         self.on_outage = on_outage or (lambda o: None)
@@ -187,7 +206,7 @@ class FeedReader:
                     self.stats.reconnects += 1
                     self.log(f"feed {self.spec.name}: back after {outage.end_s - outage.start_s:.1f} s "
                              f"({outage.attempts} attempt(s))")
-                    self.on_outage(outage)
+                    self.on_outage(dataclasses.replace(outage))
                     outage = None
                 self.backoff.reset()
                 try:
@@ -203,16 +222,17 @@ class FeedReader:
                 outage = self._lost(outage, reason)
                 self._sleep_backoff(outage)
         finally:
-            if outage is not None and outage.end_s is None:
-                self.on_outage(outage)  # still down at the end: recorded with no end
+            if outage is not None and outage.attempts > 1:
+                self.on_outage(dataclasses.replace(outage))  # still down at the end: its final attempt count
             self.finished.set()
 
     def _lost(self, outage: Outage | None, reason: str) -> Outage:
-        if outage is None:
-            outage = Outage(self.spec.name, self.now_s(), reason=reason)
+        outage = outage or Outage(self.spec.name, self.now_s(), reason=reason)
+        outage.attempts += 1
+        if outage.attempts == 1:  # reported now, while it lasts: the watcher closes the feed's open event
             self.stats.outages.append(outage)
             self.log(f"feed {self.spec.name}: lost at {outage.start_s:.1f} s ({reason}); reconnecting")
-        outage.attempts += 1
+            self.on_outage(dataclasses.replace(outage))
         return outage
 
     def _sleep_backoff(self, outage: Outage) -> None:
@@ -226,6 +246,8 @@ class FeedReader:
         w, h = stream.codec_context.width, stream.codec_context.height
         if w and h and not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
             return f"absurd resolution {w}x{h}"
+        if self.views is None and w and h:
+            self.views = self.fit.views(w, h)
         stream.thread_type = "AUTO"
         pace_origin: float | None = None  # files: wall time of pts 0
         try:
@@ -252,7 +274,9 @@ class FeedReader:
         index = int(t / self.step_s - 0.5) if t >= 0.5 * self.step_s else -1
         if index < self._next_index:
             return
-        rgb = to_encoder_rgb(frame, self.image_size)
+        if self.views is None:
+            self.views = self.fit.views(frame.width, frame.height)
+        rgb = self.fit(frame, self.views)
         captured = time.monotonic()
         with self.lock:
             # grid times skipped since the last frame (a slow or stalled feed) are not back-filled

@@ -10,6 +10,7 @@ feeds share a batch, so a GPU's throughput grows with the number of feeds until 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import queue
 import threading
@@ -22,28 +23,34 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ..bundle import MemoryBundle
+from ..checks import COUNT, POSITIVE, Range, check_fields, knob, raise_problems
 from ..pipeline import Detector
-from ..scoring import segment_scores
+from ..protocols import ImageEncoder, encode_views
+from ..scoring import score_views
 from ..settings import ScoringSettings
-from .causal import CausalSmoother, EventUpdate, OnlineEvents, ScoredSegment
-from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample
-from .sinks import FeedSession
-
+from ..timegrid import pool
+from .causal import CausalSmoother, EventUpdate, OnlineEvents
+from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample, check_unique_names
+from .sinks import FeedSession, LiveSink
 
 CLOSE_GRACE_S = 0.25
 CHUNK_SHARE = 0.25  # of the latency budget, the most one encoder call may take
+READER_STOP_WAIT_S = 1.0  # at shutdown, how long a reader blocked inside FFmpeg is waited for
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    max_latency_s: float = 1.0  # budget from frame capture to its segment's score
-    batch_size: int = 64
-    queue_len: int = 64  # grid samples buffered per feed before the oldest is dropped
-    read_timeout_s: float = 5.0  # a feed silent this long counts as stalled and is reopened
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 30.0
-    stats_every_s: float = 10.0
-    duration_s: float | None = None  # stop after this long (None: until every feed ends or a signal)
+    max_latency_s: float = knob(1.0, Range(0.05, 3600), "--max-latency")  # frame capture to its segment's score
+    batch_size: int = knob(64, Range(1, 65_536, integer=True), "--batch-size")
+    queue_len: int = knob(64, COUNT)  # grid samples buffered per feed before the oldest is dropped
+    read_timeout_s: float = knob(5.0, Range(0.1, 3600), "--read-timeout")  # a silent feed counts as stalled
+    backoff_base_s: float = knob(0.5, POSITIVE)
+    backoff_cap_s: float = knob(30.0, Range(0.01, 86_400), "--reconnect-max")
+    stats_every_s: float = knob(10.0, Range(0.1, 86_400), "--stats-every")
+    duration_s: float | None = knob(None, POSITIVE, "--duration", optional=True)  # None: until the feeds end or a signal
+
+    def __post_init__(self) -> None:
+        raise_problems(check_fields(self), "watch")
 
 
 @dataclass
@@ -55,6 +62,7 @@ class FeedState:
     held: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # sample -> (vector, captured_at)
     next_segment: int = 0
     segments_scored: int = 0
+    started: float = field(default_factory=time.monotonic)
     segments_lost: int = 0
     samples_encoded: int = 0
     samples_late: int = 0  # taken in time, but could no longer be scored within the budget
@@ -71,11 +79,9 @@ class FeedState:
 
 
 class Watcher:
-    def __init__(self, memory: MemoryBundle, encoder, settings: ScoringSettings, feeds: list[FeedSpec],
-                 sinks: list, config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None):
-        names = [f.name for f in feeds]
-        if len(set(names)) != len(names):
-            raise ValueError(f"feed names must be unique (got {', '.join(names)})")
+    def __init__(self, memory: MemoryBundle, encoder: ImageEncoder, settings: ScoringSettings, feeds: list[FeedSpec],
+                 sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None):
+        check_unique_names(feeds)
         self.detector = Detector(memory, encoder, settings)
         self.settings, self.grid = self.detector.settings, self.detector.grid
         self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
@@ -86,6 +92,12 @@ class Watcher:
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
         self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
+        self._outages_seen: set[tuple[str, float]] = set()
+
+    @property
+    def shutdown_bound_s(self) -> float:
+        """The longest a stop takes here: readers, then what they decoded, scored within the budget."""
+        return READER_STOP_WAIT_S + self.config.max_latency_s + 1.0
 
     @property
     def delays(self) -> dict:
@@ -102,21 +114,16 @@ class Watcher:
             vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.location.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
             session = FeedSession(spec, vid, started)
-            reader = FeedReader(spec, self.encoder.image_size, self.grid.step_s, t0, self.config.queue_len,
+            reader = FeedReader(spec, self.detector.frame_fit, self.grid.step_s, t0, self.config.queue_len,
                                 self.config.read_timeout_s, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
                                 on_outage=self._outages.put, log=self.log)
             self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
                                               OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
                                                            self.memory.captions, self.grid.stride_s))
-            self._emit("start", session)
+            for sink in self.sinks:
+                sink.start(session)
         for fs in self.feeds.values():
             fs.reader.start()
-
-    def _emit(self, what: str, session: FeedSession, *args) -> None:
-        for sink in self.sinks:
-            fn = getattr(sink, what, None)
-            if fn is not None:
-                fn(session, *args)
 
     def run(self) -> dict[str, dict]:
         """Until every feed has ended, ``duration_s`` has passed, or ``stop_event`` is set."""
@@ -130,9 +137,7 @@ class Watcher:
                 busy = self._round()
                 self._drain_outages()
                 for sink in self.sinks:  # time-based work of the sinks (the store's periodic flush)
-                    tick = getattr(sink, "tick", None)
-                    if tick is not None:
-                        tick()
+                    sink.tick()
                 if time.monotonic() - last_stats >= self.config.stats_every_s:
                     last_stats = time.monotonic()
                     self._stats(active=True)
@@ -179,7 +184,7 @@ class Watcher:
         chunk, self._pending = fresh[:n], fresh[n:]
         if chunk:
             t = time.perf_counter()
-            vecs = self.encoder.encode_images(np.stack([x.rgb for x in chunk]))
+            vecs = encode_views(self.encoder, np.stack([x.rgb for x in chunk]))
             rate = len(chunk) / max(time.perf_counter() - t, 1e-6)
             self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             for x, v in zip(chunk, vecs):
@@ -215,8 +220,7 @@ class Watcher:
                 return out
             got = [fs.held[i] for i in range(first, last + 1) if i in fs.held]
             if got:
-                v = np.mean([x[0] for x in got], axis=0)
-                out.append((fs, fs.next_segment, v / max(float(np.linalg.norm(v)), 1e-12), max(x[1] for x in got)))
+                out.append((fs, fs.next_segment, pool([x[0] for x in got]), max(x[1] for x in got)))
             elif fs.segments_scored or out:  # before a feed's first frame nothing is lost
                 fs.segments_lost += 1
             fs.next_segment += 1
@@ -224,53 +228,69 @@ class Watcher:
                 fs.held.pop(i, None)
 
     def _score(self, closed: list) -> None:
+        """One retrieval for the closed segments of every feed, then each feed's causal scoring."""
         s, g = self.settings, self.grid
-        r = self.detector.searcher.search(np.stack([c[2] for c in closed]).astype(np.float32))
-        scores, weights = segment_scores(r, s.logit_scale)
+        index = np.array([c[1] for c in closed])
+        spans = np.stack([index * g.stride_s, index * g.stride_s + g.segment_s], axis=1)
+        scored = score_views(self.detector.searcher, np.stack([c[2] for c in closed]), s.logit_scale, spans, index)
         now = time.monotonic()
-        per_feed: dict[str, list[ScoredSegment]] = {}
-        for k, (fs, seg, _v, newest) in enumerate(closed):
-            start = seg * g.stride_s
-            end = start + g.segment_s
-            smoothed = fs.smoother.push(end, float(scores[k]))
-            ss = ScoredSegment(seg, start, end, float(scores[k]), smoothed, r.ids[k], r.sims[k], weights[k], r.anomalous[k])
-            fs.segments_scored += 1
-            fs.latencies.append(now - newest)
-            per_feed.setdefault(fs.session.spec.name, []).append(ss)
-            for u in fs.events.push(ss):
-                self._event(fs, u)
-        for name, segs in per_feed.items():
+        for name in dict.fromkeys(c[0].session.spec.name for c in closed):
             fs = self.feeds[name]
-            self._emit("segments", fs.session, segs, self.memory.captions)
+            rows = [k for k, c in enumerate(closed) if c[0] is fs]
+            mine = scored.take(rows)
+            smoothed = np.array([fs.smoother.push(float(end), float(raw)) for end, raw in zip(mine.spans[:, 1], mine.scores)])
+            mine = dataclasses.replace(mine, smoothed=smoothed)
+            fs.segments_scored += len(rows)
+            fs.latencies.extend(now - closed[k][3] for k in rows)
+            updates = fs.events.push(mine)
+            for sink in self.sinks:
+                sink.segments(fs.session, mine, self.memory.captions, self._frames_per_s(fs))
+            for u in updates:
+                self._event(fs, u)
+
+    @staticmethod
+    def _frames_per_s(fs: FeedState) -> float | None:
+        elapsed = time.monotonic() - fs.started
+        return round(fs.reader.stats.frames_decoded / elapsed, 3) if elapsed > 0 and fs.reader.stats.frames_decoded else None
 
     def _event(self, fs: FeedState, u: EventUpdate) -> None:
-        self.log(f"feed {u.feed}: event {u.event} {u.kind} at {u.start_s if u.kind == 'opened' else u.end_s:.1f} s "
-                 f"({u.explanation.dominant_category or '-'}, peak {u.peak_score:.2f})" + (f", {u.reason}" if u.reason else ""))
-        self._emit("event", fs.session, u)
+        e = u.event
+        self.log(f"feed {u.feed}: event {e.index} {u.kind} at {e.start_s if u.kind == 'opened' else e.end_s:.1f} s "
+                 f"({e.category or '-'}, peak {e.peak_score:.2f})" + (f", {u.reason}" if u.reason else ""))
+        for sink in self.sinks:
+            sink.event(fs.session, u)
 
     def _drain_outages(self) -> None:
+        """Outages as the readers report them: a new one closes its feed's open event at once (an
+        event cannot be vouched for across a gap); every report goes to the sinks."""
         while True:
             try:
                 o: Outage = self._outages.get_nowait()
             except queue.Empty:
                 return
             fs = self.feeds[o.feed]
-            for u in fs.events.close("outage"):  # an event cannot be vouched for across a gap
-                self._event(fs, u)
-            self._emit("outage", fs.session, o)
+            started = (o.feed, o.start_s) not in self._outages_seen
+            if started:
+                self._outages_seen.add((o.feed, o.start_s))
+                for u in fs.events.close("outage"):
+                    self._event(fs, u)
+            for sink in self.sinks:
+                sink.outage(fs.session, o, started)
 
     def _stats(self, active: bool) -> None:
         for fs in self.feeds.values():
-            self._emit("feed_stats", fs.session, fs.stats(), active)
+            for sink in self.sinks:
+                sink.feed_stats(fs.session, fs.stats(), active)
 
     def _shutdown(self) -> None:
         for fs in self.feeds.values():
             fs.reader.stop()
-        self.stuck_readers = [name for name, fs in self.feeds.items()
-                              if not fs.reader.join(timeout=self.config.read_timeout_s + 2)]
+        deadline = time.monotonic() + READER_STOP_WAIT_S  # a reader inside a blocking FFmpeg read is not waited
+        self.stuck_readers = [name for name, fs in self.feeds.items()  # for: what it decoded is in its queue
+                              if not fs.reader.join(timeout=max(0.0, deadline - time.monotonic()))]
         for name in self.stuck_readers:
-            self.log(f"feed {name}: its reader did not stop within {self.config.read_timeout_s + 2:g} s (blocked in FFmpeg)")
-        deadline = time.monotonic() + self.config.max_latency_s + 1.0
+            self.log(f"feed {name}: its reader is blocked in FFmpeg; not waiting for it")
+        deadline = time.monotonic() + self.shutdown_bound_s - READER_STOP_WAIT_S
         while self._round() and time.monotonic() < deadline:
             pass  # what was decoded before the stop is still scored (or ages out of the budget)
         closed = [seg for fs in self.feeds.values() for seg in self._close_segments(fs, fs.reader.next_index, final=True)]

@@ -1,12 +1,37 @@
-"""Small pieces shared by the views: navigation callbacks, labels, the score timeline plot."""
+"""Small pieces shared by the views: escaping, navigation callbacks, labels, the score timeline plot.
+
+Everything that comes from data (captions, categories, file names, reviewers' names and notes) is
+written into Markdown through ``md`` and into Plotly text through ``html.escape``: a memory is a
+shareable file, so a caption must never be able to add a link, an image, a form or a script to
+the page.  No view passes data through ``unsafe_allow_html``.
+"""
 
 from __future__ import annotations
+
+import html
+import re
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from ui import state
 from ui.data import VERDICTS
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'^])")
+
+
+_AUTOLINK = re.compile(r"(?i)(://|\bwww\.|@)")
+_WORD_JOINER = "\u2060"  # invisible and unbreakable: "http:\u2060//x" reads as the URL but is no link
+
+
+def md(value) -> str:
+    """Data as literal text inside Markdown: every character Markdown (or Streamlit's extensions
+    to it: colours, icons, LaTeX) could read as syntax is backslash-escaped, and the spots where
+    GFM would turn bare text into a link (``://``, ``www.``, ``@``) get an invisible word joiner,
+    since escaping does not stop that; line breaks become spaces."""
+    text = " ".join(str(value).splitlines())
+    text = _AUTOLINK.sub(lambda m: m.group(1)[0] + _WORD_JOINER + m.group(1)[1:], text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def status_label(status: str) -> str:
@@ -29,7 +54,7 @@ def timeline_figure(tl: dict, events: list[dict], highlight: str | None = None) 
         this = e["key"] == highlight
         fig.add_vrect(x0=e["start_s"], x1=e["end_s"], line_width=0, opacity=0.35 if this else 0.12,
                       fillcolor="crimson" if this else "orange",
-                      annotation_text=("this event" if this else e["category"]), annotation_position="top left")
+                      annotation_text=("this event" if this else html.escape(e["category"])), annotation_position="top left")
     fig.add_trace(go.Scatter(x=tl["time_s"], y=tl["score"], mode="lines", name="score", line=dict(width=1.6)))
     fig.add_hline(y=tl["threshold"], line_dash="dot", line_color="grey", annotation_text="threshold")
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="seconds", yaxis_title="anomaly score",

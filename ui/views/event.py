@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import streamlit as st
 
+from flashback.errors import FlashbackError
 from ui import state
 from ui.data import VERDICTS, EventKey, ReviewDB
-from ui.media import key_frames
-from ui.views.common import open_event, open_video, status_label, timeline_figure
+from ui.media import MediaError, key_frames
+from ui.views.common import md, open_event, open_video, status_label, timeline_figure
 
 
-def _save(db: ReviewDB, key: EventKey, verdict: str) -> None:
+def _save(db: ReviewDB, key: EventKey, end_frame: int, verdict: str) -> None:
     reviewer = st.session_state.get(state.REVIEWER, "")
     try:
-        db.save_verdict(key, verdict, reviewer, st.session_state.get("note", ""))
-        st.session_state["saved"] = f"Saved: {VERDICTS[verdict]} by {reviewer.strip()}"
+        db.save_verdict(key, end_frame, verdict, reviewer, st.session_state.get("note", ""))
+        st.session_state["saved"] = f"Saved: {VERDICTS[verdict]} by {md(reviewer.strip())}"
         st.session_state[state.SNAPSHOT] = db.version()  # our own write is not news
         st.session_state["note"] = ""
-    except ValueError as e:
-        st.session_state["saved"] = f"Not saved: {e}"
+    except FlashbackError as e:
+        st.session_state["saved"] = f"Not saved: {md(e)}"
 
 
 def render(db: ReviewDB) -> None:
@@ -41,7 +42,7 @@ def render(db: ReviewDB) -> None:
                   on_click=open_event, args=(keys[min(len(keys) - 1, i + 1)],))
     nav[2].caption(f"Event {i + 1} of {len(keys)} · keys: n next, p previous, y confirm, x false alarm, u unsure")
 
-    st.header(f"{ev['category']} · {ev['path'].rsplit('/', 1)[-1]} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s")
+    st.header(f"{md(ev['category'])} · {md(ev['path'].rsplit('/', 1)[-1])} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s")
     st.write(f"Peak score **{ev['peak_score']:.2f}** at {ev['peak_s']:.1f} s · status {status_label(ev['status'])}")
     tl = db.timeline(ev["run_id"], ev["video_id"])
     st.plotly_chart(timeline_figure(tl, db.video_events(queue, ev["run_id"], ev["video_id"]), highlight=current),
@@ -52,18 +53,22 @@ def render(db: ReviewDB) -> None:
     with left:
         path = db.media_path(ev["video_id"])
         if path is None and ev["video_id"].startswith("live-"):
-            st.info(f"Live feed {ev['path']}: no recording is kept, so there are no frames to show; "
+            st.info(f"Live feed {md(ev['path'])}: no recording is kept, so there are no frames to show; "
                     "the score timeline and the captions are what the watcher saw.")
         elif path is None:
-            st.warning(f"The video file is not at {ev['path']} any more; scores and captions are still shown.")
+            st.warning(f"The video file is not at {md(ev['path'])} any more; scores and captions are still shown.")
         else:
             times = [ev["peak_s"] + d for d in (-2, -1, 0, 1, 2) if 0 <= ev["peak_s"] + d <= (tl["duration_s"] or 0)]
-            frames = key_frames(path, times)
-            if frames:
-                cols = st.columns(len(frames))
-                for col, (t, img) in zip(cols, frames):
-                    col.image(img, caption=f"{t:.1f} s", width="stretch")
-            st.video(str(path), start_time=int(ev["start_s"]))
+            try:
+                frames = key_frames(path, times)
+            except MediaError as e:
+                st.warning(f"{md(e)}; scores and captions are still shown.")
+            else:
+                if frames:
+                    cols = st.columns(len(frames))
+                    for col, (t, img) in zip(cols, frames):
+                        col.image(img, caption=f"{t:.1f} s", width="stretch")
+                st.video(str(path), start_time=int(ev["start_s"]))
     with right:
         st.subheader("Why it was flagged")
         aw, nw = ev["anomalous_weight"], ev["normal_weight"]
@@ -76,15 +81,15 @@ def render(db: ReviewDB) -> None:
             if not side:
                 col.caption("none among the strongest captions")
             for c in side:
-                col.markdown(f"- {c['text']}  \n  <small>{c['category']} · sim {c['similarity']:.3f} · "
-                             f"weight {c['weight']:.2f}</small>", unsafe_allow_html=True)
+                col.markdown(f"- {md(c['text'])}")
+                col.caption(f"{md(c['category'])} · sim {c['similarity']:.3f} · weight {c['weight']:.2f}")
 
     st.subheader("Verdict")
     st.text_input("Reviewer", key=state.REVIEWER)
     st.text_input("Note", key="note")
     b = st.columns(3)
     for col, (verdict, label), sc in zip(b, VERDICTS.items(), ("y", "x", "u")):
-        col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, verdict),
+        col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, ev["end_frame"], verdict),
                    type="primary" if verdict == "confirmed" else "secondary")
     if st.session_state.get("saved"):
         st.success(st.session_state.pop("saved"))

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import state
 from ui.data import STATUSES, VERDICTS, Filters, ReviewDB
-from ui.views.common import open_event, status_label
+from ui.views.common import md, open_event, status_label
 
 PAGE = 50
 
@@ -46,11 +46,11 @@ def render(db: ReviewDB) -> None:
     st.caption(f"{len(rows)} event(s), highest peak score first")
     for i, r in enumerate(rows[:PAGE]):
         c = st.columns([4, 1.2, 1.2, 2, 1.4, 1])
-        c[0].write(f"**{r['path'].rsplit('/', 1)[-1]}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
+        c[0].write(f"**{md(r['path'].rsplit('/', 1)[-1])}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
         c[1].write(f"peak **{r['peak_score']:.2f}**")
-        c[2].write(r["category"])
+        c[2].write(md(r["category"]))
         top = next((x["text"] for x in r["captions"] if x["label"] == "anomalous"), "")
-        c[3].caption(top)
+        c[3].caption(md(top))
         c[4].write(status_label(r["status"]))
         c[5].button("Review", key=f"open-{i}", on_click=open_event, args=(r["key"],))
     if len(rows) > PAGE:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import state
 from ui.data import ReviewDB
-from ui.views.common import open_event, status_label, timeline_figure
+from ui.views.common import md, open_event, status_label, timeline_figure
 
 
 def render(db: ReviewDB) -> None:
@@ -22,13 +22,15 @@ def render(db: ReviewDB) -> None:
     run_id, video_id, path = runs_videos[choice]
     tl = db.timeline(run_id, video_id)
     events = db.video_events(rows, run_id, video_id)
-    st.header(path.rsplit("/", 1)[-1])
-    st.caption(f"{tl['duration_s']:.1f} s at {tl['fps']:.1f} FPS · {len(events)} event(s) · threshold {tl['threshold']}")
+    st.header(md(path.rsplit("/", 1)[-1]))
+    rate = "a live feed" if video_id.startswith("live-") else "unknown frame rate"
+    rate = f"{tl['fps']:.1f} FPS" if tl["fps"] else rate
+    st.caption(f"{tl['duration_s'] or 0:.1f} s at {rate} · {len(events)} event(s) · threshold {tl['threshold']}")
     st.plotly_chart(timeline_figure(tl, events), key="video-timeline", width="stretch")
     for i, e in enumerate(events):
         c = st.columns([3, 2, 2, 1])
         c[0].write(f"{e['start_s']:.1f}–{e['end_s']:.1f} s · peak {e['peak_score']:.2f}")
-        c[1].write(e["category"])
+        c[1].write(md(e["category"]))
         c[2].write(status_label(e["status"]))
         c[3].button("Open", key=f"video-open-{i}", on_click=open_event, args=(e["key"],))
     st.session_state[state.SNAPSHOT] = db.version()

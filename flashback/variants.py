@@ -10,9 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from flashback.bundle import CaptionTable, MemoryBundle
-from indexes import build_index
-
+from .bundle import CaptionTable, MemoryBundle, build_indexes
+from .errors import BundleError
 from .templates import apply_template
 
 
@@ -28,8 +27,7 @@ def stored_vectors(memory: MemoryBundle) -> np.ndarray | None:
 
 
 def _bundle(parent: MemoryBundle, captions: CaptionTable, vectors: np.ndarray, tag: str, **manifest_changes) -> MemoryBundle:
-    indexes = {label: build_index(vectors[captions.anomalous == is_anom], parent.manifest.index_factory)
-               for label, is_anom in (("normal", False), ("anomalous", True))}
+    indexes = build_indexes(captions, vectors, parent.manifest.index_factory)
     manifest = dataclasses.replace(
         parent.manifest, counts={"normal": captions.n_normal, "anomalous": captions.n_anomalous},
         categories=captions.category_counts(), memory_id=f"{parent.memory_id}+{tag}", **manifest_changes,
@@ -53,7 +51,7 @@ def subset(parent: MemoryBundle, size: int, encoder=None, seed: int = 0) -> Memo
     vectors = stored_vectors(parent)
     if vectors is None:
         if encoder is None:
-            raise ValueError("this index does not keep its vectors; pass the encoder to re-embed the subset")
+            raise BundleError(f"{parent.path}: its index does not keep its vectors; a subset needs the encoder to re-embed it")
         return with_template(parent, parent.manifest.template, encoder, table, tag=f"subset{size}")
     return _bundle(parent, table, vectors[keep], f"subset{size}")
 

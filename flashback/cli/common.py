@@ -1,0 +1,118 @@
+"""What every command shares: the consoles, one-line messages, progress bars, exit codes, and the
+two places where errors are caught.
+
+- ``main`` (cli/__init__.py) catches ``FlashbackError`` for a whole command: one line, exit 1
+  (``UsageError``: exit 2).  Anything else is a bug: ``report_bug`` prints its traceback and asks
+  for a report (exit 70).
+- ``Guard`` does the same around one input of a many-input command (a video, a caption file): the
+  input is named as failed and the run goes on with the others.
+
+Data never passes through rich markup: the consoles and progress columns have it turned off, so a
+caption or a file name with brackets in it is printed as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import FlashbackError, one_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def fail(message: str) -> None:
+    err.print(f"flashback: error: {one_line(message)}")
+
+
+def warn(message: str) -> None:
+    err.print(f"flashback: warning: {one_line(message)}")
+
+
+def say(message: str) -> None:
+    """Progress notes for people (stderr), e.g. what a long step waits for."""
+    err.print(f"flashback: {one_line(message)}")
+
+
+def usage(parser) -> int:
+    """A command given without its sub-command: its help, on stderr, and the usage exit status."""
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def report_bug(where: str) -> None:
+    """An exception that is not a FlashbackError: a bug in flashback, shown in full."""
+    traceback.print_exc(file=sys.stderr)
+    err.print(f"flashback: internal error {where}: this is a bug in flashback, not a problem with your input; "
+              "please report it with the traceback above")
+
+
+def progress_bars(quiet: bool = False) -> Progress:
+    p = Progress(
+        TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.fields[done]}", markup=False),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+    )
+    p.disable = quiet or not err.is_terminal
+    return p
+
+
+class Guard:
+    """Runs one input of a many-input command so that its failure ends that input only.
+
+    ``failures`` collects one ``{"source", "error"}`` per failed input, as exports record them.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[dict] = []
+
+    def problem(self, source: str, message: str) -> None:
+        fail(message)
+        self.failures.append({"source": one_line(source), "error": one_line(message)})
+
+    def run(self, source: str, fn) -> bool:
+        """``fn()``; False (and the input named as failed) if it raised. KeyboardInterrupt passes."""
+        try:
+            fn()
+            return True
+        except FlashbackError as e:
+            self.problem(source, str(e))
+        except Exception as e:  # noqa: BLE001 - the isolation boundary: a bug on one input must not end the run
+            report_bug(f"while working on {one_line(source)}")
+            self.failures.append({"source": one_line(source), "error": f"internal error: {type(e).__name__}: {one_line(e)}"})
+        return False
+
+    def each(self, items, work, what: str, after=lambda k: None) -> bool:
+        """``work(item)`` for every item, each under ``run``; ``after(k)`` once item k is done.
+        Returns True if Ctrl-C stopped it (what was finished stays finished)."""
+        for k, item in enumerate(items):
+            try:
+                self.run(str(item), lambda item=item: work(item))
+            except KeyboardInterrupt:
+                warn(f"interrupted: {what} finished so far are stored and exported; the current one is not")
+                return True
+            finally:
+                after(k)
+        return False
+
+
+def log_to_stderr() -> None:
+    """Our own warnings as 'flashback: warning: ...' lines; libraries keep their own settings."""
+    logger = logging.getLogger("flashback")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine("flashback: warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))

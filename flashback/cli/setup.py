@@ -1,0 +1,55 @@
+"""The set-up every scoring command does the same way: store, encoder, memory, run record.
+
+Each step fails early with a ``FlashbackError`` naming what is wrong (a locked ``--db``, weights
+that cannot be loaded, a tampered memory), before any input is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..bundle import MemoryBundle, load_bundle
+from ..pipeline import Detector
+from ..protocols import ImageEncoder, TextEncoder
+from ..store import ResultStore, RunRecord
+from .options import encoder_spec
+
+
+def open_store(a: argparse.Namespace) -> ResultStore | None:
+    """The results store, created or migrated now so a bad ``--db`` fails before any work."""
+    if a.no_db:
+        return None
+    store = ResultStore(a.db)
+    store.initialize()
+    return store
+
+
+def image_encoder(a: argparse.Namespace) -> ImageEncoder:
+    from ..encoder import ClipEncoder
+
+    return ClipEncoder(encoder_spec(a), device=a.device, precision=a.precision)
+
+
+def caption_encoder(a: argparse.Namespace) -> TextEncoder:
+    """The text encoder for caption queries: a sentence-transformers model, or 'clip' for the open_clip text tower."""
+    if a.text_encoder == "clip":
+        return image_encoder(a)
+    from ..text_encoder import SentenceEncoder
+
+    return SentenceEncoder(a.text_encoder)
+
+
+def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:
+    """``--memory DIR``, or the embedded default memory for this encoder (built once, then cached)."""
+    if a.memory:
+        return load_bundle(a.memory)
+    from ..default_memory import default_memory
+
+    return default_memory(encoder)
+
+
+def run_record(detector: Detector) -> RunRecord:
+    """The run a detector's results are stored under: its resolved settings, memory and encoder."""
+    m = detector.memory
+    return RunRecord(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__)

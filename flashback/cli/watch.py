@@ -1,0 +1,110 @@
+"""``flashback watch``: wire feeds, encoder, memory and sinks together; stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..errors import FlashbackError
+from ..live.feeds import parse_feeds
+from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
+from ..live.watcher import WatchConfig, Watcher
+from .common import EXIT_FAILED, EXIT_OK, fail, say
+from .options import add_encoder_args, add_memory_arg, add_settings_args, add_store_args, setting, settings_from_args
+from .setup import image_encoder, memory_for, open_store, run_record
+
+
+def add_parser(sub) -> None:
+    W = WatchConfig
+    w = sub.add_parser("watch", help="score live feeds (RTSP/HTTP/HLS/devices, or files at their real rate) as they arrive",
+                       description="Watch live feeds: events as JSON lines the moment they open and close, rows in "
+                                   "the results store, optional webhook. Stop with Ctrl-C or SIGTERM: open events are "
+                                   "closed and everything is flushed.")
+    w.add_argument("feeds", nargs="+", metavar="FEED", help="NAME=URL_OR_FILE, or just URL_OR_FILE (named feed1, feed2, ...)")
+    add_memory_arg(w)
+    add_store_args(w)
+    w.add_argument("--events", type=Path, metavar="FILE", help="append event JSON lines to FILE instead of stdout")
+    w.add_argument("--webhook", metavar="URL", help="POST every event opening and closing here as JSON (retried until delivered)")
+    w.add_argument("--webhook-outbox", type=Path, metavar="FILE",
+                   help="undelivered webhook updates are kept here until delivered, across runs (default: next to --db)")
+    w.add_argument("--transport", default="tcp", choices=["tcp", "udp"], help="RTSP transport (tcp)")
+    w.add_argument("--loop", action="store_true", help="play files again from the start when they end")
+    w.add_argument("--max-latency", type=setting(W, "max_latency_s"), default=1.0, metavar="S",
+                   help="frames older than this when the encoder gets to them are dropped, counted (1.0)")
+    w.add_argument("--read-timeout", type=setting(W, "read_timeout_s"), default=5.0, metavar="S",
+                   help="a feed silent this long is reopened (5)")
+    w.add_argument("--reconnect-max", type=setting(W, "backoff_cap_s"), default=30.0, metavar="S",
+                   help="longest wait between reconnection attempts; waits start at 0.5 s and double, with jitter (30)")
+    w.add_argument("--duration", type=setting(W, "duration_s"), metavar="S",
+                   help="stop after S seconds (default: until every feed ends or a signal)")
+    w.add_argument("--stats-every", type=setting(W, "stats_every_s"), default=10.0, metavar="S",
+                   help="per-feed latency/drop report interval (10)")
+    add_encoder_args(w)
+    add_settings_args(w)
+    w.set_defaults(run=run)
+
+
+def run(a: argparse.Namespace) -> int:
+    settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
+    feeds = parse_feeds(a.feeds, a.transport, a.loop)
+    config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
+                         stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max)
+    store = open_store(a)
+    encoder = image_encoder(a)
+    memory = memory_for(a, encoder)
+    try:
+        events = JsonLinesSink(a.events)
+    except OSError as e:
+        raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
+    sinks: list[LiveSink] = [events]
+    watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say)
+    store_sink = webhook = None
+    if store is not None:
+        store_sink = LiveStoreSink(store, run_record(watcher.detector))
+        sinks.append(store_sink)
+    if a.webhook:
+        outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")
+        webhook = WebhookSink(a.webhook, outbox, log=say)
+        sinks.append(webhook)
+
+    def stop(signum, _frame) -> None:
+        say(f"{signal.Signals(signum).name}: closing open events and flushing (up to {watcher.shutdown_bound_s:g} s)")
+        watcher.stop_event.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    events.write({"type": "watch_started", "feeds": [{"name": f.name, "location": f.location} for f in feeds],
+                  "settings": watcher.settings.to_dict(), "causal_delays_s": watcher.delays,
+                  "max_latency_s": config.max_latency_s})
+    say(f"watching {len(feeds)} feed(s); scores lag {watcher.delays['smoothing_lag_s']:.2f} s (causal smoothing), "
+        f"events open after {settings.min_event_s:g} s and close after {settings.merge_gap_s:g} s below threshold")
+    failed = False
+    try:
+        report = watcher.run()
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+        if store_sink is not None and not store_sink.close():
+            fail(f"{store.path}: could not write the last results ({store_sink.last_error})")
+            failed = True
+        if webhook is not None:
+            left = webhook.close()
+            if left:
+                say(f"webhook: {left} undelivered event update(s) kept in {webhook.outbox}; sent first next time")
+    for name in report:
+        error = watcher.feeds[name].reader.error
+        if error:
+            fail(error)
+            failed = True
+    events.write({"type": "watch_stopped"})
+    events.close()
+    code = EXIT_FAILED if failed else EXIT_OK
+    if watcher.stuck_readers:
+        # Everything is flushed and closed.  A reader thread still inside an FFmpeg call must not
+        # keep the process alive (or deadlock interpreter shutdown), so leave without finalizing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

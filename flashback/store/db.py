@@ -1,0 +1,158 @@
+"""The DuckDB results store: one file, one transaction per scored video (or live flush, or verdict).
+
+The connection is opened per write and closed straight after, so a reviewer's app (or another
+scorer) can get at the file between videos; while another process holds the write lock we wait a
+little, then fail with a line that names the file.  Any failure inside a transaction (a full
+disk, say) rolls it back, so the rows stored before stay as they were, and surfaces as one
+``StoreError`` naming the file.  The schema is the numbered SQL files in schema/, applied in
+order and recorded in ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from ..errors import StoreError
+from ..pipeline import VideoResult
+from ..sources import is_url
+from . import writers
+from .writers import RunRecord
+
+
+def migrations() -> list[tuple[int, str]]:
+    files = sorted(
+        (f for f in resources.files("flashback.store").joinpath("schema").iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    return [(int(f.name.split("_", 1)[0]), f.read_text()) for f in files]
+
+
+SCHEMA_VERSION = max(v for v, _ in migrations())
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+class ResultStore:
+    def __init__(self, path: Path, lock_wait_s: float = 10.0):
+        self.path = Path(path)
+        self.lock_wait_s = lock_wait_s
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False):
+        con = self._open(read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """A connection inside one transaction: committed at the end, rolled back on any error.
+
+        A DuckDB or OS failure (disk full, file gone read-only) becomes a StoreError naming the
+        file; whatever was committed before is untouched.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except (duckdb.Error, OSError) as e:
+                _rollback_quietly(con)
+                raise StoreError(f"{self.path}: write failed, nothing of it was stored ({_first_line(e)})") from None
+            except BaseException:
+                _rollback_quietly(con)
+                raise
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no such results database")
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, expected a DuckDB database file")
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as e:
+                msg = str(e)
+                if "lock" in msg.lower():
+                    if time.monotonic() < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
+                    holder = msg.split("(PID", 1)[1].split(")")[0].strip() if "(PID" in msg else "?"
+                    raise StoreError(
+                        f"{self.path}: locked by another process (PID {holder}); "
+                        "wait for it to finish or pass another --db"
+                    ) from None
+                raise StoreError(f"{self.path}: cannot open results database ({_first_line(e)})") from None
+            except (duckdb.Error, OSError) as e:
+                raise StoreError(f"{self.path}: not a usable DuckDB database ({_first_line(e)})") from None
+
+    def initialize(self) -> None:
+        """Create or migrate the schema; called once before scoring so a bad --db fails early."""
+        if self.path.parent and not self.path.parent.exists():
+            raise StoreError(f"{self.path}: folder {self.path.parent} does not exist")
+        with self.transaction() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+            current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {current} is newer than this flashback ({SCHEMA_VERSION})")
+            for version, sql in migrations():
+                if version > current:
+                    con.execute(sql)
+                    con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+
+    def frame_scores(self, run_id: str, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(times, smoothed scores) stored for this run and video, or None if it was never scored."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            if not con.execute("SELECT 1 FROM scorings WHERE run_id = ? AND video_id = ?", [run_id, video_id]).fetchone():
+                return None
+            d = con.execute(
+                "SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
+                [run_id, video_id],
+            ).fetchnumpy()
+        return np.asarray(d["time_s"]), np.asarray(d["score"])
+
+    def save(self, run: RunRecord, result: VideoResult) -> None:
+        """Replace everything stored for (run, video) with this result, atomically."""
+        with self.transaction() as con:
+            write_result(con, run, result)
+
+
+def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult) -> None:
+    """One scored file (or caption track): its run, video, scoring, scores, segments and events."""
+    rid, vid = run.run_id, r.video_id
+    # absolute, so the review app finds the file whatever folder it is started from
+    path = r.source if is_url(r.source) else str(Path(r.source).resolve())
+    writers.write_run(con, run)
+    info = r.info
+    writers.write_video(con, vid, path, r.fps, r.duration_s, len(r.frame_times),
+                        info.width if info else None, info.height if info else None, info.codec if info else None)
+    writers.replace_scoring(con, rid, vid, path, "frame", r.n_samples, len(r.segments), len(r.events),
+                            float(np.max(r.scores)) if len(r.scores) else None, r.truncated, r.note or None)
+    writers.insert_segments(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments, r.captions)
+    n = len(r.frame_times)
+    writers.insert_frame_scores(con, rid, np.full(n, vid, dtype=object), np.arange(n), r.frame_times, r.raw_scores, r.scores)
+    for e in r.events:
+        writers.write_event(con, rid, vid, e)
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """After a failed COMMIT DuckDB may have ended the transaction itself ("cannot rollback - no
+    transaction is active"): that must not hide the error that matters."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

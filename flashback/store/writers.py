@@ -1,0 +1,200 @@
+"""Every write to the results store, one function per table (and the only place any table is written).
+
+Scored files (``db.ResultStore.save``), live feeds (``live/sinks.py``) and the review app
+(``ui/data.py``) all call these, inside one of ``ResultStore.transaction()``'s transactions, so a
+row means the same whoever wrote it.  Columns are always named.
+
+What "frame" means is said per scoring, in ``scorings.frame_unit``: ``frame`` is a decoded frame
+index (files, caption tracks), ``segment`` a segment number (live feeds, whose ``frame_scores``
+hold one row per segment at its end time).  Events use the same unit in their frame columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+
+from ..bundle import CaptionTable
+from ..events import Event
+from ..scoring import Segments
+
+FRAME_UNITS = ("frame", "segment")
+VERDICTS = ("confirmed", "false_alarm", "unsure")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One scoring configuration: settings, memory and encoder.  Its id keys every per-video row."""
+
+    settings: dict
+    memory_id: str
+    memory_path: str
+    encoder_id: str
+    flashback_version: str
+
+    @property
+    def run_id(self) -> str:
+        payload = json.dumps([self.settings, self.memory_id, self.encoder_id], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """The run as exports describe it."""
+        return {"run_id": self.run_id, "settings": self.settings, "memory_id": self.memory_id,
+                "memory_path": self.memory_path, "encoder": self.encoder_id, "flashback_version": self.flashback_version}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, row: dict, conflict: str = "") -> None:
+    cols = ", ".join(row)
+    con.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(row))}) {conflict}", list(row.values()))
+
+
+def _insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict) -> None:
+    """Bulk rows from a dict of equal-length numpy columns (DuckDB scans it by its name)."""
+    frame = columns  # noqa: F841 - read by DuckDB's replacement scan
+    cols = ", ".join(columns)
+    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame")
+
+
+# ------------------------------------------------------------------ runs, videos, scorings
+
+
+def write_run(con, run: RunRecord) -> None:
+    _insert(con, "runs", {"run_id": run.run_id, "settings": json.dumps(run.settings, sort_keys=True),
+                          "memory_id": run.memory_id, "memory_path": run.memory_path, "encoder_id": run.encoder_id,
+                          "flashback_version": run.flashback_version, "created_at": _now()},
+            "ON CONFLICT (run_id) DO NOTHING")
+
+
+def write_video(con, video_id: str, path: str, fps: float | None, duration_s: float, n_frames: int,
+                width: int | None = None, height: int | None = None, codec: str | None = None) -> None:
+    """Insert or refresh a video; content-addressed, so the same bytes at two paths are one row."""
+    _insert(con, "videos", {"video_id": video_id, "path": path, "fps": fps, "duration_s": duration_s,
+                            "n_frames": n_frames, "width": width, "height": height, "codec": codec, "updated_at": _now()},
+            """ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, fps = excluded.fps,
+               duration_s = excluded.duration_s, n_frames = excluded.n_frames, width = excluded.width,
+               height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at""")
+
+
+PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "events")
+
+
+def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str, n_samples: int, n_segments: int,
+                    n_events: int, max_score: float | None, truncated: bool = False, note: str | None = None) -> None:
+    """Start a (run, video) afresh: every per-video row goes, then its scoring row is written.
+    Reviews are never deleted: they re-attach to the same events (``write_review``)."""
+    assert frame_unit in FRAME_UNITS
+    for table in PER_VIDEO_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id = ? AND video_id = ?", [run_id, video_id])
+    _insert(con, "scorings", {"run_id": run_id, "video_id": video_id, "path": path, "scored_at": _now(),
+                              "truncated": truncated, "note": note, "n_samples": n_samples, "n_segments": n_segments,
+                              "n_events": n_events, "max_score": max_score, "frame_unit": frame_unit})
+
+
+def add_live_progress(con, run_id: str, video_id: str, segments: Segments, frames_per_s: float | None) -> None:
+    """A live feed's scoring and video rows follow its newly stored segments."""
+    con.execute("""UPDATE scorings SET n_segments = n_segments + ?, max_score = greatest(coalesce(max_score, 0), ?),
+                   scored_at = now() WHERE run_id = ? AND video_id = ?""",
+                [len(segments), float(np.max(segments.smoothed)), run_id, video_id])
+    con.execute("UPDATE videos SET duration_s = ?, n_frames = ?, fps = coalesce(?, fps), updated_at = now() WHERE video_id = ?",
+                [float(segments.spans[:, 1].max()), int(segments.index.max()) + 1, frames_per_s, video_id])
+
+
+def set_live_counts(con, run_id: str, video_id: str, samples_encoded: int) -> None:
+    con.execute("UPDATE scorings SET n_samples = ? WHERE run_id = ? AND video_id = ?", [samples_encoded, run_id, video_id])
+
+
+# ------------------------------------------------------------------ scores, segments, events
+
+
+def insert_frame_scores(con, run_id: str, video_ids: np.ndarray, frames, times, raw, scores) -> None:
+    n = len(video_ids)
+    _insert_columns(con, "frame_scores", {
+        "run_id": np.full(n, run_id, dtype=object), "video_id": np.asarray(video_ids, dtype=object),
+        "frame": np.asarray(frames, np.int32), "time_s": np.asarray(times, np.float64),
+        "raw_score": np.asarray(raw, np.float64), "score": np.asarray(scores, np.float64)})
+
+
+def insert_segments(con, run_id: str, video_ids: np.ndarray, segments: Segments, captions: CaptionTable) -> None:
+    """Rows of ``segments`` and ``segment_captions`` for segments of one or more videos or feeds."""
+    vids = np.asarray(video_ids, dtype=object)
+    n = len(segments)
+    anom_w = segments.anomalous_weight
+    index = np.asarray(segments.index, np.int32)
+    _insert_columns(con, "segments", {
+        "run_id": np.full(n, run_id, dtype=object), "video_id": vids, "segment": index,
+        "start_s": segments.spans[:, 0].astype(np.float64), "end_s": segments.spans[:, 1].astype(np.float64),
+        "score": np.asarray(segments.scores, np.float64),
+        "dominant_category": np.array(segments.dominant_categories(captions), dtype=object),
+        "anomalous_weight": anom_w, "normal_weight": 1.0 - anom_w})
+    seg_i, rank = np.nonzero(segments.ids >= 0)
+    cid = segments.ids[seg_i, rank]
+    if not len(cid):
+        return
+    _insert_columns(con, "segment_captions", {
+        "run_id": np.full(len(cid), run_id, dtype=object), "video_id": vids[seg_i], "segment": index[seg_i],
+        "rank": rank.astype(np.int32), "caption_id": cid.astype(np.int64),
+        "text": np.array([captions.texts[c] for c in cid], dtype=object),
+        "label": np.where(segments.anomalous[seg_i, rank], "anomalous", "normal").astype(object),
+        "category": np.array([captions.categories[c] for c in cid], dtype=object),
+        "similarity": segments.sims[seg_i, rank].astype(np.float64),
+        "weight": segments.weights[seg_i, rank].astype(np.float64)})
+
+
+def write_event(con, run_id: str, video_id: str, e: Event) -> None:
+    """Insert an event, replacing an earlier row of the same event (a live event that closes)."""
+    con.execute("DELETE FROM events WHERE run_id = ? AND video_id = ? AND event = ?", [run_id, video_id, e.index])
+    ex = e.explanation
+    _insert(con, "events", {
+        "run_id": run_id, "video_id": video_id, "event": e.index, "start_s": e.start_s, "end_s": e.end_s,
+        "start_frame": e.start_frame, "end_frame": e.end_frame, "peak_score": e.peak_score, "peak_frame": e.peak_frame,
+        "peak_s": e.peak_s, "category": ex.dominant_category, "anomalous_weight": ex.anomalous_weight,
+        "normal_weight": ex.normal_weight, "captions": json.dumps([c.to_dict() for c in ex.captions])})
+    con.execute("""UPDATE scorings SET n_events = (SELECT count(*) FROM events WHERE run_id = ? AND video_id = ?)
+                   WHERE run_id = ? AND video_id = ?""", [run_id, video_id, run_id, video_id])
+
+
+# ------------------------------------------------------------------ live feeds
+
+
+def write_feed(con, video_id: str, feed: str, location: str, started_at) -> None:
+    _insert(con, "live_feeds", {"video_id": video_id, "feed": feed, "location": location, "started_at": started_at,
+                                "updated_at": _now(), "active": True, "segments_scored": 0, "segments_lost": 0,
+                                "frames_decoded": 0, "samples_dropped": 0, "reconnects": 0},
+            "ON CONFLICT (video_id) DO NOTHING")
+
+
+def update_feed_stats(con, video_id: str, stats: dict, active: bool) -> None:
+    keys = ("segments_scored", "segments_lost", "frames_decoded", "samples_dropped", "reconnects",
+            "latency_p50_s", "latency_p95_s", "latency_max_s")
+    con.execute(f"UPDATE live_feeds SET updated_at = now(), active = ?, {', '.join(f'{k} = ?' for k in keys)} "
+                "WHERE video_id = ?", [active, *(stats[k] for k in keys), video_id])
+
+
+def write_outage(con, video_id: str, feed: str, start_s: float, end_s: float | None, reason: str, attempts: int) -> None:
+    """An outage is written when it starts (no end) and written again, by its start, when it ends."""
+    con.execute("DELETE FROM outages WHERE video_id = ? AND feed = ? AND start_s = ?", [video_id, feed, start_s])
+    _insert(con, "outages", {"video_id": video_id, "feed": feed, "start_s": start_s, "end_s": end_s,
+                             "reason": reason, "attempts": attempts})
+
+
+# ------------------------------------------------------------------ reviews
+
+
+def write_review(con, run_id: str, video_id: str, start_frame: int, end_frame: int, verdict: str,
+                 reviewer: str, note: str | None) -> None:
+    """A verdict is a new row (history is kept).  It belongs to the event of this run and video that
+    starts at ``start_frame``: a live event keeps its start when it closes, and re-scoring a file with
+    the same settings reproduces its events, so the verdict stays attached either way."""
+    assert verdict in VERDICTS
+    _insert(con, "reviews", {"run_id": run_id, "video_id": video_id, "start_frame": start_frame,
+                             "end_frame": end_frame, "verdict": verdict, "note": note, "reviewer": reviewer,
+                             "created_at": _now()})
+
+
+def _now() -> datetime:
+    return datetime.now()  # local wall time, as DuckDB's now() gives a TIMESTAMP column
