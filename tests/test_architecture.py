@@ -1,0 +1,136 @@
+"""The shape of the code, checked from its source with ``ast``: the import graph has no cycles inside
+``flashback/``, the online path never imports the offline builder (only the composition roots do),
+no module outgrows ~400 lines, every error class is a ``FlashbackError``, every table has one
+writer module, and the README's "Layout" section names what is in the tree."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("flashback", "memory_builder", "indexes", "ui")
+COMPOSITION_ROOTS = {"flashback.cli.memory", "flashback.default_memory", "flashback.bench"}
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Modules this one imports, anywhere in it (function-level imports count: they are still edges)."""
+    is_pkg = path.name == "__init__.py"
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                stem = base[: len(base) - (node.level - 1)]
+                mod = ".".join(stem + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}  # "from . import x" imports module x
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: {m for m in imports_of(name, path) if m in mods and m != name} for name, path in mods.items()}
+
+
+def test_no_import_cycles_inside_flashback():
+    g = {k: {m for m in v if m.startswith("flashback")} for k, v in graph().items() if k.startswith("flashback")}
+    # a package's __init__ re-exporting its own modules is not a cycle of the code's layering
+    g = {k: {m for m in v if not (k.startswith(m + ".") and m + ".__init__" not in g)} for k, v in g.items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(g.get(n, ())):
+            if state.get(m) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+            if m not in state:
+                visit(m)
+        path.pop()
+        state[n] = 2
+
+    for n in sorted(g):
+        if n not in state:
+            visit(n)
+
+
+def test_only_composition_roots_import_the_offline_builder():
+    offenders = sorted(name for name, deps in graph().items()
+                       if name.startswith("flashback") and name not in COMPOSITION_ROOTS
+                       and any(d.startswith("memory_builder") for d in deps))
+    assert offenders == [], f"query-time modules importing memory_builder: {offenders}"
+
+
+def test_no_module_outgrows_the_limit():
+    big = {name: n for name, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert big == {}, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_every_error_class_is_a_flashback_error():
+    """Commands catch FlashbackError only, so an error class outside the family would be a traceback."""
+    stray = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and (node.name.endswith("Error") or node.name.endswith("Exception")):
+                bases = {b.id if isinstance(b, ast.Name) else b.attr for b in node.bases if isinstance(b, (ast.Name, ast.Attribute))}
+                if name != "flashback.errors" and not bases & ERROR_FAMILY:
+                    stray.append(f"{name}.{node.name}({', '.join(sorted(bases))})")
+    assert stray == []
+
+
+ERROR_FAMILY = {"FlashbackError", "UsageError", "InputError", "DataFileError", "BundleError", "StoreError",
+                "EncoderError", "BuildError", "EncoderMismatchError", "CaptionInputError", "AnnotationError", "CaptionFileError"}
+
+
+def test_each_table_has_one_writer_module():
+    """INSERT/UPDATE/DELETE on a results table appear in flashback/store/writers.py only (migrations aside)."""
+    tables = "runs|videos|scorings|frame_scores|segments|segment_captions|events|reviews|live_feeds|outages"
+    write = re.compile(rf"(?:\b(?:INSERT INTO|UPDATE|DELETE FROM)\s+|_insert(?:_columns)?\(con, \")({tables})\b")
+    writers = {name: sorted({m.group(1) for m in write.finditer(p.read_text())}) for name, p in modules().items()}
+    writers = {name: tables for name, tables in writers.items() if tables}
+    assert list(writers) == ["flashback.store.writers"], writers
+    assert len(writers["flashback.store.writers"]) == 10  # every results table has its writer there
+
+
+def test_readme_layout_names_what_is_in_the_tree():
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[: layout.index("\n## ", 4)] if "\n## " in layout[4:] else layout
+    named = set(re.findall(r"`([\w/]+(?:\.py)?)`", layout))
+    tree = {p.relative_to(ROOT).as_posix() for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+            if not p.name.startswith("__") and "__pycache__" not in p.parts}
+    folders = {p.relative_to(ROOT).as_posix() + "/" for pkg in PACKAGES for p in [ROOT / pkg, *(ROOT / pkg).rglob("*")]
+               if p.is_dir() and "__pycache__" not in p.parts}
+
+    def mentioned(path: str) -> bool:  # by its own name, or by a trailing part of its path
+        return any(path == n or path.endswith("/" + n) for n in named)
+
+    missing = sorted(t for t in tree if not mentioned(t))
+    assert missing == [], f"README Layout does not mention: {missing}"
+    real = tree | folders | {"benchmarks/", "tests/"} | {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
+    gone = sorted(n for n in named if ("/" in n or n.endswith(".py")) and not any(r == n or r.endswith("/" + n) for r in real))
+    assert gone == [], f"README Layout names paths that do not exist: {gone}"
+
+
+@pytest.mark.parametrize("module", sorted(COMPOSITION_ROOTS))
+def test_composition_roots_exist(module):
+    assert module in modules()
