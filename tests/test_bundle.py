@@ -9,7 +9,7 @@ import pytest
 
 from flashback.bundle import BundleSpec, CaptionTable, load_bundle, verify_bundle, write_bundle
 from flashback.errors import BundleError, UsageError
-from flashback.manifest import read_manifest
+from flashback.manifest import memory_id_of, read_manifest
 from memory_builder import build_from_captions, read_labelled_captions
 from memory_builder.captions_io import CaptionFileError
 
@@ -172,3 +172,66 @@ def test_seed_set_is_a_few_hundred_varied_captions():
     ucf = {"Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "Road accident",
            "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"}
     assert ucf <= set(t.categories)
+
+
+# ---------------------------------------------------------------- tampered manifests
+
+
+def edit_manifest(bundle_dir, change) -> None:
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    change(m)
+    (bundle_dir / "manifest.json").write_text(json.dumps(m, allow_nan=True))
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda m: m["files"].__setitem__("../../etc/passwd", {"sha256": "0" * 64, "bytes": 1}), r"files: .*'\.\./\.\./etc/passwd'"),
+    (lambda m: m["files"].__setitem__("/etc/passwd", m["files"].pop("captions.parquet")), r"files: .*'/etc/passwd'"),
+    (lambda m: m.__setitem__("counts", [1, 2]), r"counts: \[1, 2\] is not of type 'object'"),
+    (lambda m: m.__setitem__("categories", "all"), r"categories: 'all' is not of type 'object'"),
+    (lambda m: m.__setitem__("files", None), r"files: None is not of type 'object'"),
+    (lambda m: m.__setitem__("alpha", 0), r"alpha: 0 is less than or equal to the minimum of 0"),
+    (lambda m: m.__setitem__("alpha", -1), r"alpha: -1"),
+    (lambda m: m.__setitem__("logit_scale", float("nan")), r"not valid JSON \(NaN is not a JSON number\)"),
+    (lambda m: m.__setitem__("logit_scale", float("inf")), r"not valid JSON \(Infinity is not a JSON number\)"),
+    (lambda m: m.__setitem__("logit_scale", 1e9), r"logit_scale: 1000000000\.0 is greater than the maximum of 10000"),
+])
+def test_a_malformed_manifest_is_refused_before_any_data_file_is_opened(bundle_dir, change, match, monkeypatch):
+    import flashback.bundle as bundle
+
+    edit_manifest(bundle_dir, change)
+    opened = []
+    monkeypatch.setattr(bundle, "file_sha256", lambda p: opened.append(p))  # nothing may be read past the manifest
+    with pytest.raises(BundleError, match=match) as e:
+        load_bundle(bundle_dir)
+    assert opened == [] and "\n" not in str(e.value) and "bytes" not in str(e.value)
+    assert verify_bundle(bundle_dir) == [str(e.value)]
+
+
+def test_a_resigned_truncated_bundle_fails_verify_as_it_fails_loading(bundle_dir):
+    """Truncate the caption table and write its new checksum into the manifest: the checksums agree,
+    the content does not, and verify says so as loading does."""
+    from flashback.encoder_registry import file_sha256
+
+    caps = bundle_dir / "captions.parquet"
+    table_rows = read_manifest(bundle_dir).counts
+    import duckdb
+
+    with duckdb.connect() as c:  # the same table less its last row, as a tamperer would write it
+        c.execute(f"COPY (SELECT * FROM read_parquet('{caps}') WHERE id < 8) TO '{caps}.new' (FORMAT parquet)")
+    (bundle_dir / "captions.parquet.new").replace(caps)
+    edit_manifest(bundle_dir, lambda m: m["files"].__setitem__("captions.parquet", {"sha256": file_sha256(caps),
+                                                                                   "bytes": caps.stat().st_size}))
+    edit_manifest(bundle_dir, lambda m: m.__setitem__("memory_id", memory_id_of(read_manifest(bundle_dir))))  # fully re-signed
+    assert table_rows == {"normal": 5, "anomalous": 4}
+    with pytest.raises(BundleError) as e:
+        load_bundle(bundle_dir)
+    assert "anomalous.faiss: holds 4 vectors of dim 32, expected 3" in str(e.value)
+    assert verify_bundle(bundle_dir) == [str(e.value)]
+
+
+def test_an_edited_manifest_gets_no_old_id(bundle_dir):
+    """Changing alpha by hand would otherwise store new results under the old memory's id."""
+    edit_manifest(bundle_dir, lambda m: m.__setitem__("alpha", 0.5))
+    with pytest.raises(BundleError, match="memory_id .* does not match the bundle's content .*edited after the build"):
+        load_bundle(bundle_dir)
+    assert len(verify_bundle(bundle_dir)) == 1
