@@ -102,9 +102,12 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
     out.print(f"report: {written['markdown']}" + (f", curves: {written['roc']}, {written['pr']}" if "roc" in written else ""))
 
     if a.sweep:
-        for source, truth in matched.pairs:  # videos whose scores came from the store need their embeddings
+        def embeddings(source) -> None:  # videos whose scores came from the store need their embeddings
+            grids[str(source)] = ev.grid_embeddings(source, video_id_for(source))
+
+        for source, _ in matched.pairs:
             if str(source) not in grids:
-                guard.run(str(source), lambda s=source: grids.__setitem__(str(s), ev.grid_embeddings(s, video_id_for(s))))
+                guard.run(str(source), lambda s=source: embeddings(s))
         pairs = [(s, t) for s, t in matched.pairs if str(s) in grids]
         variants = sweep_variants(detector.settings, memory, encoder)
         before = encoder.images_encoded
