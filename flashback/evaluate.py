@@ -52,14 +52,11 @@ def match_videos(sources: list[VideoSource], gt: GroundTruth) -> Matched:
 
 class Evaluation:
     def __init__(self, detector: Detector, cache: EmbeddingCache | None, store: ResultStore | None):
-        from . import __version__
-
         self.detector = detector
         self.encoder = detector.encoder
         self.cache = cache
         self.store = store
-        m = detector.memory
-        self.run = RunRecord(detector.settings.to_dict(), m.memory_id, str(m.path), self.encoder.identity.key, __version__)
+        self.run = RunRecord.of(detector)
         self.reused = {"store": 0, "cache": 0, "encoded": 0}
 
     def grid_embeddings(self, source: VideoSource, video_id: str) -> GridEmbeddings:

@@ -64,8 +64,7 @@ def video_id_for(source: VideoSource) -> str:
 def pool_segments(grid_vectors: np.ndarray, grid: TimeGrid) -> np.ndarray:
     """Segment vectors from all grid embeddings at once (what segment_vectors does while streaming)."""
     n = len(grid_vectors)
-    return np.stack([pool(grid_vectors[grid.segment_samples(s, n).start : grid.segment_samples(s, n).stop])
-                     for s in range(grid.n_segments(n))])
+    return np.stack([pool(grid_vectors[list(grid.segment_samples(s, n))]) for s in range(grid.n_segments(n))])
 
 
 class _Prefetch:

@@ -10,6 +10,7 @@ segments from many feeds; ``score_views`` is the one way they are made from segm
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,7 @@ class Segments:
         return Segments(*(None if any(c is None for c in col) else np.concatenate(col) for col in cols))
 
     def _columns(self) -> tuple:
-        return (self.index, self.spans, self.scores, self.ids, self.sims, self.weights, self.anomalous, self.smoothed)
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
     @property
     def anomalous_weight(self) -> np.ndarray:

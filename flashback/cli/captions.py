@@ -11,10 +11,11 @@ from pathlib import Path
 from ..captions import find_caption_files, read_caption_file
 from ..checks import Range
 from ..pipeline import Detector
+from ..store import RunRecord
 from .common import Guard, progress_bars
 from .options import add_caption_input_args, add_memory_arg, add_output_args, settings_from_args
 from .output import export_and_summarise
-from .setup import caption_encoder, memory_for, open_store, run_record
+from .setup import caption_encoder, memory_for, open_store
 
 
 def add_parser(sub) -> None:
@@ -35,12 +36,11 @@ def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "captions")
     files, problems = find_caption_files(a.paths)
     guard = Guard()
-    for p in problems:
-        guard.problem(p.split(": ", 1)[0], p)
+    guard.arguments(problems)
     store = open_store(a)
     encoder = caption_encoder(a)
     detector = Detector(memory_for(a, encoder), encoder, settings)
-    run_ = run_record(detector)
+    run_ = RunRecord.of(detector)
     results = []
 
     def one(f: Path) -> None:

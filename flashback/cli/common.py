@@ -76,6 +76,11 @@ class Guard:
         fail(message)
         self.failures.append({"source": one_line(source), "error": one_line(message)})
 
+    def arguments(self, problems: list[str]) -> None:
+        """Arguments that named nothing to work on ("PATH: why" lines): each one a failed input."""
+        for p in problems:
+            self.problem(p.split(": ", 1)[0], p)
+
     def run(self, source: str, fn) -> bool:
         """``fn()``; False (and the input named as failed) if it raised. KeyboardInterrupt passes."""
         try:

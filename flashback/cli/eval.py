@@ -13,9 +13,10 @@ from ..metrics import ScoredVideo, compute_metrics
 from ..pipeline import Detector, video_id_for
 from ..report import write_report
 from ..sources import expand_inputs
+from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, Guard, fail, out, progress_bars, warn
 from .options import add_caption_input_args, add_encoder_args, add_memory_arg, add_settings_args, add_store_args, settings_from_args
-from .setup import caption_encoder, image_encoder, memory_for, open_store, run_record
+from .setup import caption_encoder, image_encoder, memory_for, open_store
 
 
 def add_parser(sub) -> None:
@@ -58,8 +59,7 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
 
     expansion = expand_inputs(a.videos)
     guard = Guard()
-    for p in expansion.problems:
-        guard.problem(p.split(": ", 1)[0], p)
+    guard.arguments(expansion.problems)
     matched = match_videos(expansion.sources, gt)
     if matched.unannotated:
         warn(f"{len(matched.unannotated)} video(s) have no annotation and are skipped, e.g. {matched.unannotated[0]}")
@@ -133,7 +133,7 @@ def _captions(a: argparse.Namespace, gt, settings) -> int:
     store = open_store(a)
     encoder = caption_encoder(a)
     detector = Detector(memory_for(a, encoder), encoder, settings)
-    run_ = run_record(detector)
+    run_ = RunRecord.of(detector)
     guard = Guard()
     scored, rows, skipped = [], [], []
     for track in tracks:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
+from ..store import RunRecord
 from .common import Guard, progress_bars, warn
 from .options import add_memory_arg, add_output_args, settings_from_args
 from .output import export_and_summarise
-from .setup import image_encoder, memory_for, open_store, run_record
+from .setup import image_encoder, memory_for, open_store
 
 
 def add_parser(sub) -> None:
@@ -26,12 +27,11 @@ def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a)
     expansion = expand_inputs(a.paths)
     guard = Guard()
-    for p in expansion.problems:
-        guard.problem(p.split(": ", 1)[0], p)
+    guard.arguments(expansion.problems)
     store = open_store(a)
     encoder = image_encoder(a)
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size)
-    run_ = run_record(detector)
+    run_ = RunRecord.of(detector)
     results = []
     seen: dict[str, str] = {}  # video id -> the path it was first scored from
     with progress_bars(a.quiet) as progress:

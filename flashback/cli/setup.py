@@ -1,4 +1,4 @@
-"""The set-up every scoring command does the same way: store, encoder, memory, run record.
+"""The set-up every scoring command does the same way: store, encoder, memory.
 
 Each step fails early with a ``FlashbackError`` naming what is wrong (a locked ``--db``, weights
 that cannot be loaded, a tampered memory), before any input is read.
@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__
 from ..bundle import MemoryBundle, load_bundle
-from ..pipeline import Detector
 from ..protocols import ImageEncoder, TextEncoder
-from ..store import ResultStore, RunRecord
+from ..store import ResultStore
 from .options import encoder_spec
 
 
@@ -48,8 +46,3 @@ def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:
 
     return default_memory(encoder)
 
-
-def run_record(detector: Detector) -> RunRecord:
-    """The run a detector's results are stored under: its resolved settings, memory and encoder."""
-    m = detector.memory
-    return RunRecord(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__)

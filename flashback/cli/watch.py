@@ -12,9 +12,10 @@ from ..errors import FlashbackError
 from ..live.feeds import parse_feeds
 from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
+from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
 from .options import add_encoder_args, add_memory_arg, add_settings_args, add_store_args, setting, settings_from_args
-from .setup import image_encoder, memory_for, open_store, run_record
+from .setup import image_encoder, memory_for, open_store
 
 
 def add_parser(sub) -> None:
@@ -63,7 +64,7 @@ def run(a: argparse.Namespace) -> int:
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say)
     store_sink = webhook = None
     if store is not None:
-        store_sink = LiveStoreSink(store, run_record(watcher.detector))
+        store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector))
         sinks.append(store_sink)
     if a.webhook:
         outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")

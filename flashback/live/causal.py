@@ -60,10 +60,6 @@ class EventUpdate:
     def key(self) -> str:
         return f"{self.feed}/{self.event.index}"
 
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.uid}/{self.kind}"
-
     def to_dict(self) -> dict:
         e = self.event
         return {"type": f"event_{self.kind}", "feed": self.feed, "event": e.index, "event_key": self.key,
@@ -77,8 +73,7 @@ class EventUpdate:
 class _Open:
     index: int
     uid: str
-    start: int  # row numbers into rows
-    last_above: int
+    last_above: int  # row numbers into rows
     peak: int
     rows: list[Segments] = field(default_factory=list)  # one-segment rows, from the first above on
     gap: list[Segments] = field(default_factory=list)  # below-threshold rows since last_above
@@ -106,7 +101,7 @@ class OnlineEvents:
         ev = self._open
         if seg.smoothed[0] >= self.threshold:
             if ev is None:
-                ev = self._open = _Open(self._count, uuid.uuid4().hex, 0, 0, 0)
+                ev = self._open = _Open(self._count, uuid.uuid4().hex, 0, 0)
                 self._count += 1
             ev.rows += ev.gap + [seg]
             ev.gap = []
@@ -140,7 +135,7 @@ class OnlineEvents:
     def _above_s(self, ev: _Open) -> float:
         """How long the score has been above: each segment adds its stride (overlapping segments
         would otherwise let a single 1-s segment pass as a 1-s event)."""
-        return (ev.rows[ev.last_above].index[0] - ev.rows[ev.start].index[0] + 1) * self.stride_s
+        return (ev.rows[ev.last_above].index[0] - ev.rows[0].index[0] + 1) * self.stride_s
 
     def _update(self, kind: str, ev: _Open, reason: str = "") -> EventUpdate:
         rows = Segments.concat(ev.rows[: ev.last_above + 1])

@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -22,6 +23,9 @@ import numpy as np
 from ..bundle import CaptionTable
 from ..events import Event
 from ..scoring import Segments
+
+if TYPE_CHECKING:
+    from ..pipeline import Detector
 
 FRAME_UNITS = ("frame", "segment")
 VERDICTS = ("confirmed", "false_alarm", "unsure")
@@ -41,6 +45,14 @@ class RunRecord:
     def run_id(self) -> str:
         payload = json.dumps([self.settings, self.memory_id, self.encoder_id], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @classmethod
+    def of(cls, detector: Detector) -> "RunRecord":
+        """The run a detector's results are stored under: its resolved settings, memory and encoder."""
+        from .. import __version__
+
+        m = detector.memory
+        return cls(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__)
 
     def to_dict(self) -> dict:
         """The run as exports describe it."""
