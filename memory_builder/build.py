@@ -25,12 +25,13 @@ def build_memory(
     index_factory: str = "Flat",
     provenance: dict | None = None,
     progress=None,
+    batch_size: int = 256,
 ) -> Manifest:
     prompts = [
         apply_template(template, text, bool(a), cat)
         for text, a, cat in zip(captions.texts, captions.anomalous, captions.categories)
     ]
-    vectors = encoder.encode_texts(prompts, progress=progress)
+    vectors = encoder.encode_texts(prompts, batch_size=batch_size, progress=progress)
     spec = BundleSpec(encoder.identity, alpha, template, encoder.logit_scale, index_factory, provenance or {})
     return write_bundle(out, captions, vectors, spec)
 

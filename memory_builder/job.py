@@ -35,6 +35,7 @@ from .grammar import Caption, OfflineGenerator
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 GENERATORS = ("offline", "llamacpp", "vllm")
+TICK = 512  # captions between progress updates inside a shard: a bar moves every few seconds even on a CPU
 EXACT_UP_TO = 100_000  # auto: exact search below this many captions, IVF with 8-bit codes above
 
 
@@ -131,26 +132,38 @@ class BuildJob:
         return LLMGenerator(self._engine, c.pairs_per_request, c.seed, c.domain, cats)
 
     def generate(self) -> list[Caption]:
+        """Shards of at most ``shard_size`` captions until ``size × oversample`` are made: a small
+        memory asks for what it needs, not a whole shard.  Each shard's count depends only on the
+        settings and the shards before it, so a resumed build asks for the same ones."""
         c = self.cfg
         wanted = math.ceil(c.size * c.oversample)
         gen = None
         caps: list[Caption] = []
         drops: Counter = Counter()
         k = 0
+        self.progress("generate", 0, wanted)
         while len(caps) < wanted:
             shard, meta = self.work / "gen" / f"{k:05d}.jsonl", self.work / "gen" / f"{k:05d}.done"
+            n = min(c.shard_size, wanted - len(caps))
             if meta.exists():
                 self.reused["generate"] += 1
             else:
                 gen = gen or self._generator()
+                before = len(caps)
+                tick = lambda made: self.progress("generate", min(before + made, wanted), wanted)  # noqa: E731
                 if c.generator == "offline":
-                    made = list(gen.generate(c.shard_size, start=k * c.shard_size))
+                    made = list(gen.generate(n, start=k * c.shard_size))
                     shard_drops = {}
                 else:
-                    per = max(1, c.shard_size // (2 * c.pairs_per_request))
-                    before = Counter(gen.drops.counts)
-                    made = list(gen.generate_requests(k * per, per))
-                    shard_drops = dict(gen.drops.counts - before)
+                    per_shard = max(1, c.shard_size // (2 * c.pairs_per_request))
+                    requests = max(1, min(per_shard, math.ceil(n / (2 * c.pairs_per_request))))
+                    before_drops = Counter(gen.drops.counts)
+                    made = []
+                    step = getattr(gen.engine, "requests_per_call", 1)  # vLLM batches; llama.cpp answers one by one
+                    for r in range(0, requests, step):  # the bar moves per call, not per shard
+                        made += gen.generate_requests(k * per_shard + r, min(step, requests - r))
+                        tick(len(made))
+                    shard_drops = dict(gen.drops.counts - before_drops)
                     if not made and not shard_drops:
                         raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
                 _write_captions(shard, made)
@@ -207,29 +220,41 @@ class BuildJob:
         model = None
         parts = []
         n = self.cfg.shard_size
+        self.progress("near-duplicates", 0, len(texts))
         for k, start in enumerate(range(0, len(texts), n)):
             f = self.work / "neardup" / f"{k:05d}.npy"
             if f.exists():
                 self.reused["near-duplicates"] += 1
             else:
                 model = model or load_sentence_model(self.cfg.dedup_model)
-                _write_npy(f, embed_sentences(model, texts[start : start + n]))
+                chunk = texts[start : start + n]
+                _write_npy(f, np.concatenate([
+                    self._ticking("near-duplicates", start + i, len(texts), embed_sentences(model, chunk[i : i + TICK]))
+                    for i in range(0, len(chunk), TICK)]))
             parts.append(np.load(f, allow_pickle=False))
             self.progress("near-duplicates", min(start + n, len(texts)), len(texts))
         return np.concatenate(parts)
+
+    def _ticking(self, stage: str, start: int, total: int, part: np.ndarray) -> np.ndarray:
+        """``part`` (rows ``start``... of a stage) returned as it is, once its progress is told."""
+        self.progress(stage, min(start + len(part), total), total)
+        return part
 
     # -------------------------------------------------------- 3. embed
 
     def embed(self, caps: list[Caption]) -> np.ndarray:
         n = self.cfg.shard_size
         parts = []
+        self.progress("embed", 0, len(caps))
         for k, start in enumerate(range(0, len(caps), n)):
             f = self.work / "embed" / f"{k:05d}.npy"
             if f.exists():
                 self.reused["embed"] += 1
             else:
                 prompts = [apply_template(self.cfg.template, c.text, c.anomalous, c.category) for c in caps[start : start + n]]
-                _write_npy(f, self.encoder.encode_texts(prompts))
+                _write_npy(f, np.concatenate([
+                    self._ticking("embed", start + i, len(caps), self.encoder.encode_texts(prompts[i : i + TICK]))
+                    for i in range(0, len(prompts), TICK)]))
             parts.append(np.load(f, allow_pickle=False))
             self.progress("embed", min(start + n, len(caps)), len(caps))
         return np.concatenate(parts)

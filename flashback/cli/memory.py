@@ -137,6 +137,10 @@ def build(a: argparse.Namespace) -> int:
     if job.reused:
         out.print("resumed: reused " + ", ".join(f"{n} {stage} shard(s)" for stage, n in job.reused.items()))
     b = manifest.build
+    if b.get("kept", 0) < b.get("requested", 0) or b.get("kept_normal") != b.get("kept_anomalous"):
+        warn(f"{a.out}: kept {b.get('kept_normal', 0):,} normal + {b.get('kept_anomalous', 0):,} anomalous of "
+             f"{b.get('requested', 0):,} requested: the generator ran short of distinct captions after cleaning "
+             "(a lower --near-dup-threshold, another --seed or an LLM generator gives more)")
     out.print(f"{a.out}: memory {manifest.memory_id}: {manifest.counts['normal']:,} normal + "
               f"{manifest.counts['anomalous']:,} anomalous captions, index {b['index']['factory']} "
               f"(recall@10 {b['index']['recall_at_10']:.3f})")
