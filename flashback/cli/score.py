@@ -8,7 +8,7 @@ from pathlib import Path
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
-from .common import Guard, progress_bars, warn
+from .common import Guard, nothing_to_do, progress_bars, warn
 from .options import add_memory_arg, add_output_args, settings_from_args
 from .output import export_and_summarise
 from .setup import image_encoder, memory_for, open_store
@@ -28,6 +28,8 @@ def run(a: argparse.Namespace) -> int:
     expansion = expand_inputs(a.paths)
     guard = Guard()
     guard.arguments(expansion.problems)
+    if not expansion.sources:
+        return nothing_to_do("video")
     store = open_store(a)
     encoder = image_encoder(a)
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size)

@@ -11,15 +11,17 @@ import argparse
 from ..bundle import MemoryBundle, load_bundle
 from ..protocols import ImageEncoder, TextEncoder
 from ..store import ResultStore
+from .common import progress_bars, say
 from .options import encoder_spec
 
 
 def open_store(a: argparse.Namespace) -> ResultStore | None:
-    """The results store, created or migrated now so a bad ``--db`` fails before any work."""
+    """The results store, checked now so a bad ``--db`` fails before any work; a new file is
+    created by the first result, so a run that scores nothing leaves none behind."""
     if a.no_db:
         return None
     store = ResultStore(a.db)
-    store.initialize()
+    store.prepare()
     return store
 
 
@@ -39,10 +41,25 @@ def caption_encoder(a: argparse.Namespace) -> TextEncoder:
 
 
 def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:
-    """``--memory DIR``, or the embedded default memory for this encoder (built once, then cached)."""
+    """``--memory DIR``, or the embedded default memory for this encoder (built once, then cached).
+
+    The one-time build takes minutes on a CPU, so it says what it is doing, where the result goes,
+    and shows a bar with an ETA rather than a silent wait.
+    """
     if a.memory:
         return load_bundle(a.memory)
-    from ..default_memory import default_memory
+    from ..default_memory import DEFAULT_SIZE, default_memory, default_memory_path, is_cached
 
-    return default_memory(encoder)
+    if is_cached(encoder):
+        return default_memory(encoder)
+    say(f"building the default memory for this encoder: {DEFAULT_SIZE:,} captions through its text tower, once; "
+        f"cached in {default_memory_path(encoder)}, later runs load it in a second")
+    with progress_bars(getattr(a, "quiet", False)) as progress:
+        task = progress.add_task("default memory", total=DEFAULT_SIZE, done=f"0/{DEFAULT_SIZE:,} captions")
+
+        def advance(k: int) -> None:
+            progress.advance(task, k)
+            progress.update(task, done=f"{int(progress.tasks[task].completed):,}/{DEFAULT_SIZE:,} captions")
+
+        return default_memory(encoder, progress=advance)
 

@@ -11,6 +11,7 @@ order and recorded in ``schema_version``.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -41,9 +42,13 @@ def _first_line(e: BaseException) -> str:
 
 
 class ResultStore:
+    """A results file.  ``prepare()`` checks it can be written without creating it; the schema is
+    created (or migrated) by the first write, so a run that scores nothing leaves no empty store."""
+
     def __init__(self, path: Path, lock_wait_s: float = 10.0):
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
+        self._initialized = False
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False):
@@ -58,8 +63,15 @@ class ResultStore:
         """A connection inside one transaction: committed at the end, rolled back on any error.
 
         A DuckDB or OS failure (disk full, file gone read-only) becomes a StoreError naming the
-        file; whatever was committed before is untouched.
+        file; whatever was committed before is untouched.  The first one creates or migrates the schema.
         """
+        if not self._initialized:
+            self.initialize()
+        with self._transaction() as con:
+            yield con
+
+    @contextlib.contextmanager
+    def _transaction(self):
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -98,11 +110,25 @@ class ResultStore:
             except (duckdb.Error, OSError) as e:
                 raise StoreError(f"{self.path}: not a usable DuckDB database ({_first_line(e)})") from None
 
-    def initialize(self) -> None:
-        """Create or migrate the schema; called once before scoring so a bad --db fails early."""
-        if self.path.parent and not self.path.parent.exists():
+    def prepare(self) -> None:
+        """Fail now, before any model loads, if this store cannot be written: an existing file is
+        opened and migrated; a new one is only checked for (its folder exists and is writable) and
+        is created by the first write."""
+        if self.path.exists():
+            self.initialize()
+            return
+        self._check_folder()
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.path}: cannot create the results database (folder {self.path.parent} is not writable)")
+
+    def _check_folder(self) -> None:
+        if not self.path.parent.is_dir():
             raise StoreError(f"{self.path}: folder {self.path.parent} does not exist")
-        with self.transaction() as con:
+
+    def initialize(self) -> None:
+        """Create or migrate the schema."""
+        self._check_folder()
+        with self._transaction() as con:
             con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
             current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             if current > SCHEMA_VERSION:
@@ -111,6 +137,7 @@ class ResultStore:
                 if version > current:
                     con.execute(sql)
                     con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+        self._initialized = True
 
     def frame_scores(self, run_id: str, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(times, smoothed scores) stored for this run and video, or None if it was never scored."""
