@@ -160,30 +160,47 @@ class Detector:
                 for i in range(first, min(first + grid.stride, upto)):
                     held.pop(i, None)
 
-        batch_idx: list[int] = []
-        batch_rgb: list[np.ndarray] = []
+        # A source slower than the grid (10 FPS on a 16-per-second grid) puts several samples on one
+        # frame; the reader hands out the same array for them, so it is encoded once and its vector
+        # reused (bit for bit the same vector, so the scores cannot change).
+        batch_idx: list[int] = []  # every sample of this batch, in order
+        batch_src: list[int] = []  # for each, its row in batch_rgb, or -1: the previous sample's vector
+        batch_rgb: list[np.ndarray] = []  # distinct frames only
+        carry: np.ndarray | None = None  # the last vector of the previous batch
+        last_rgb: np.ndarray | None = None
 
         def flush() -> None:
-            vecs = encode_views(self.encoder, np.stack(batch_rgb))
-            held.update(zip(batch_idx, vecs))
+            nonlocal carry
+            vecs = encode_views(self.encoder, np.stack(batch_rgb)) if batch_rgb else None
+            rows = []
+            for k in batch_src:
+                rows.append(vecs[k] if k >= 0 else rows[-1] if rows else carry)
+            held.update(zip(batch_idx, rows))
             if grid_sink is not None:
-                grid_sink.extend(vecs)
+                grid_sink.extend(rows)
+            carry = rows[-1]
             complete_segments(batch_idx[-1] + 1, final=False)
             if progress is not None:
                 progress(grid.sample_time(batch_idx[-1]), total)
             batch_idx.clear()
+            batch_src.clear()
             batch_rgb.clear()
 
         prefetch = _Prefetch(reader.samples(grid), maxsize=2 * self.batch_size)
         try:
             for i, rgb in prefetch:
                 batch_idx.append(i)
-                batch_rgb.append(rgb)
+                if rgb is last_rgb:
+                    batch_src.append(-1)
+                else:
+                    batch_src.append(len(batch_rgb))
+                    batch_rgb.append(rgb)
+                    last_rgb = rgb
                 if len(batch_rgb) >= self.batch_size:
                     flush()
         finally:
             prefetch.close()
-        if batch_rgb:
+        if batch_idx:
             flush()
         complete_segments(reader.timeline.n_samples, final=True)
         return np.asarray(out, dtype=np.float32)
