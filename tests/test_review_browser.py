@@ -3,60 +3,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import duckdb
 import pytest
+from review_server import review_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def review_server(db: Path):
-    """``flashback review`` on a free loopback port, until the block ends."""
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(), text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"review server did not start: {proc.stdout.read()}")
-        time.sleep(0.5)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
@@ -192,3 +151,40 @@ def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
             page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
             browser.close()
     assert beacon.hits == [], f"the page contacted {beacon.hits}"
+
+
+def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_path):
+    """MPEG-4 Part 2 in AVI plays in no browser: the page serves the event's span as H.264 MP4."""
+    from playwright.sync_api import sync_playwright
+
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.synthetic import make_video
+    from ui.media import clip_span
+
+    video = make_video(tmp_path / "dock.avi", n_frames=240, codec="mpeg4", scene_of=lambda k: k // 40)
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))
+    result = det.score(str(video))
+    assert len(result.events) == 1 and result.info.codec == "mpeg4"
+    e = result.events[0]
+    a, b, _ = clip_span(e.start_s, e.end_s, e.peak_s, result.duration_s)
+    db = tmp_path / "avi.duckdb"
+    ResultStore(db).save(RunRecord.of(det), result)
+    with review_server(db) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            open_first_event(page)
+            player = page.locator("video").first
+            player.wait_for(timeout=60_000)
+            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
+                                   timeout=30_000)
+            state = player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
+            assert state["error"] is None and state["ready"] >= 2, state
+            assert abs(state["duration"] - (b - a)) < 0.1  # the event's span with its context
+            assert page.get_by_text(f"clip {a:.1f}–{b:.1f} s of the video").count() == 1
+        finally:
+            page.screenshot(path=str(tmp_path / "avi.png"), full_page=True)
+            browser.close()

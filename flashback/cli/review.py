@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..checks import Range
@@ -38,7 +40,41 @@ def run(a: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", a.host, "--server.port", str(a.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     out.print(f"reviewing {a.db} at http://{a.host}:{a.port}  (Ctrl-C to stop)")
+    return serve(cmd, env)
+
+
+STOP_WAIT_S = 10.0  # Streamlit stops in well under a second; past this it is killed
+
+
+def serve(cmd: list[str], env: dict) -> int:
+    """Run the Streamlit server as our child and make it end with us.
+
+    It gets a session of its own, so a terminal's Ctrl-C reaches only this process, and every
+    SIGINT, SIGTERM or SIGHUP sent to us is passed on to it; we then wait for it to exit (killing it
+    after ``STOP_WAIT_S``), so stopping ``flashback review`` never leaves a server holding the port.
+    """
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    stop_by: float | None = None  # set by the first signal
+
+    def forward(signum, _frame) -> None:
+        nonlocal stop_by
+        stop_by = stop_by or time.monotonic() + STOP_WAIT_S
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return EXIT_OK
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)  # short, so a signal's deadline is noticed
+                break
+            except subprocess.TimeoutExpired:
+                if stop_by is not None and time.monotonic() > stop_by:
+                    proc.kill()  # asked to stop and did not: the port must not stay taken
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # we are leaving for some other reason (a bug): take the child with us
+            proc.kill()
+            proc.wait()
+    return EXIT_OK if stop_by is not None else code
