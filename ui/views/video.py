@@ -1,4 +1,4 @@
-"""Video page: the whole timeline with every event; open any of them."""
+"""Video page: the whole timeline of any scored video, with its events if it has any; open any of them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from ui.views.common import md, open_event, status_label, timeline_figure
 def render(db: ReviewDB) -> None:
     target = st.session_state.get(state.VIDEO)
     rows = db.events()
-    runs_videos = sorted({(r["run_id"], r["video_id"], r["path"]) for r in rows}, key=lambda x: x[2])
+    runs_videos = [(v["run_id"], v["video_id"], v["path"]) for v in db.scored_videos()]
     if not runs_videos:
-        st.info("No flagged events yet.")
+        st.info("No scored videos yet.")
         return
-    labels = [f"{p} (run {r[:8]})" for r, v, p in runs_videos]
+    flagged = {(r["run_id"], r["video_id"]) for r in rows}
+    labels = [f"{p} (run {r[:8]})" + ("" if (r, v) in flagged else " · no events") for r, v, p in runs_videos]
     idx = next((i for i, (r, v, _) in enumerate(runs_videos) if (r, v) == tuple(target or ())), 0)
     choice = st.selectbox("Video", range(len(labels)), index=idx, format_func=lambda i: labels[i], key="video_pick")
     run_id, video_id, path = runs_videos[choice]
