@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from flashback.errors import FlashbackError
 from ui import state
 from ui.data import VERDICTS, EventKey, ReviewDB
-from ui.media import MediaError, key_frames
+from ui.media import MediaError, event_clip, key_frames
 from ui.views.common import md, open_event, open_video, status_label, timeline_figure
 
 
@@ -68,7 +70,7 @@ def render(db: ReviewDB) -> None:
                     cols = st.columns(len(frames))
                     for col, (t, img) in zip(cols, frames):
                         col.image(img, caption=f"{t:.1f} s", width="stretch")
-                st.video(str(path), start_time=int(ev["start_s"]))
+                _show_clip(path, ev, tl["duration_s"])
     with right:
         st.subheader("Why it was flagged")
         aw, nw = ev["anomalous_weight"], ev["normal_weight"]
@@ -98,3 +100,20 @@ def render(db: ReviewDB) -> None:
         st.caption("History (newest first)")
         st.table([{**h, "verdict": VERDICTS[h["verdict"]], "when": h["when"].strftime("%Y-%m-%d %H:%M:%S")} for h in history])
     st.session_state[state.SNAPSHOT] = db.version()
+
+
+@st.cache_data(max_entries=16, show_spinner="Cutting the event's clip…")
+def _clip(path: str, mtime_ns: int, start_s: float, end_s: float, peak_s: float, duration_s: float | None):
+    """One event's clip, cut once per file version (the mtime is in the key)."""
+    return event_clip(Path(path), start_s, end_s, peak_s, duration_s)
+
+
+def _show_clip(path: Path, ev: dict, duration_s: float | None) -> None:
+    """The event's span as an H.264 MP4 the browser can play, or one line saying why there is none."""
+    try:
+        clip = _clip(str(path), path.stat().st_mtime_ns, ev["start_s"], ev["end_s"], ev["peak_s"], duration_s)
+    except (MediaError, OSError) as e:
+        st.warning(f"No clip: {md(e)}")
+        return
+    st.video(clip.data, format="video/mp4")
+    st.caption(f"clip {clip.start_s:.1f}–{clip.end_s:.1f} s of the video" + (f" ({md(clip.note)})" if clip.note else ""))
