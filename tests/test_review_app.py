@@ -141,6 +141,27 @@ def test_video_page_and_stale_notice(db_copy):
     assert any("New results were stored" in w.value for w in at.warning)
 
 
+def test_a_video_with_no_events_still_has_its_timeline(db_copy, seed_memory, tiny_encoder, tmp_path):
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.store import RunRecord
+    from flashback.synthetic import make_video
+
+    quiet = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=1.0))
+    r = quiet.score(str(make_video(tmp_path / "quiet.mp4", n_frames=45)))
+    assert not r.events
+    ResultStore(db_copy).save(RunRecord.of(quiet), r)
+    at = app()
+    at.radio(key="view").set_value("Video").run()
+    pick = at.selectbox(key="video_pick")
+    label = next(i for i, o in enumerate(pick.options) if "quiet.mp4" in o)
+    assert pick.options[label].endswith("· no events")
+    pick.set_value(label).run()
+    assert not at.exception
+    assert plain(at.header[0].value) == "quiet.mp4" and "0 event(s)" in at.caption[0].value
+    assert len(at.get("plotly_chart")) == 1
+
+
 def test_rescoring_keeps_reviews(db_copy, filled_store):
     _, run, results = filled_store
     data = ReviewDB(db_copy)
@@ -193,3 +214,27 @@ def test_an_event_whose_file_no_longer_decodes_says_so_and_keeps_the_verdict_but
         assert review_rows(db_copy) == [("false_alarm", "ana", None)]
     finally:
         path.write_bytes(kept)
+
+
+def test_an_events_clip_is_its_span_with_context_as_h264(tmp_path):
+    import io
+
+    import av
+
+    from flashback.synthetic import make_video
+    from ui.media import MAX_CLIP_S, MediaError, clip_span, event_clip
+
+    assert clip_span(10.0, 12.0, 11.0, 100.0) == (8.0, 14.0, "")
+    assert clip_span(1.0, 99.5, 50.0, 100.0)[:2] == (50.0 - MAX_CLIP_S / 2, 50.0 + MAX_CLIP_S / 2)
+    assert clip_span(0.5, 99.5, 95.0, 100.0)[:2] == (100.0 - MAX_CLIP_S, 100.0)  # inside the video
+    video = make_video(tmp_path / "cam.avi", n_frames=300, codec="mpeg4")  # 10 s, MPEG-4 Part 2
+    clip = event_clip(video, 4.0, 5.0, 4.5, 10.0)
+    assert (clip.start_s, clip.end_s) == (2.0, 7.0)
+    with av.open(io.BytesIO(clip.data)) as c:
+        s = c.streams.video[0]
+        times = [f.time for f in c.decode(s)]
+        assert s.codec_context.name == "h264" and c.format.name.startswith("mov,mp4")
+    assert len(times) == 151 and times[0] == 0.0 and abs(times[-1] - 5.0) < 1e-6  # frames 60..210 of the source
+    (tmp_path / "gone.avi").write_bytes(b"RIFF" + bytes(100))
+    with pytest.raises(MediaError, match="gone.avi: the recorded video cannot be decoded"):
+        event_clip(tmp_path / "gone.avi", 1.0, 2.0, 1.5)

@@ -1,0 +1,129 @@
+"""A new user's first hour (issue 18): what the first commands do before, during and after the
+slow parts: inputs checked before any model loads, no empty store, the one-time default-memory
+build announced with a bar, repeated frames encoded once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TINY_CLI
+
+from flashback.default_memory import DEFAULT_SIZE, default_memory, default_memory_path
+from flashback.synthetic import make_video
+
+FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+def flashback(*args, env=None, timeout=300):
+    return subprocess.run([FLASHBACK, *map(str, args)], check=False, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_missing_input_loads_nothing_and_leaves_no_store(tmp_path):
+    """A checkpoint that does not exist would fail loudly if the model were loaded: it never is."""
+    db = tmp_path / "flashback.duckdb"
+    no_weights = ["--encoder", "ViT-B-32", "--checkpoint", tmp_path / "absent.pt"]
+    p = flashback("score", tmp_path / "camera.mp4", "--db", db, *no_weights, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [f"flashback: error: {tmp_path / 'camera.mp4'}: no such file or folder",
+                                     "flashback: error: no video to score: nothing was loaded and nothing was stored"]
+    assert not db.exists()
+    p = flashback("score-captions", tmp_path / "captions.json", "--db", db, "--text-encoder", "clip", *no_weights, timeout=60)
+    assert p.returncode == 1 and "no caption file to score" in p.stderr and "absent.pt" not in p.stderr
+    assert not db.exists()
+
+
+def test_a_run_that_scores_nothing_creates_no_store_and_a_run_that_scores_creates_it(tmp_path):
+    db = tmp_path / "r.duckdb"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(2000))
+    p = flashback("score", broken, "--db", db, *TINY_CLI)
+    assert p.returncode == 1 and "not a readable video" in p.stderr
+    assert not db.exists()
+    good = make_video(tmp_path / "good.mp4", n_frames=20)
+    p = flashback("score", good, "--db", db, *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    assert db.exists() and f"stored in {db}" in p.stdout
+    p = flashback("score", good, "--db", tmp_path / "no" / "such" / "folder.duckdb", *TINY_CLI)
+    assert p.returncode == 1 and "folder" in p.stderr and "does not exist" in p.stderr
+
+
+def test_the_default_memory_build_is_announced_once_with_its_cache(tmp_path):
+    cache = tmp_path / "cache"
+    video = make_video(tmp_path / "v.mp4", n_frames=20)
+    first = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
+    assert first.returncode == 0, first.stderr
+    said = [line for line in first.stderr.splitlines() if "default memory" in line]
+    assert len(said) == 1 and "once" in said[0] and str(cache / "memories") in said[0]
+    again = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
+    assert again.returncode == 0 and "default memory" not in again.stderr
+
+
+def test_the_default_memory_build_reports_progress_as_it_goes(tiny_encoder, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLASHBACK_CACHE_DIR", str(tmp_path))
+    ticks: list[int] = []
+    default_memory(tiny_encoder, progress=ticks.append)
+    assert sum(ticks) == DEFAULT_SIZE and len(ticks) >= 10  # a bar that moves, not one jump at the end
+    assert default_memory_path(tiny_encoder).is_dir()
+
+
+def without(packages: list[str], *args: str) -> subprocess.CompletedProcess:
+    """``flashback ARGS`` in a Python where ``packages`` cannot be imported (as if their extra
+    were not installed): ``sys.modules[name] = None`` makes import and find_spec both fail."""
+    code = ("import sys\n" + "".join(f"sys.modules[{p!r}] = None\n" for p in packages)
+            + "from flashback.cli import main\nsys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], check=False, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_missing_extra_is_named_before_any_work(tmp_path):
+    no_weights = ["--encoder", "ViT-B-32", "--checkpoint", str(tmp_path / "absent.pt")]
+    p = without(["sentence_transformers"], "memory", "build", "--out", tmp_path / "mem", "--size", "100", *no_weights)
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        ("flashback: error: sentence-transformers is not installed: pip install 'flashback[dedup]' "
+         "(a memory build can also skip near-duplicates with --near-dup-threshold 0)")]
+    assert not list(tmp_path.iterdir())  # no work folder either
+    p = without(["streamlit"], "review", "--db", tmp_path / "r.duckdb")
+    assert p.returncode == 1 and "pip install 'flashback[ui]'" in p.stderr
+
+
+def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_memory, tiny_encoder, tmp_path):
+    """10 FPS on the 16-per-second grid: 80 samples fall on 50 frames. Each frame is encoded once,
+    and the result is the one of encoding every sample (checked against that, done the obvious way)."""
+    import numpy as np
+
+    from flashback.decode import VideoReader
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.sources import VideoSource
+
+    video = make_video(tmp_path / "slow.mp4", n_frames=50, fps=10, scene_of=lambda i: i // 7)
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3), batch_size=5)
+    before = tiny_encoder.images_encoded
+    r = det.score(str(video))
+    assert r.n_samples == 80 and tiny_encoder.images_encoded - before == 50
+
+    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
+        frames = np.stack([rgb.copy() for _, rgb in reader.samples(det.grid)])
+        tl = reader.timeline
+    each = det.score_grid(tiny_encoder.encode_images(frames), np.asarray(tl.frame_times), tl.duration_s)
+    np.testing.assert_allclose(r.raw_scores, each.raw_scores, atol=1e-6)
+    np.testing.assert_allclose(r.scores, each.scores, atol=1e-6)
+    assert [(e.start_frame, e.end_frame) for e in r.events] == [(e.start_frame, e.end_frame) for e in each.events]
+
+
+def test_stopping_review_with_ctrl_c_or_a_hangup_stops_its_server(filled_store, tmp_path):
+    """SIGTERM is the browser test's way out; Ctrl-C and a closed terminal must end it as well."""
+    import signal
+    import urllib.request
+
+    import pytest
+    from review_server import review_server
+
+    pytest.importorskip("streamlit")
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        with review_server(filled_store[0], stop_signal=sig) as url:
+            assert urllib.request.urlopen(f"{url}/_stcore/health", timeout=5).status == 200
