@@ -72,7 +72,7 @@ def test_all_good_exits_0_and_shows_events(folder, tmp_path):
     [
         (["score", "x.mp4", "--overlap", "1.5"], "overlap must be in [0, segment length)"),
         (["score", "x.mp4", "--no-such-flag"], "unrecognized arguments"),
-        (["score"], "the following arguments are required"),
+        (["score"], "give at least one PATH (a video, a folder or a URL), or --sample"),
         (["score", "x.mp4", "--pretrained", "a", "--checkpoint", "b"], "not allowed with argument"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UsageError
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
@@ -17,7 +18,10 @@ from .setup import image_encoder, memory_for, open_store
 def add_parser(sub) -> None:
     s = sub.add_parser("score", help="score video files, folders or stream URLs",
                        description="Score videos: per-frame anomaly scores, flagged events and the captions that explain them.")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder (searched recursively) or URL")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="video file, folder (searched recursively) or URL")
+    s.add_argument("--sample", action="store_true",
+                   help="also score flashback's own 16 s sample clip (a drawn street where a car catches fire at 9 s): "
+                        "a first run needs no video of your own")
     add_memory_arg(s)
     add_output_args(s)
     s.set_defaults(run=run)
@@ -25,7 +29,15 @@ def add_parser(sub) -> None:
 
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a)
-    expansion = expand_inputs(a.paths)
+    if not a.paths and not a.sample:
+        raise UsageError("score: give at least one PATH (a video, a folder or a URL), or --sample")
+    paths = list(a.paths)
+    if a.sample:
+        from ..default_memory import cache_dir
+        from ..sample import sample_video
+
+        paths.append(str(sample_video(cache_dir() / "sample")))
+    expansion = expand_inputs(paths)
     guard = Guard()
     guard.arguments(expansion.problems)
     if not expansion.sources:
