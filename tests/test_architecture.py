@@ -134,3 +134,14 @@ def test_readme_layout_names_what_is_in_the_tree():
 @pytest.mark.parametrize("module", sorted(COMPOSITION_ROOTS))
 def test_composition_roots_exist(module):
     assert module in modules()
+
+
+def test_ci_runs_the_readmes_two_set_up_commands_own_test_command():
+    """The README's "Set up" has exactly two commands; CI runs the second one, character for character."""
+    setup = (ROOT / "README.md").read_text().split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", setup, re.S)
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    install, test = commands
+    assert test.endswith("&& python -m pytest") and install.startswith(test.split(" -e ")[0])
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci, f".ci/run does not run the README's test command: {test}"

