@@ -149,8 +149,6 @@ class BuildJob:
                 self.reused["generate"] += 1
             else:
                 gen = gen or self._generator()
-                before = len(caps)
-                tick = lambda made: self.progress("generate", min(before + made, wanted), wanted)  # noqa: E731
                 if c.generator == "offline":
                     made = list(gen.generate(n, start=k * c.shard_size))
                     shard_drops = {}
@@ -162,7 +160,7 @@ class BuildJob:
                     step = getattr(gen.engine, "requests_per_call", 1)  # vLLM batches; llama.cpp answers one by one
                     for r in range(0, requests, step):  # the bar moves per call, not per shard
                         made += gen.generate_requests(k * per_shard + r, min(step, requests - r))
-                        tick(len(made))
+                        self.progress("generate", min(len(caps) + len(made), wanted), wanted)
                     shard_drops = dict(gen.drops.counts - before_drops)
                     if not made and not shard_drops:
                         raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
@@ -227,18 +225,19 @@ class BuildJob:
                 self.reused["near-duplicates"] += 1
             else:
                 model = model or load_sentence_model(self.cfg.dedup_model)
-                chunk = texts[start : start + n]
-                _write_npy(f, np.concatenate([
-                    self._ticking("near-duplicates", start + i, len(texts), embed_sentences(model, chunk[i : i + TICK]))
-                    for i in range(0, len(chunk), TICK)]))
+                _write_npy(f, self._ticked("near-duplicates", start, len(texts), texts[start : start + n],
+                                           lambda part: embed_sentences(model, part)))
             parts.append(np.load(f, allow_pickle=False))
             self.progress("near-duplicates", min(start + n, len(texts)), len(texts))
         return np.concatenate(parts)
 
-    def _ticking(self, stage: str, start: int, total: int, part: np.ndarray) -> np.ndarray:
-        """``part`` (rows ``start``... of a stage) returned as it is, once its progress is told."""
-        self.progress(stage, min(start + len(part), total), total)
-        return part
+    def _ticked(self, stage: str, offset: int, total: int, items: list, fn: Callable[[list], np.ndarray]) -> np.ndarray:
+        """``fn`` over ``items`` (rows ``offset``... of a stage) in chunks of TICK, telling progress after each."""
+        parts = []
+        for i in range(0, len(items), TICK):
+            parts.append(fn(items[i : i + TICK]))
+            self.progress(stage, min(offset + i + len(parts[-1]), total), total)
+        return np.concatenate(parts)
 
     # -------------------------------------------------------- 3. embed
 
@@ -252,9 +251,7 @@ class BuildJob:
                 self.reused["embed"] += 1
             else:
                 prompts = [apply_template(self.cfg.template, c.text, c.anomalous, c.category) for c in caps[start : start + n]]
-                _write_npy(f, np.concatenate([
-                    self._ticking("embed", start + i, len(caps), self.encoder.encode_texts(prompts[i : i + TICK]))
-                    for i in range(0, len(prompts), TICK)]))
+                _write_npy(f, self._ticked("embed", start, len(caps), prompts, self.encoder.encode_texts))
             parts.append(np.load(f, allow_pickle=False))
             self.progress("embed", min(start + n, len(caps)), len(caps))
         return np.concatenate(parts)
