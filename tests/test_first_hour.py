@@ -149,3 +149,38 @@ def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_p
     assert clip.stat().st_mtime_ns == made  # made once
     before, after = draw(int((FIRE_FROM_S - 1) * FPS)), draw(int((FIRE_FROM_S + 3) * FPS))
     assert (after[200:330, 360:520, 0] > 200).mean() > 0.3 > (before[200:330, 360:520, 0] > 200).mean()  # the fire
+
+
+def test_even_a_sigkilled_review_takes_its_server_with_it(filled_store):
+    """SIGKILL cannot be forwarded; the kernel's parent-death signal (Linux) ends the server."""
+    import signal
+    import time
+    import urllib.request
+
+    import pytest
+    from review_server import alive, descendants, free_port
+
+    pytest.importorskip("streamlit")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    port = free_port()
+    proc = subprocess.Popen([FLASHBACK, "review", "--db", str(filled_store[0]), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "review did not start"
+                time.sleep(0.5)
+        servers = descendants(proc.pid)
+        assert servers
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while alive(servers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(servers), "the Streamlit server outlived a SIGKILLed flashback review"

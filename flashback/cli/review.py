@@ -53,7 +53,8 @@ def serve(cmd: list[str], env: dict) -> int:
     SIGINT, SIGTERM or SIGHUP sent to us is passed on to it; we then wait for it to exit (killing it
     after ``STOP_WAIT_S``), so stopping ``flashback review`` never leaves a server holding the port.
     """
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None)
     stop_by: float | None = None  # set by the first signal
 
     def forward(signum, _frame) -> None:
@@ -78,3 +79,14 @@ def serve(cmd: list[str], env: dict) -> int:
             proc.kill()
             proc.wait()
     return EXIT_OK if stop_by is not None else code
+
+
+def _end_with_parent() -> None:
+    """In the child, before Streamlit starts: the kernel sends it SIGTERM if we die, even by SIGKILL,
+    which no handler of ours can see (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # no prctl: a SIGKILLed parent leaves the server, as any Popen would
