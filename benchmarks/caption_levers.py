@@ -1,0 +1,187 @@
+"""Issue 17's levers on the caption path, one at a time, on the UCF-Crime dev half, with two folds.
+
+    python benchmarks/caption_levers.py [--work DIR] [--out FILE]
+
+Each row changes one thing from the shipped caption defaults (the 1k default memory, label
+template, alpha 0.95, K 10, lambda 30, sigma 3 s) and reports frame AUC/AP on all 151 dev videos,
+plus the AUC change on each of two folds (videos alternately by name within each class), so a
+lever that helps one half and hurts the other shows it.  Segment scoring is re-done here in numpy
+with the same rule as the Detector (checked: the base row reproduces `flashback eval --captions`),
+so that every text is embedded once (cached in --work by content) and a row costs seconds.
+Embedding the dev captions, their prefix-stripped forms and their sentences takes ~25 min on 2 cores
+the first time.  Writes benchmarks/results/caption_levers.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "data" / "ucf_crime_text_dev"
+FPS = 30.0
+
+from flashback.annotations import frame_labels, load_ground_truth, read_frame_counts  # noqa: E402
+from flashback.captions import read_caption_inputs  # noqa: E402
+from flashback.default_memory import default_captions  # noqa: E402
+from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
+from flashback.scoring import frame_scores, smooth  # noqa: E402
+from flashback.templates import apply_template  # noqa: E402
+from flashback.text_encoder import SentenceEncoder  # noqa: E402
+
+# the captioner's boilerplate openings ("The video shows ...", "In the video, ...")
+PREFIX = re.compile(r"^(in (this|the) (video|clip|footage|scene),?\s*|the (video|clip|footage|scene|camera) "
+                    r"(shows|depicts|captures|features|begins with|starts with|opens with|displays)\s*)", re.I)
+
+
+def strip(text: str) -> str:
+    return PREFIX.sub("", text.strip())
+
+
+def sentences(text: str) -> list[str]:
+    parts = [strip(p) for p in re.split(r"(?<=[.!?])\s+", text) if len(p.split()) >= 3]
+    return parts or [strip(text)]
+
+
+class Embeddings:
+    """Unique texts -> MiniLM vectors, cached on disk by content."""
+
+    def __init__(self, work: Path):
+        self.work, self.model = work, None
+
+    def __call__(self, texts, tag: str) -> dict[str, np.ndarray]:
+        texts = sorted(set(texts))
+        f = self.work / f"{tag}{hashlib.sha256(chr(10).join(texts).encode()).hexdigest()[:16]}.npy"
+        if not f.exists():
+            self.model = self.model or SentenceEncoder()
+            self.work.mkdir(parents=True, exist_ok=True)
+            np.save(f, self.model.encode_texts(texts, batch_size=128))
+        return dict(zip(texts, np.load(f)))
+
+
+def segment_scores(q: np.ndarray, memory: np.ndarray, anomalous: np.ndarray, alpha=0.95, k=10, lam=30.0) -> np.ndarray:
+    """The Detector's rule: top-K by similarity with anomalous ones scaled by alpha, softmax(lambda *
+    sim), the anomalous share of the weight."""
+    s = q @ memory.T
+    s[:, anomalous] *= alpha
+    idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    z = lam * np.take_along_axis(s, idx, 1).astype(np.float64)
+    w = np.exp(z - z.max(1, keepdims=True))
+    return (w / w.sum(1, keepdims=True) * anomalous[idx]).sum(1)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "caption_levers.json")
+    a = ap.parse_args()
+    if not DEV.is_dir():
+        print(f"{DEV}: the dev data is not there", file=sys.stderr)
+        return 2
+    gt = load_ground_truth("ucf-crime", DEV / "Temporal_Anomaly_Annotation.txt")
+    counts = read_frame_counts(DEV / "frames.txt")
+    tracks = [t for t in read_caption_inputs([DEV / "captions"], FPS) if gt.truth_for(t.video) is not None]
+    by_class: dict[str, list[str]] = {}
+    for t in tracks:
+        by_class.setdefault(gt.truth_for(t.video).category or "Normal", []).append(t.video)
+    fold = {v: i % 2 for names in by_class.values() for i, v in enumerate(sorted(names))}
+
+    emb = Embeddings(a.work)
+    texts = sorted({x for t in tracks for x in t.texts})
+    whole = emb(texts, "q-")
+    stripped = emb([strip(x) for x in texts], "qs-")
+    split = {x: sentences(x) for x in texts}
+    sent = emb([s for x in texts for s in split[x]], "sen-")
+    table = default_captions()
+    anomalous = np.asarray(table.anomalous)
+
+    def memory(template: tuple[str, str] | str) -> np.ndarray:
+        if isinstance(template, str):
+            prompts = [apply_template(template, t, an, c) for t, an, c in zip(table.texts, table.anomalous, table.categories)]
+        else:
+            prompts = [template[int(an)].format(text=t, category=c.lower()) for t, an, c in zip(table.texts, table.anomalous, table.categories)]
+        v = emb(prompts, "m-")
+        return np.stack([v[p] for p in prompts])
+
+    base_memory = memory("label")
+    Q = {t.video: np.stack([whole[x] for x in t.texts]) for t in tracks}
+
+    def run(seg: Callable, sigma_s: float = 3.0, post: Callable | None = None) -> dict:
+        videos = []
+        for t in tracks:
+            n = counts.get(t.video) or max(1, int(round(t.duration_s * FPS)))
+            ft = np.arange(n) / FPS
+            s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), sigma_s * FPS)
+            truth = gt.truth_for(t.video)
+            videos.append(ScoredVideo(t.video, truth.category, frame_labels(truth, n, ft), post(s) if post else s))
+        m = compute_metrics(videos).to_dict()
+        folds = [compute_metrics([v for v in videos if fold[v.video] == f]).to_dict()["auc"] for f in (0, 1)]
+        return {"auc": m["auc"], "ap": m["ap"], "fold_auc": folds}
+
+    base = lambda t: segment_scores(Q[t.video], base_memory, anomalous)  # noqa: E731
+    rows: list[tuple[str, str, dict]] = [("base", "shipped caption defaults", run(base))]
+
+    def add(group: str, name: str, result: dict) -> None:
+        rows.append((group, name, result))
+        print(f"{group}: {name}: {result}", file=sys.stderr, flush=True)
+
+    add("query form", "strip the captioner's opening ('The video shows')",
+        run(lambda t: segment_scores(np.stack([stripped[strip(x)] for x in t.texts]), base_memory, anomalous)))
+    add("query form", "sentences, score each, max",
+        run(lambda t: np.array([segment_scores(np.stack([sent[s] for s in split[x]]), base_memory, anomalous).max() for x in t.texts])))
+    add("query form", "sentences, score each, mean",
+        run(lambda t: np.array([segment_scores(np.stack([sent[s] for s in split[x]]), base_memory, anomalous).mean() for x in t.texts])))
+    add("query form", "sentences, mean vector (stripped)",
+        run(lambda t: segment_scores(unit(np.stack([np.mean([sent[s] for s in split[x]], 0) for x in t.texts])), base_memory, anomalous)))
+    styles = {"none": ("{text}", "{text}"),
+              "captioner style ('The video shows ...')": ("The video shows {text}.", "The video shows {text}."),
+              "captioner style + label": ("The video shows a normal scene: {text}.", "The video shows an anomalous scene, {category}: {text}.")}
+    for name, template in styles.items():
+        mem = memory(template)
+        add("memory form", f"template: {name}", run(lambda t, mem=mem: segment_scores(Q[t.video], mem, anomalous)))
+    normal_side = base_memory[~anomalous]
+    add("normal coverage", "share + distance to the 5th normal neighbour",
+        run(lambda t: segment_scores(Q[t.video], base_memory, anomalous) + 1 - np.sort(Q[t.video] @ normal_side.T, 1)[:, -5]))
+    for n in (1, 2):
+        add("time", f"query vector = mean of captions ±{n}",
+            run(lambda t, n=n: segment_scores(unit(np.stack([Q[t.video][max(0, i - n): i + n + 1].mean(0) for i in range(len(t.texts))])),
+                                               base_memory, anomalous)))
+    for sigma in (2.0, 4.0, 6.0):
+        add("time", f"σ {sigma:g} s", run(base, sigma_s=sigma))
+    for big, w in ((20, 0.5), (40, 0.5)):
+        add("time", f"multi-scale: ½ σ 3 s + ½ σ {big} s",
+            run(base, post=lambda s, big=big, w=w: (1 - w) * s + w * gaussian_filter1d(s, big * FPS / 3, mode="nearest")))
+    add("time", "video prior: ½ frame + ½ the video's mean (offline only)", run(base, post=lambda s: 0.5 * s + 0.5 * s.mean()))
+    for k in (20, 40):
+        add("retrieval", f"K {k}", run(lambda t, k=k: segment_scores(Q[t.video], base_memory, anomalous, k=k)))
+    add("combination", "strip + sentence mean vector + K 40 + ½ σ 40 s",
+        run(lambda t: segment_scores(unit(np.stack([np.mean([sent[s] for s in split[x]], 0) for x in t.texts])), base_memory, anomalous, k=40),
+            post=lambda s: 0.5 * s + 0.5 * gaussian_filter1d(s, 40 * FPS / 3, mode="nearest")))
+
+    b = rows[0][2]
+    out = [{"group": g, "lever": n, **r, "delta_auc": round(r["auc"] - b["auc"], 2),
+            "delta_fold_auc": [round(x - y, 2) for x, y in zip(r["fold_auc"], b["fold_auc"])]} for g, n, r in rows]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1) + "\n")
+    print("| group | lever | dev AUC | dev AP | Δ AUC | Δ AUC fold A / B |")
+    print("|---|---|---|---|---|---|")
+    for r in out:
+        fa, fb = r["delta_fold_auc"]
+        print(f"| {r['group']} | {r['lever']} | {r['auc']:.2f} | {r['ap']:.2f} | {r['delta_auc']:+.2f} | {fa:+.2f} / {fb:+.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
