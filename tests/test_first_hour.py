@@ -56,10 +56,11 @@ def test_the_default_memory_build_is_announced_once_with_its_cache(tmp_path):
     video = make_video(tmp_path / "v.mp4", n_frames=20)
     first = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr
-    said = [line for line in first.stderr.splitlines() if "default memory" in line]
+    said = [line for line in first.stderr.splitlines() if "building the default memory" in line]
     assert len(said) == 1 and "once" in said[0] and str(cache / "memories") in said[0]
     again = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
-    assert again.returncode == 0 and "default memory" not in again.stderr
+    assert again.returncode == 0 and "building the default memory" not in again.stderr
+    assert "default memory:" not in again.stderr  # no progress either: it is loaded, not built
 
 
 def test_the_default_memory_build_reports_progress_as_it_goes(tiny_encoder, tmp_path, monkeypatch):
@@ -184,3 +185,18 @@ def test_even_a_sigkilled_review_takes_its_server_with_it(filled_store):
     while alive(servers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(servers), "the Streamlit server outlived a SIGKILLed flashback review"
+
+
+def test_off_a_terminal_long_steps_still_say_how_far_they_are(tmp_path):
+    """stderr to a file (a log, a service): no bars, but progress lines, each task finished once."""
+    cache = tmp_path / "cache"
+    video = make_video(tmp_path / "v.mp4", n_frames=60)
+    p = flashback("score", video, "--no-db", *TINY_CLI,
+                  env={"FLASHBACK_CACHE_DIR": str(cache), "FLASHBACK_LOG_EVERY_S": "0"})
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    memory = [x for x in lines if x.startswith("flashback: default memory: ")]
+    assert len(memory) >= 10 and memory[-1] == f"flashback: default memory: {DEFAULT_SIZE:,}/{DEFAULT_SIZE:,} captions"
+    assert any(x.startswith("flashback: v.mp4: ") and "s of video" in x for x in lines)
+    assert lines.count("flashback: all videos: 1/1 videos") == 1
+    assert not any("\x1b[" in x or "━" in x for x in lines)  # no terminal codes, no bar glyphs

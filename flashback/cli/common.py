@@ -14,6 +14,7 @@ caption or a file name with brackets in it is printed as it is.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 
@@ -61,12 +62,56 @@ def report_bug(where: str) -> None:
 
 
 def progress_bars(quiet: bool = False) -> Progress:
-    p = Progress(
-        TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.fields[done]}", markup=False),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
-    )
-    p.disable = quiet or not err.is_terminal
+    """Bars on a terminal; on anything else (a log file, a pipe, a service manager) a plain line per
+    task every LOG_EVERY_S seconds instead, so a long step is never silent."""
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.fields[done]}", markup=False),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    if not quiet and not err.is_terminal:
+        return LogLines(*columns, console=err, transient=False, disable=True)
+    p = Progress(*columns, console=err, transient=False)
+    p.disable = quiet
     return p
+
+
+def counter(progress: Progress, what: str, total: int, unit: str):
+    """A task of ``total`` items and the ``advance(k)`` that moves it, for work that reports
+    "k more done" (an encoder's batches)."""
+    task = progress.add_task(what, total=total, done=f"0/{total:,} {unit}")
+
+    def advance(k: int) -> None:
+        done = int(progress.tasks[task].completed) + k
+        progress.update(task, advance=k, done=f"{done:,}/{total:,} {unit}")
+
+    return advance
+
+
+class LogLines(Progress):
+    """Progress without bars: ``flashback: TASK: DONE (N s left)`` at most every LOG_EVERY_S per task."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._said: dict = {}
+
+    def update(self, task_id, **kw) -> None:
+        super().update(task_id, **kw)
+        task = self._tasks[task_id]
+        now = self.get_time()
+        last = self._said.setdefault(task_id, task.start_time or now)
+        if last != float("inf") and (task.finished or now - last >= log_every_s()):
+            self._said[task_id] = float("inf") if task.finished else now  # a finished task is said once
+            left = f" ({task.time_remaining:.0f} s left)" if task.time_remaining is not None and not task.finished else ""
+            say(f"{task.description.strip()}: {task.fields.get('done') or f'{task.completed:g}'}{left}")
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+
+def log_every_s() -> float:
+    """Seconds between progress lines off a terminal (FLASHBACK_LOG_EVERY_S, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("FLASHBACK_LOG_EVERY_S", "30")))
+    except ValueError:
+        return 30.0
 
 
 class Guard:

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..bundle import ALPHA_RANGE, load_bundle, verify_bundle
 from ..templates import TEMPLATES
 from ..text_encoder import require_sentence_model
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, out, progress_bars, usage, warn
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, counter, fail, out, progress_bars, usage, warn
 from .options import add_encoder_args
 from .setup import image_encoder
 
@@ -157,14 +157,8 @@ def from_captions(a: argparse.Namespace) -> int:
     n = len(read_labelled_captions(a.files)[0])  # validate before loading the model
     encoder = image_encoder(a)
     with progress_bars() as progress:
-        task = progress.add_task("embedding captions", total=n, done=f"0/{n}")
-
-        def advance(k: int) -> None:
-            progress.advance(task, k)
-            progress.update(task, done=f"{int(progress.tasks[task].completed)}/{n}")
-
         manifest, report = build_from_captions(a.files, encoder, a.out, alpha=a.alpha, template=a.template,
-                                               index_factory=a.index, progress=advance)
+                                               index_factory=a.index, progress=counter(progress, "embedding captions", n, "captions"))
     out.print(f"{a.out}: memory {manifest.memory_id} with {manifest.counts['normal']} normal and "
               f"{manifest.counts['anomalous']} anomalous captions ({report.duplicates} duplicate rows dropped)")
     return EXIT_OK

@@ -11,7 +11,7 @@ import argparse
 from ..bundle import MemoryBundle, load_bundle
 from ..protocols import ImageEncoder, TextEncoder
 from ..store import ResultStore
-from .common import progress_bars, say
+from .common import counter, progress_bars, say
 from .options import encoder_spec
 
 
@@ -55,11 +55,5 @@ def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:
     say(f"building the default memory for this encoder: {DEFAULT_SIZE:,} captions through its text tower, once; "
         f"cached in {default_memory_path(encoder)}, later runs load it in a second")
     with progress_bars(getattr(a, "quiet", False)) as progress:
-        task = progress.add_task("default memory", total=DEFAULT_SIZE, done=f"0/{DEFAULT_SIZE:,} captions")
-
-        def advance(k: int) -> None:
-            progress.advance(task, k)
-            progress.update(task, done=f"{int(progress.tasks[task].completed):,}/{DEFAULT_SIZE:,} captions")
-
-        return default_memory(encoder, progress=advance)
+        return default_memory(encoder, progress=counter(progress, "default memory", DEFAULT_SIZE, "captions"))
 
