@@ -63,6 +63,16 @@ def evaluate(memory, encoder, settings, tracks, vectors, gt, counts) -> dict:
     return {"auc": m["auc"], "ap": m["ap"]}
 
 
+def dev_data():
+    """The dev half's ground truth, frame counts and caption tracks (those with an annotation)."""
+    if not DEV.is_dir():
+        raise SystemExit(f"{DEV}: the dev data is not there")
+    gt = load_ground_truth("ucf-crime", DEV / "Temporal_Anomaly_Annotation.txt")
+    counts = read_frame_counts(DEV / "frames.txt")
+    tracks = [t for t in read_caption_inputs([DEV / "captions"], FPS) if gt.truth_for(t.video) is not None]
+    return gt, counts, tracks
+
+
 def angle(memory) -> float | None:
     v = stored_vectors(memory)
     return None if v is None else centroid_angle(v, memory.captions.anomalous)
@@ -75,12 +85,7 @@ def main() -> int:
     ap.add_argument("--llm", action="store_true", help="also build a small llama.cpp memory with the packaged SmolLM2")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
     a = ap.parse_args()
-    if not DEV.is_dir():
-        print(f"{DEV}: the dev data is not there", file=sys.stderr)
-        return 2
-    gt = load_ground_truth("ucf-crime", DEV / "Temporal_Anomaly_Annotation.txt")
-    counts = read_frame_counts(DEV / "frames.txt")
-    tracks = [t for t in read_caption_inputs([DEV / "captions"], FPS) if gt.truth_for(t.video) is not None]
+    gt, counts, tracks = dev_data()
     encoder = SentenceEncoder()
     vectors = query_vectors(encoder, tracks, a.work)
 

@@ -25,12 +25,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "data" / "ucf_crime_text_dev"
-FPS = 30.0
+from caption_auc import DEV, FPS, ROOT, dev_data  # the same data and loading as caption_auc.py
 
-from flashback.annotations import frame_labels, load_ground_truth, read_frame_counts  # noqa: E402
-from flashback.captions import read_caption_inputs  # noqa: E402
+from flashback.annotations import frame_labels  # noqa: E402
 from flashback.default_memory import default_captions  # noqa: E402
 from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
 from flashback.scoring import frame_scores, smooth  # noqa: E402
@@ -87,12 +84,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "caption_levers.json")
     a = ap.parse_args()
-    if not DEV.is_dir():
-        print(f"{DEV}: the dev data is not there", file=sys.stderr)
-        return 2
-    gt = load_ground_truth("ucf-crime", DEV / "Temporal_Anomaly_Annotation.txt")
-    counts = read_frame_counts(DEV / "frames.txt")
-    tracks = [t for t in read_caption_inputs([DEV / "captions"], FPS) if gt.truth_for(t.video) is not None]
+    gt, counts, tracks = dev_data()
     by_class: dict[str, list[str]] = {}
     for t in tracks:
         by_class.setdefault(gt.truth_for(t.video).category or "Normal", []).append(t.video)

@@ -49,25 +49,31 @@ def alive(pids: set[int]) -> set[int]:
     return {p for p in pids if running(p)}
 
 
-@contextlib.contextmanager
-def review_server(db: Path, stop_signal=signal.SIGTERM):
-    """``flashback review`` on a free loopback port, until the block ends; then stopped with
-    ``stop_signal`` as a service manager would, and checked to leave no process behind."""
+def start_review(db: Path, **popen) -> tuple[subprocess.Popen, str]:
+    """``flashback review`` on a free loopback port, once it answers its health check."""
     port = free_port()
+    popen = popen or {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(), text=True)
+                            env=os.environ.copy(), **popen)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
+                return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"review server did not start: {proc.stdout.read()}")
+            pytest.fail(f"review server did not start: {proc.stdout.read() if proc.stdout else proc.returncode}")
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def review_server(db: Path, stop_signal=signal.SIGTERM):
+    """``flashback review`` on a free loopback port, until the block ends; then stopped with
+    ``stop_signal`` as a service manager would, and checked to leave no process behind."""
+    proc, url = start_review(db)
     servers = descendants(proc.pid)
     assert servers, "flashback review runs Streamlit as its child"
     try:

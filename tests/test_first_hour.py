@@ -156,26 +156,15 @@ def test_even_a_sigkilled_review_takes_its_server_with_it(filled_store):
     """SIGKILL cannot be forwarded; the kernel's parent-death signal (Linux) ends the server."""
     import signal
     import time
-    import urllib.request
 
     import pytest
-    from review_server import alive, descendants, free_port
+    from review_server import alive, descendants, start_review
 
     pytest.importorskip("streamlit")
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
-    port = free_port()
-    proc = subprocess.Popen([FLASHBACK, "review", "--db", str(filled_store[0]), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, _url = start_review(filled_store[0], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "review did not start"
-                time.sleep(0.5)
         servers = descendants(proc.pid)
         assert servers
     finally:
