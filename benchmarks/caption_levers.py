@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from caption_auc import DEV, FPS, ROOT, dev_data  # the same data and loading as caption_auc.py
+from caption_auc import FPS, ROOT, dev_data  # the same data and loading as caption_auc.py
 
 from flashback.annotations import frame_labels  # noqa: E402
 from flashback.default_memory import default_captions  # noqa: E402
