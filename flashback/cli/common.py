@@ -63,7 +63,7 @@ def report_bug(where: str) -> None:
 
 def progress_bars(quiet: bool = False) -> Progress:
     """Bars on a terminal; on anything else (a log file, a pipe, a service manager) a plain line per
-    task every LOG_EVERY_S seconds instead, so a long step is never silent."""
+    task every ``log_every_s()`` seconds instead, so a long step is never silent."""
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.fields[done]}", markup=False),
                TimeElapsedColumn(), TimeRemainingColumn())
     if not quiet and not err.is_terminal:
@@ -86,7 +86,8 @@ def counter(progress: Progress, what: str, total: int, unit: str):
 
 
 class LogLines(Progress):
-    """Progress without bars: ``flashback: TASK: DONE (N s left)`` at most every LOG_EVERY_S per task."""
+    """Progress without bars: ``flashback: TASK: DONE (N s left)`` at most every ``log_every_s()``
+    seconds per task, and once when the task finishes."""
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
