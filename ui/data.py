@@ -160,7 +160,7 @@ class ReviewDB:
         """Every scored (run, video), flagged or not: a quiet video's timeline is worth seeing too."""
         with self._store.connect(read_only=True) as con:
             cur = con.execute(
-                "SELECT s.run_id, s.video_id, v.path, s.n_events, s.max_score FROM scorings s JOIN videos v USING (video_id) "
+                "SELECT s.run_id, s.video_id, v.path FROM scorings s JOIN videos v USING (video_id) "
                 "ORDER BY v.path, s.scored_at DESC")
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, r)) for r in cur.fetchall()]
