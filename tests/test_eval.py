@@ -167,3 +167,39 @@ def test_cli_sweep_rescores_from_the_store_run_without_encoding(dataset, tmp_pat
     base = next(r for r in rows if r["parameter"] == "base")
     assert base["auc"] == pytest.approx(json.loads((out / "report.json").read_text())["metrics"]["auc"])
     assert (out / "sweep.md").read_text().startswith("| parameter | value | AUC |")
+
+
+def test_ctrl_c_during_eval_reports_what_was_scored(tmp_path):
+    """SIGINT after the first video is stored: exit 130, and metrics and report cover the videos done."""
+    import signal
+    import time
+
+    import duckdb
+
+    names = ["Arson010_x264", "Fighting010_x264", "Normal_Videos_010_x264", "Normal_Videos_011_x264"]
+    for k, name in enumerate(names):
+        make_video(tmp_path / f"{name}.mp4", n_frames=900, scene_of=lambda i, k=k: (i // 150 + k) % 7)
+    ann = tmp_path / "ann.txt"
+    ann.write_text("Arson010_x264.mp4 Arson 300 600 -1 -1\nFighting010_x264.mp4 Fighting 100 400 -1 -1\n"
+                   "Normal_Videos_010_x264.mp4 Normal -1 -1 -1 -1\nNormal_Videos_011_x264.mp4 Normal -1 -1 -1 -1\n")
+    db, out = tmp_path / "e.duckdb", tmp_path / "report"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime",
+                             "--videos", str(tmp_path), "--annotations", str(ann), "--db", str(db), "--out", str(out),
+                             "--no-cache", *TINY_CLI], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with duckdb.connect(str(db), read_only=True) as c:
+                if c.execute("SELECT count(*) FROM scorings").fetchone()[0] >= 1:
+                    break
+        except duckdb.Error:
+            pass  # not created yet, or the scorer holds it for a moment
+        time.sleep(0.05)
+    assert proc.poll() is None, "eval finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    done = json.loads((out / "report.json").read_text())["metrics"]["n_videos"]
+    assert 1 <= done < 4
+    assert f"interrupted: the metrics and report above cover the {done} of 4 videos scored" in stdout
+    assert "AUC " in stdout

@@ -145,12 +145,13 @@ class Guard:
             self.failures.append({"source": one_line(source), "error": f"internal error: {type(e).__name__}: {one_line(e)}"})
         return False
 
-    def each(self, items, work, what: str, after=lambda k: None) -> bool:
-        """``work(item)`` for every item, each under ``run``; ``after(k)`` once item k is done.
-        Returns True if Ctrl-C stopped it (what was finished stays finished)."""
+    def each(self, items, work, what: str, after=lambda k: None, name=str) -> bool:
+        """``work(item)`` for every item, each under ``run`` (failures named ``name(item)``);
+        ``after(k)`` once item k is done. Returns True if Ctrl-C stopped it (what was finished
+        stays finished)."""
         for k, item in enumerate(items):
             try:
-                self.run(str(item), lambda item=item: work(item))
+                self.run(name(item), lambda item=item: work(item))
             except KeyboardInterrupt:
                 warn(f"interrupted: {what} finished so far are stored and exported; the current one is not")
                 return True

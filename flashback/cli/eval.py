@@ -14,7 +14,7 @@ from ..pipeline import Detector, video_id_for
 from ..report import write_report
 from ..sources import expand_inputs
 from ..store import RunRecord
-from .common import EXIT_FAILED, EXIT_OK, Guard, fail, out, progress_bars, warn
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Guard, fail, out, progress_bars, warn
 from .options import add_caption_input_args, add_encoder_args, add_memory_arg, add_settings_args, add_store_args, settings_from_args
 from .setup import caption_encoder, image_encoder, memory_for, open_store
 
@@ -76,19 +76,21 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
     ev = Evaluation(detector, cache, store)
 
     scored, rows, grids = [], [], {}
+
+    def one(pair) -> None:
+        source, truth = pair
+        video, row, emb = ev.score_one(source, truth)
+        scored.append(video)
+        rows.append(row)
+        if emb is not None:
+            grids[str(source)] = emb
+
     with progress_bars() as progress:
         n = len(matched.pairs)
         task = progress.add_task("scoring", total=n, done=f"0/{n} videos")
-        for k, (source, truth) in enumerate(matched.pairs):
-            def one(source=source, truth=truth) -> None:
-                video, row, emb = ev.score_one(source, truth)
-                scored.append(video)
-                rows.append(row)
-                if emb is not None:
-                    grids[str(source)] = emb
-
-            guard.run(str(source), one)
-            progress.update(task, advance=1, done=f"{k + 1}/{n} videos")
+        # Ctrl-C ends the loop, not the command: what was scored is measured and reported below
+        interrupted = guard.each(matched.pairs, one, "videos", name=lambda pair: str(pair[0]),
+                                 after=lambda k: progress.update(task, advance=1, done=f"{k + 1}/{n} videos"))
     if not scored:
         fail("no video could be scored")
         return EXIT_FAILED
@@ -101,6 +103,9 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
     written = write_report(report_dir, a.dataset, metrics, scored, _context(a, detector), rows)
     out.print(f"report: {written['markdown']}" + (f", curves: {written['roc']}, {written['pr']}" if "roc" in written else ""))
 
+    if interrupted:
+        out.print(f"interrupted: the metrics and report above cover the {len(scored)} of {n} videos scored")
+        return EXIT_INTERRUPTED
     if a.sweep:
         def embeddings(source) -> None:  # videos whose scores came from the store need their embeddings
             grids[str(source)] = ev.grid_embeddings(source, video_id_for(source))
