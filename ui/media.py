@@ -10,6 +10,7 @@ line saying so; the page shows it and carries on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -53,83 +54,55 @@ def clip_span(start_s: float, end_s: float, peak_s: float, duration_s: float | N
 def event_clip(path: Path, start_s: float, end_s: float, peak_s: float, duration_s: float | None = None,
                width: int = 640) -> Clip:
     a, b, note = clip_span(start_s, end_s, peak_s, duration_s)
-    try:
-        return Clip(_encode_clip(path, a, b, width), a, b, note)
-    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
-        raise MediaError(f"{path}: the recorded video cannot be decoded any more ({one_line(e)})") from None
+    with _source(path) as (src, stream, origin):
+        fd, tmp = tempfile.mkstemp(suffix=".mp4")
+        os.close(fd)
+        try:
+            _encode_clip(src, stream, origin, a, b, width, tmp)
+            return Clip(Path(tmp).read_bytes(), a, b, note)
+        finally:
+            os.unlink(tmp)
 
 
-def _encode_clip(path: Path, a: float, b: float, width: int) -> bytes:
-    fd, tmp = tempfile.mkstemp(suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(str(path)) as src, av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as dst:
-            stream = src.streams.video[0]
-            stream.thread_type = "AUTO"
-            out = None
-            for t, frame in _frames_from(src, stream, a):
+def _encode_clip(src, stream, origin: float | None, a: float, b: float, width: int, target: str) -> None:
+    with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+        out = None
+        if origin is not None:
+            _seek(src, stream, origin, a)
+            for frame in src.decode(stream):
+                if frame.time is None:
+                    continue
+                t = frame.time - origin
                 if t < a - 1e-6:
                     continue
                 if t > b:
                     break
                 if out is None:
-                    w, h = (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)
-                    out_w = min(width, w) // 2 * 2
-                    out_h = max(2, round(h * out_w / w) // 2 * 2)
+                    w, h = _upright_size(frame)
                     out = dst.add_stream("libx264", options={"preset": "veryfast", "crf": "26"})
-                    out.width, out.height, out.pix_fmt = out_w, out_h, "yuv420p"
+                    out.width = min(width, w) // 2 * 2
+                    out.height = max(2, round(h * out.width / w) // 2 * 2)
+                    out.pix_fmt = "yuv420p"
                     out.codec_context.time_base = Fraction(1, 1000)
-                rgb = displayed_rgb(frame, out.width, out.height, "BILINEAR")
-                vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                vf = av.VideoFrame.from_ndarray(displayed_rgb(frame, out.width, out.height, "BILINEAR"), format="rgb24")
                 vf.pts, vf.time_base = round((t - a) * 1000), Fraction(1, 1000)
                 for packet in out.encode(vf):
                     dst.mux(packet)
-            if out is None:
-                raise ValueError(f"no frame between {a:.1f} s and {b:.1f} s")
-            for packet in out.encode():
-                dst.mux(packet)
-        return Path(tmp).read_bytes()
-    finally:
-        os.unlink(tmp)
-
-
-def _frames_from(src, stream, a: float):
-    """(seconds after the first frame, frame) from the key frame at or before ``a``; the time
-    origin is the file's first frame, as in scoring, so it is read before seeking."""
-    origin = None
-    for frame in src.decode(stream):
-        origin = frame.time or 0.0
-        break
-    if origin is None:
-        return
-    src.seek(int((origin + a) / stream.time_base), stream=stream, backward=True, any_frame=False)
-    for frame in src.decode(stream):
-        if frame.time is not None:
-            yield frame.time - origin, frame
+        if out is None:
+            raise ValueError(f"no frame between {a:.1f} s and {b:.1f} s")
+        for packet in out.encode():
+            dst.mux(packet)
 
 
 def key_frames(path: Path, times_s: list[float], width: int = 320) -> list[tuple[float, np.ndarray]]:
     """The frame on screen at each time (seconds after the first frame), scaled to ``width``."""
-    try:
-        return _key_frames(path, times_s, width)
-    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
-        raise MediaError(f"{path}: the recorded video cannot be decoded any more ({one_line(e)})") from None
-
-
-def _key_frames(path: Path, times_s: list[float], width: int) -> list[tuple[float, np.ndarray]]:
     out: list[tuple[float, np.ndarray]] = []
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
-        first = None
-        for frame in c.decode(stream):  # the first frame's timestamp is our time origin
-            first = frame.time or 0.0
-            break
-        if first is None:
+    with _source(path) as (c, stream, origin):
+        if origin is None:
             return out
         for t in sorted(times_s):
-            target = first + max(0.0, t)
-            c.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+            target = origin + max(0.0, t)
+            _seek(c, stream, origin, t)
             chosen = None
             for frame in c.decode(stream):
                 if frame.time is None or frame.time <= target + 1e-6:
@@ -139,6 +112,31 @@ def _key_frames(path: Path, times_s: list[float], width: int) -> list[tuple[floa
                     chosen = frame
                 break
             if chosen is not None:
-                w, h = (chosen.height, chosen.width) if quarter_turns(chosen) % 2 else (chosen.width, chosen.height)
+                w, h = _upright_size(chosen)
                 out.append((t, displayed_rgb(chosen, width, max(2, round(h * width / w)), "BILINEAR")))
     return out
+
+
+@contextlib.contextmanager
+def _source(path: Path):
+    """(container, its first video stream, the time origin) for reading ``path``; the origin is the
+    first frame's time, as in scoring (None: no frame).  Any decoding failure inside the block
+    becomes one MediaError naming the file."""
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            origin = next((frame.time or 0.0 for frame in c.decode(stream)), None)
+            yield c, stream, origin
+    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
+        raise MediaError(f"{path}: the recorded video cannot be decoded any more ({one_line(e)})") from None
+
+
+def _seek(c, stream, origin: float, t: float) -> None:
+    """To the key frame at or before ``t`` seconds after the first frame."""
+    c.seek(int((origin + max(0.0, t)) / stream.time_base), stream=stream, backward=True, any_frame=False)
+
+
+def _upright_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) as displayed: a quarter-turned frame swaps them."""
+    return (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)
