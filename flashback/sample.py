@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .synthetic import make_video
 
 WIDTH, HEIGHT, FPS, SECONDS, FIRE_FROM_S = 640, 360, 15, 16, 9.0
 NAME = "flashback-sample-v1.mp4"  # bump the version when the drawing changes
@@ -28,17 +29,8 @@ def sample_video(folder: Path) -> Path:
 
 
 def _encode(target: str) -> None:
-    import av
-
-    with av.open(str(target), mode="w", format="mp4") as c:
-        stream = c.add_stream("libx264", rate=FPS, options={"crf": "26", "preset": "medium"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(FPS * SECONDS):
-            frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
+    make_video(target, n_frames=FPS * SECONDS, fps=FPS, size=(WIDTH, HEIGHT), draw=draw,
+               options={"crf": "26", "preset": "medium"}, container="mp4")
 
 
 def _scenery() -> np.ndarray:

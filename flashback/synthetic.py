@@ -30,18 +30,24 @@ def make_video(
     pix_fmt: str = "yuv420p",
     times: list[float] | None = None,
     scene_of=lambda i: 0,
+    draw=None,
+    options: dict | None = None,
+    container: str | None = None,
 ) -> Path:
-    """Encode frames; ``times`` (seconds) gives variable frame rate timestamps."""
+    """Encode frames; ``times`` (seconds) gives variable frame rate timestamps.  ``draw(i)`` gives
+    frame i (default: ``frame_image`` in scene ``scene_of(i)``), ``options`` the encoder's, and
+    ``container`` the format where the file name does not say it."""
     path = Path(path)
-    with av.open(str(path), mode="w") as c:
-        stream = c.add_stream(codec, rate=fps)
+    draw = draw or (lambda i: frame_image(i, *size, scene=scene_of(i)))
+    with av.open(str(path), mode="w", format=container) as c:
+        stream = c.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = size
         stream.pix_fmt = pix_fmt
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
             stream.time_base = Fraction(1, 1000)
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(frame_image(i, *size, scene=scene_of(i)), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
             if times is not None:
                 frame.pts = int(round(times[i] * 1000))
                 frame.time_base = Fraction(1, 1000)
