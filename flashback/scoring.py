@@ -113,16 +113,31 @@ class Segments:
         hits = [CaptionHit(cid, captions.texts[cid], captions.label(cid), captions.categories[cid], s, w)
                 for cid, (s, w) in pooled.items()]
         hits.sort(key=lambda h: (-h.weight, -h.similarity, h.caption_id))
-        by_category: dict[str, float] = {}
-        for h in hits:
-            if h.label == "anomalous":
-                by_category[h.category] = by_category.get(h.category, 0.0) + h.weight
-        dominant = max(by_category, key=lambda c: (by_category[c], c)) if by_category else None
-        return Explanation(dominant, sum(by_category.values()), sum(h.weight for h in hits if h.label == "normal"),
-                           hits[:limit] if limit else hits)
+        by_category = _weight_by_category((h.category, h.weight) for h in hits if h.label == "anomalous")
+        return Explanation(_dominant(by_category), sum(by_category.values()),
+                           sum(h.weight for h in hits if h.label == "normal"), hits[:limit] if limit else hits)
 
     def dominant_categories(self, captions: CaptionTable) -> list[str | None]:
-        return [self.take([s]).explain(captions).dominant_category for s in range(len(self))]
+        """Each segment's ``explain(captions).dominant_category``, without building its explanation
+        (this runs for every stored segment): its anomalous hits, in the same order, summed the same way."""
+        out = []
+        for ids, sims, weights, anomalous in zip(self.ids, self.sims, self.weights, self.anomalous):
+            hits = [(float(w), float(s), int(c)) for c, s, w, a in zip(ids, sims, weights, anomalous) if c >= 0 and a]
+            hits.sort(key=lambda h: (-h[0], -h[1], h[2]))  # explain's order
+            out.append(_dominant(_weight_by_category((captions.categories[c], w) for w, _, c in hits)))
+        return out
+
+
+def _weight_by_category(pairs) -> dict[str, float]:
+    by_category: dict[str, float] = {}
+    for category, weight in pairs:
+        by_category[category] = by_category.get(category, 0.0) + weight
+    return by_category
+
+
+def _dominant(by_category: dict[str, float]) -> str | None:
+    """The category with the most weight; a tie goes to the later name."""
+    return max(by_category, key=lambda c: (by_category[c], c)) if by_category else None
 
 
 def score_views(searcher: MemorySearcher, vectors: np.ndarray, logit_scale: float, spans: np.ndarray,

@@ -177,3 +177,15 @@ def test_tiles_score_each_view_and_keep_the_highest(memory, tiny_encoder):
     for s, v in enumerate(best):
         np.testing.assert_array_equal(both.ids[s], alone[v].ids[s])
     assert set(best) == {0, 1}  # both views won somewhere: the test exercises the choice
+
+
+def test_each_segments_dominant_category_is_its_own_explanations(seed_memory, tiny_encoder, tmp_path):
+    """The store's per-segment category (computed without building explanations) is explain()'s."""
+    from flashback.synthetic import make_video
+
+    r = Detector(seed_memory, tiny_encoder, ScoringSettings()).score(
+        str(make_video(tmp_path / "v.mp4", n_frames=300, scene_of=lambda i: i // 30)))
+    seg = r.segments
+    expected = [seg.take([s]).explain(seed_memory.captions).dominant_category for s in range(len(seg))]
+    assert seg.dominant_categories(seed_memory.captions) == expected
+    assert len(set(expected)) > 1  # more than one category, so the comparison means something
