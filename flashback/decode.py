@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from .cameras import Region
 from .errors import InputError
 from .sources import VideoSource
 from .timegrid import TimeGrid
@@ -90,6 +91,11 @@ def displayed_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: 
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
+def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) as displayed: a quarter-turned frame swaps them."""
+    return (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)
+
+
 @dataclass(frozen=True)
 class FrameFit:
     """How a decoded frame becomes the encoder's square input: one view, or several (tiles)."""
@@ -97,17 +103,24 @@ class FrameFit:
     mode: str  # pad | crop | squash | tiles (settings.FRAME_FITS)
     size: int  # the encoder's input side
     fill: tuple[int, int, int] = (0, 0, 0)  # pad colour: the encoder's normalisation mean, i.e. 0 after it
+    region: Region | None = None  # the part of the frame the encoder sees (cameras.py); None: all of it
+    source: str = ""  # for the message when the region does not fit the frame
 
     def views(self, width: int, height: int) -> int:
         """Views per frame: 1, or for tiles as many squares as it takes to cover the longer side."""
+        if self.region is not None:
+            width, height = self.region.box[2:]
         if self.mode != "tiles" or not width or not height:
             return 1
         return max(1, min(MAX_TILES, math.ceil(max(width, height) / min(width, height) - 1e-3)))
 
     def __call__(self, frame: av.VideoFrame, views: int = 1) -> np.ndarray:
         """(size, size, 3) uint8, or (views, size, size, 3) for tiles."""
-        size, k = self.size, quarter_turns(frame)
-        w, h = (frame.height, frame.width) if k % 2 else (frame.width, frame.height)
+        if self.region is not None:  # cut out first, so the region is scaled at full detail
+            w, h = upright_size(frame)
+            rgb = self.region.cut(displayed_rgb(frame, w, h), self.fill, self.source)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        size, (w, h) = self.size, upright_size(frame)
         if self.mode == "squash":
             return displayed_rgb(frame, size, size)
         if self.mode == "pad":

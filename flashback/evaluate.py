@@ -67,7 +67,7 @@ class Evaluation:
                 self.reused["cache"] += 1
                 return hit
         sink: list = []
-        with VideoReader(source, self.detector.frame_fit) as reader:
+        with VideoReader(source, self.detector.frame_fit()) as reader:
             self.detector.segment_vectors(reader, grid_sink=sink)
             tl, info = reader.timeline, reader.info
         emb = GridEmbeddings(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import CaptionTable, MemoryBundle
+from .cameras import Region
 from .decode import FrameFit, VideoInfo, VideoReader
 from .encoder_registry import file_sha256
 from .events import Event, find_events
@@ -47,6 +48,7 @@ class VideoResult:
     n_samples: int = 0
     truncated: bool = False
     note: str = ""
+    region: str | None = None  # what of each frame was seen (cameras.Region.describe), None: all of it
 
     @property
     def fps(self) -> float:
@@ -123,10 +125,9 @@ class Detector:
         self.batch_size = batch_size
         self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k)
 
-    @property
-    def frame_fit(self) -> FrameFit:
-        """What the encoder is shown of each frame (an image encoder only)."""
-        return FrameFit(self.settings.frame_fit, self.encoder.image_size, self.encoder.pad_rgb)
+    def frame_fit(self, region: Region | None = None, source: str = "") -> FrameFit:
+        """What the encoder is shown of each frame of ``source`` (an image encoder only)."""
+        return FrameFit(self.settings.frame_fit, self.encoder.image_size, self.encoder.pad_rgb, region, source)
 
     # ------------------------------------------------------------ video front end
 
@@ -206,17 +207,19 @@ class Detector:
         return np.asarray(out, dtype=np.float32)
 
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
-              video_id: str | None = None) -> VideoResult:
+              video_id: str | None = None, region: Region | None = None) -> VideoResult:
+        """``region``: the part of each frame the encoder sees (``cameras.Region``); None: all of it."""
         if isinstance(source, str):
             source = VideoSource(source, is_url=is_url(source))
         video_id = video_id or video_id_for(source)
-        with VideoReader(source, self.frame_fit) as reader:
+        with VideoReader(source, self.frame_fit(region, str(source))) as reader:
             vectors = self.segment_vectors(reader, progress)
             tl = reader.timeline
             spans = self.grid.segment_spans(len(vectors), tl.duration_s)
             result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s)
             result.source, result.video_id, result.info = str(source), video_id, reader.info
             result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
+            result.region = region.describe() if region is not None else None
         if progress is not None:
             progress(tl.duration_s, tl.duration_s)
         return result

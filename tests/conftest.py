@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,13 @@ def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
     for r in results:
         store.save(run, r)
     return db, run, results
+
+
+FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+def flashback(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """The installed ``flashback`` command, as a user runs it (``env`` adds to this environment); a
+    wide terminal, so that the table's cells are not folded across lines."""
+    return subprocess.run([FLASHBACK, *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "400", **(env or {})})

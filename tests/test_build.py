@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FLASHBACK, SMALL_MODEL
 
-from conftest import SMALL_MODEL
 from flashback.bundle import load_bundle, verify_bundle
 from flashback.errors import UsageError
 from flashback.pipeline import Detector
 from flashback.synthetic import make_video
 from memory_builder.job import BuildConfig, BuildJob
-
-FLASHBACK = str(Path(sys.executable).with_name("flashback"))
 
 
 @pytest.fixture(scope="module")

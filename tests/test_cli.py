@@ -7,20 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import TINY_CLI, flashback
 
-from conftest import TINY_CLI
 from flashback.synthetic import make_video
-
-FLASHBACK = str(Path(sys.executable).with_name("flashback"))
-
-
-def flashback(*args, cwd=None, timeout=300):
-    return subprocess.run([FLASHBACK, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=os.environ.copy())
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +106,8 @@ def test_memory_from_captions_info_verify_and_wrong_encoder(folder, tmp_path):
 
     # a memory built for these weights refuses a different encoder, naming both
     other = tmp_path / "other.pt"
-    import torch
     import open_clip
+    import torch
 
     torch.manual_seed(5)
     torch.save(open_clip.create_model("fb-test-tiny").state_dict(), other)

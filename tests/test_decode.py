@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -10,8 +9,8 @@ from flashback.decode import FrameFit, VideoReader
 from flashback.errors import InputError
 from flashback.settings import ScoringSettings
 from flashback.sources import VideoSource, expand_inputs
-from flashback.timegrid import TimeGrid
 from flashback.synthetic import make_audio_only, make_video, make_zero_frame, truncate
+from flashback.timegrid import TimeGrid
 
 GRID = TimeGrid.from_settings(ScoringSettings())
 
@@ -51,8 +50,9 @@ def test_variable_frame_rate_picks_the_frame_on_screen(tmp_path):
     times = [0.0, 0.05, 0.30, 0.32, 0.70, 1.10, 1.15, 1.60, 1.62, 2.0]
     levels = [10, 40, 70, 100, 130, 160, 190, 220, 250, 25]
     path = tmp_path / "vfr.mkv"
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=30)

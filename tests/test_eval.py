@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_CLI
+
 from flashback.annotations import load_ground_truth
 from flashback.embedding_cache import EmbeddingCache
 from flashback.evaluate import Evaluation, match_videos, run_sweep, sweep_variants

@@ -7,19 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from conftest import TINY_CLI
+from conftest import TINY_CLI, flashback
 
 from flashback.default_memory import DEFAULT_SIZE, default_memory, default_memory_path
 from flashback.synthetic import make_video
-
-FLASHBACK = str(Path(sys.executable).with_name("flashback"))
-
-
-def flashback(*args, env=None, timeout=300):
-    return subprocess.run([FLASHBACK, *map(str, args)], check=False, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
 def test_a_missing_input_loads_nothing_and_leaves_no_store(tmp_path):
@@ -107,7 +99,7 @@ def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_m
     r = det.score(str(video))
     assert r.n_samples == 80 and tiny_encoder.images_encoded - before == 50
 
-    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
+    with VideoReader(VideoSource(str(video)), det.frame_fit()) as reader:
         frames = np.stack([rgb.copy() for _, rgb in reader.samples(det.grid)])
         tl = reader.timeline
     each = det.score_grid(tiny_encoder.encode_images(frames), np.asarray(tl.frame_times), tl.duration_s)

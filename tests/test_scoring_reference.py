@@ -132,13 +132,13 @@ def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, 
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(), batch_size=7)
     grid = det.grid
     before = tiny_encoder.images_encoded
-    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
+    with VideoReader(VideoSource(str(video)), det.frame_fit()) as reader:
         streamed = det.segment_vectors(reader)
         n_samples = reader.timeline.n_samples
     assert tiny_encoder.images_encoded - before == n_samples  # every grid frame encoded once
     assert n_samples == grid.n_samples(113 / 30)
 
-    with VideoReader(VideoSource(str(video)), det.frame_fit) as reader:
+    with VideoReader(VideoSource(str(video)), det.frame_fit()) as reader:
         frames = np.stack([rgb for _, rgb in reader.samples(grid)])
     emb = tiny_encoder.encode_images(frames)
     ref = []

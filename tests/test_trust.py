@@ -6,26 +6,17 @@ run with a traceback or loses what was already scored."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI
+from conftest import TINY_CLI, flashback
 
 from flashback.synthetic import make_video
-
-FLASHBACK = str(Path(sys.executable).with_name("flashback"))
-
-
-def flashback(*args, cwd=None, timeout=300):
-    return subprocess.run([FLASHBACK, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "400"})  # wide enough that table cells are not folded
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from flashback.decode import displayed_rgb, quarter_turns
+from flashback.decode import displayed_rgb, upright_size
 from flashback.errors import FlashbackError, one_line
 
 
@@ -78,7 +78,7 @@ def _encode_clip(src, stream, origin: float | None, a: float, b: float, width: i
                 if t > b:
                     break
                 if out is None:
-                    w, h = _upright_size(frame)
+                    w, h = upright_size(frame)
                     out = dst.add_stream("libx264", options={"preset": "veryfast", "crf": "26"})
                     out.width = min(width, w) // 2 * 2
                     out.height = max(2, round(h * out.width / w) // 2 * 2)
@@ -112,7 +112,7 @@ def key_frames(path: Path, times_s: list[float], width: int = 320) -> list[tuple
                     chosen = frame
                 break
             if chosen is not None:
-                w, h = _upright_size(chosen)
+                w, h = upright_size(chosen)
                 out.append((t, displayed_rgb(chosen, width, max(2, round(h * width / w)), "BILINEAR")))
     return out
 
@@ -135,8 +135,3 @@ def _source(path: Path):
 def _seek(c, stream, origin: float, t: float) -> None:
     """To the key frame at or before ``t`` seconds after the first frame."""
     c.seek(int((origin + max(0.0, t)) / stream.time_base), stream=stream, backward=True, any_frame=False)
-
-
-def _upright_size(frame: av.VideoFrame) -> tuple[int, int]:
-    """(width, height) as displayed: a quarter-turned frame swaps them."""
-    return (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)

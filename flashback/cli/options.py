@@ -90,6 +90,14 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_region_args(p: argparse.ArgumentParser, per: str) -> None:
+    g = p.add_argument_group("regions (what part of each frame the encoder sees)")
+    g.add_argument("--roi", metavar="X,Y,W,H", help="only this rectangle of each frame, in displayed pixels (cut out before resizing)")
+    g.add_argument("--cameras", type=Path, metavar="FILE",
+                   help=f"TOML file, one table per camera ({per}) with roi = [x, y, w, h] or polygon = [[x, y], ...]; "
+                        "overrides --roi for what it names")
+
+
 def add_memory_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", type=Path, metavar="DIR", help="memory bundle (default: the embedded default memory)")
 

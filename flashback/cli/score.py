@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cameras import load_cameras
 from ..errors import UsageError
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
 from .common import Guard, nothing_to_do, progress_bars, warn
-from .options import add_memory_arg, add_output_args, settings_from_args
+from .options import add_memory_arg, add_output_args, add_region_args, settings_from_args
 from .output import export_and_summarise
 from .setup import image_encoder, memory_for, open_store
 
@@ -23,12 +24,14 @@ def add_parser(sub) -> None:
                    help="also score flashback's own 16 s sample clip (a drawn street where a car catches fire at 9 s): "
                         "a first run needs no video of your own")
     add_memory_arg(s)
+    add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
     s.set_defaults(run=run)
 
 
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a)
+    cameras = load_cameras(a.cameras, a.roi)
     if not a.paths and not a.sample:
         raise UsageError("score: give at least one PATH (a video, a folder or a URL), or --sample")
     paths = list(a.paths)
@@ -66,7 +69,7 @@ def run(a: argparse.Namespace) -> int:
                     warn(f"{source}: the same bytes as {seen[video_id]}; scored and stored once, under that video")
                     return
                 seen[video_id] = str(source)
-                result = detector.score(source, on_progress, video_id=video_id)
+                result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location))
                 if result.truncated:
                     warn(f"{source}: {result.note}")
                 results.append(result)  # exported even if the store refuses it below

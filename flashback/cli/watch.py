@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 from pathlib import Path
 
+from ..cameras import load_cameras
 from ..errors import FlashbackError
 from ..live.feeds import parse_feeds
 from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
-from .options import add_encoder_args, add_memory_arg, add_settings_args, add_store_args, setting, settings_from_args
+from .options import add_encoder_args, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
 from .setup import image_encoder, memory_for, open_store
 
 
@@ -43,6 +45,7 @@ def add_parser(sub) -> None:
                    help="stop after S seconds (default: until every feed ends or a signal)")
     w.add_argument("--stats-every", type=setting(W, "stats_every_s"), default=10.0, metavar="S",
                    help="per-feed latency/drop report interval (10)")
+    add_region_args(w, "its name a feed's NAME")
     add_encoder_args(w)
     add_settings_args(w)
     w.set_defaults(run=run)
@@ -50,7 +53,8 @@ def add_parser(sub) -> None:
 
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
-    feeds = parse_feeds(a.feeds, a.transport, a.loop)
+    cameras = load_cameras(a.cameras, a.roi)
+    feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
     config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
                          stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max)
     store = open_store(a)

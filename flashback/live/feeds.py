@@ -22,8 +22,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..cameras import Region
 from ..decode import MAX_SIDE, MIN_SIDE, FrameFit
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..sources import is_url
 
 TRANSPORTS = ("tcp", "udp")
@@ -35,6 +36,7 @@ class FeedSpec:
     location: str
     transport: str = "tcp"  # RTSP only
     loop: bool = False  # files: start again at the end
+    region: Region | None = None  # what of each frame the encoder sees (--roi, --cameras)
 
     @property
     def is_file(self) -> bool:
@@ -211,6 +213,9 @@ class FeedReader:
                 self.backoff.reset()
                 try:
                     reason = self._decode(container)
+                except InputError as e:  # the camera's region does not fit its frames: reconnecting cannot help
+                    self.error = str(e)
+                    return
                 finally:
                     container.close()
                 if self._stop.is_set():

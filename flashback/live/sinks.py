@@ -121,7 +121,8 @@ class LiveStoreSink(LiveSink):
         self._queue(lambda con: writers.write_run(con, self.run))
         self._queue(lambda con: writers.write_video(con, vid, spec.location, None, 0.0, 0))
         self._queue(lambda con: writers.replace_scoring(con, rid, vid, spec.location, "segment", 0, 0, 0, None,
-                                                        note="live feed"))
+                                                        note="live feed",
+                                                        region=spec.region.describe() if spec.region else None))
         self._queue(lambda con: writers.write_feed(con, vid, spec.name, spec.location,
                                                    session.started_at.astimezone().replace(tzinfo=None)))
         self.flush(force=True)

@@ -114,7 +114,7 @@ class Watcher:
             vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.location.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
             session = FeedSession(spec, vid, started)
-            reader = FeedReader(spec, self.detector.frame_fit, self.grid.step_s, t0, self.config.queue_len,
+            reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0, self.config.queue_len,
                                 self.config.read_timeout_s, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
                                 on_outage=self._outages.put, log=self.log)
             self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),

@@ -96,7 +96,8 @@ PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", 
 
 
 def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str, n_samples: int, n_segments: int,
-                    n_events: int, max_score: float | None, truncated: bool = False, note: str | None = None) -> None:
+                    n_events: int, max_score: float | None, truncated: bool = False, note: str | None = None,
+                    region: str | None = None) -> None:
     """Start a (run, video) afresh: every per-video row goes, then its scoring row is written.
     Reviews are never deleted: they re-attach to the same events (``write_review``)."""
     assert frame_unit in FRAME_UNITS
@@ -104,7 +105,7 @@ def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str,
         con.execute(f"DELETE FROM {table} WHERE run_id = ? AND video_id = ?", [run_id, video_id])
     _insert(con, "scorings", {"run_id": run_id, "video_id": video_id, "path": path, "scored_at": _now(),
                               "truncated": truncated, "note": note, "n_samples": n_samples, "n_segments": n_segments,
-                              "n_events": n_events, "max_score": max_score, "frame_unit": frame_unit})
+                              "n_events": n_events, "max_score": max_score, "frame_unit": frame_unit, "region": region})
 
 
 def add_live_progress(con, run_id: str, video_id: str, segments: Segments, frames_per_s: float | None) -> None:
