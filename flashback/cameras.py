@@ -19,11 +19,11 @@ The camera file is TOML, one table per camera.  For ``watch`` a table's name is 
 from __future__ import annotations
 
 import fnmatch
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from .errors import InputError, UsageError
 

@@ -221,8 +221,8 @@ def test_an_events_clip_is_its_span_with_context_as_h264(tmp_path):
 
     import av
 
+    from flashback.media import MAX_CLIP_S, MediaError, clip_span, event_clip
     from flashback.synthetic import make_video
-    from ui.media import MAX_CLIP_S, MediaError, clip_span, event_clip
 
     assert clip_span(10.0, 12.0, 11.0, 100.0) == (8.0, 14.0, "")
     assert clip_span(1.0, 99.5, 50.0, 100.0)[:2] == (50.0 - MAX_CLIP_S / 2, 50.0 + MAX_CLIP_S / 2)

@@ -157,11 +157,11 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
     """MPEG-4 Part 2 in AVI plays in no browser: the page serves the event's span as H.264 MP4."""
     from playwright.sync_api import sync_playwright
 
+    from flashback.media import clip_span
     from flashback.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
     from flashback.synthetic import make_video
-    from ui.media import clip_span
 
     video = make_video(tmp_path / "dock.avi", n_frames=240, codec="mpeg4", scene_of=lambda k: k // 40)
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))

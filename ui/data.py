@@ -65,11 +65,13 @@ _LATEST = """
 _EVENTS = f"""
     SELECT e.run_id, e.video_id, e.event, e.start_s, e.end_s, e.start_frame, e.end_frame, e.peak_score,
            e.peak_s, coalesce(e.category, '-') AS category, e.anomalous_weight, e.normal_weight, e.captions,
-           v.path, s.scored_at, coalesce(l.verdict, 'pending') AS status, l.reviewer, l.note, l.created_at AS reviewed_at
+           v.path, s.scored_at, coalesce(l.verdict, 'pending') AS status, l.reviewer, l.note, l.created_at AS reviewed_at,
+           m.clip_path, m.clip_start_s, m.clip_end_s, m.thumb_path, m.note AS media_note
     FROM events e
     JOIN videos v USING (video_id)
     JOIN scorings s USING (run_id, video_id)
     LEFT JOIN ({_LATEST}) l ON l.run_id = e.run_id AND l.video_id = e.video_id AND l.start_frame = e.start_frame
+    LEFT JOIN event_media m ON m.run_id = e.run_id AND m.video_id = e.video_id AND m.start_frame = e.start_frame
 """
 
 
@@ -101,7 +103,7 @@ class ReviewDB:
             return str(e)
         if "events" not in tables:
             return f"{self.path}: not a flashback results database (no events table)"
-        if "reviews" not in tables:  # written by a flashback that predates reviews: add the table
+        if "event_media" not in tables:  # written by an older flashback: add what it lacks
             self._store.initialize()
         return None
 
@@ -187,6 +189,15 @@ class ReviewDB:
             return None
         p = Path(row[0])
         return p if p.is_file() else None
+
+    def stored_media(self, relative: str | None) -> Path | None:
+        """A clip or thumbnail the store recorded, under its media folder; None if it is not there
+        (pruned, or never made).  A path that would leave the media folder is refused."""
+        if not relative:
+            return None
+        root = self._store.media_dir.resolve()
+        p = (root / relative).resolve()
+        return p if p.is_relative_to(root) and p.is_file() else None
 
     # ------------------------------------------------------------ verdicts
 

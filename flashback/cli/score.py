@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cameras import load_cameras
 from ..errors import UsageError
+from ..media import file_event_media
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
@@ -23,6 +24,8 @@ def add_parser(sub) -> None:
     s.add_argument("--sample", action="store_true",
                    help="also score flashback's own 16 s sample clip (a drawn street where a car catches fire at 9 s): "
                         "a first run needs no video of your own")
+    s.add_argument("--no-media", action="store_true",
+                   help="do not keep a clip and a thumbnail of each event under the store's media folder (FILE.media/)")
     add_memory_arg(s)
     add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
@@ -74,7 +77,12 @@ def run(a: argparse.Namespace) -> int:
                     warn(f"{source}: {result.note}")
                 results.append(result)  # exported even if the store refuses it below
                 if store is not None:
-                    store.save(run_, result)
+                    media = []
+                    if result.events and not a.no_media and not source.is_url:
+                        progress.update(task, done=f"clips of {len(result.events)} event(s)")
+                        media = file_event_media(source.path, video_id, run_.run_id, result.events, result.duration_s,
+                                                 store.media_dir)
+                    store.save(run_, result, media)
             finally:
                 progress.remove_task(task)
 

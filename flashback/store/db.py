@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 
 from ..errors import StoreError
+from ..media import EventMedia, media_dir
 from ..pipeline import VideoResult
 from ..sources import is_url
 from . import writers
@@ -152,10 +153,18 @@ class ResultStore:
             ).fetchnumpy()
         return np.asarray(d["time_s"]), np.asarray(d["score"])
 
-    def save(self, run: RunRecord, result: VideoResult) -> None:
-        """Replace everything stored for (run, video) with this result, atomically."""
+    @property
+    def media_dir(self) -> Path:
+        """Where this store's event clips and thumbnails live (``media_path`` columns are relative to it)."""
+        return media_dir(self.path)
+
+    def save(self, run: RunRecord, result: VideoResult, media: list[EventMedia] = ()) -> None:
+        """Replace everything stored for (run, video) with this result (and its events' media, whose
+        files are already written), atomically."""
         with self.transaction() as con:
             write_result(con, run, result)
+            for m in media:
+                writers.write_event_media(con, run.run_id, result.video_id, m)
 
 
 def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..bundle import CaptionTable
 from ..events import Event
+from ..media import EventMedia
 from ..scoring import Segments
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def write_video(con, video_id: str, path: str, fps: float | None, duration_s: fl
                height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at""")
 
 
-PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "events")
+PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "events", "event_media")
 
 
 def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str, n_samples: int, n_segments: int,
@@ -169,6 +170,16 @@ def write_event(con, run_id: str, video_id: str, e: Event) -> None:
         "normal_weight": ex.normal_weight, "captions": json.dumps([c.to_dict() for c in ex.captions])})
     con.execute("""UPDATE scorings SET n_events = (SELECT count(*) FROM events WHERE run_id = ? AND video_id = ?)
                    WHERE run_id = ? AND video_id = ?""", [run_id, video_id, run_id, video_id])
+
+
+def write_event_media(con, run_id: str, video_id: str, m: EventMedia) -> None:
+    """An event's clip and thumbnail (files already in place under the media folder); replaces an
+    earlier row of the same event."""
+    con.execute("DELETE FROM event_media WHERE run_id = ? AND video_id = ? AND start_frame = ?",
+                [run_id, video_id, m.start_frame])
+    _insert(con, "event_media", {"run_id": run_id, "video_id": video_id, "start_frame": m.start_frame,
+                                 "clip_path": m.clip, "clip_start_s": m.clip_start_s, "clip_end_s": m.clip_end_s,
+                                 "thumb_path": m.thumb, "thumb_s": m.thumb_s, "note": m.note, "created_at": _now()})
 
 
 # ------------------------------------------------------------------ live feeds

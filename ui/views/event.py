@@ -7,9 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 from flashback.errors import FlashbackError
+from flashback.media import MediaError, event_clip, key_frames
 from ui import state
 from ui.data import VERDICTS, EventKey, ReviewDB
-from ui.media import MediaError, event_clip, key_frames
 from ui.views.common import md, open_event, open_video, status_label, timeline_figure
 
 
@@ -53,24 +53,7 @@ def render(db: ReviewDB) -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        path = db.media_path(ev["video_id"])
-        if path is None and ev["video_id"].startswith("live-"):
-            st.info(f"Live feed {md(ev['path'])}: no recording is kept, so there are no frames to show; "
-                    "the score timeline and the captions are what the watcher saw.")
-        elif path is None:
-            st.warning(f"The video file is not at {md(ev['path'])} any more; scores and captions are still shown.")
-        else:
-            times = [ev["peak_s"] + d for d in (-2, -1, 0, 1, 2) if 0 <= ev["peak_s"] + d <= (tl["duration_s"] or 0)]
-            try:
-                frames = key_frames(path, times)
-            except MediaError as e:
-                st.warning(f"{md(e)}; scores and captions are still shown.")
-            else:
-                if frames:
-                    cols = st.columns(len(frames))
-                    for col, (t, img) in zip(cols, frames):
-                        col.image(img, caption=f"{t:.1f} s", width="stretch")
-                _show_clip(path, ev, tl["duration_s"])
+        _show_media(db, ev, tl["duration_s"])
     with right:
         st.subheader("Why it was flagged")
         aw, nw = ev["anomalous_weight"], ev["normal_weight"]
@@ -106,6 +89,36 @@ def render(db: ReviewDB) -> None:
 def _clip(path: str, mtime_ns: int, start_s: float, end_s: float, peak_s: float, duration_s: float | None):
     """One event's clip, cut once per file version (the mtime is in the key)."""
     return event_clip(Path(path), start_s, end_s, peak_s, duration_s)
+
+
+def _show_media(db: ReviewDB, ev: dict, duration_s: float | None) -> None:
+    """The stored clip and key frames from the recording; a clip cut now from the source file when
+    the store kept none; or one line saying why there is nothing to show."""
+    clip = db.stored_media(ev["clip_path"])
+    path = db.media_path(ev["video_id"])
+    if path is not None:
+        times = [ev["peak_s"] + d for d in (-2, -1, 0, 1, 2) if 0 <= ev["peak_s"] + d <= (duration_s or 0)]
+        try:
+            frames = key_frames(path, times)
+        except MediaError as e:
+            st.warning(f"{md(e)}; scores and captions are still shown.")
+            frames = []
+        if frames:
+            cols = st.columns(len(frames))
+            for col, (t, img) in zip(cols, frames):
+                col.image(img, caption=f"{t:.1f} s", width="stretch")
+    if clip is not None:
+        st.video(str(clip), format="video/mp4")
+        st.caption(f"stored clip, {ev['clip_start_s']:.1f}–{ev['clip_end_s']:.1f} s"
+                   + (" of the feed" if ev["video_id"].startswith("live-") else " of the video"))
+    elif path is not None:
+        _show_clip(path, ev, duration_s)
+    elif ev["video_id"].startswith("live-"):
+        st.info(f"Live feed {md(ev['path'])}: no clip was stored for this event"
+                + (f" ({md(ev['media_note'])})" if ev["media_note"] else "")
+                + "; the score timeline and the captions are what the watcher saw.")
+    else:
+        st.warning(f"The video file is not at {md(ev['path'])} any more; scores and captions are still shown.")
 
 
 def _show_clip(path: Path, ev: dict, duration_s: float | None) -> None:

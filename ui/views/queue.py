@@ -45,14 +45,19 @@ def render(db: ReviewDB) -> None:
         return
     st.caption(f"{len(rows)} event(s), highest peak score first")
     for i, r in enumerate(rows[:PAGE]):
-        c = st.columns([4, 1.2, 1.2, 2, 1.4, 1])
-        c[0].write(f"**{md(r['path'].rsplit('/', 1)[-1])}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
-        c[1].write(f"peak **{r['peak_score']:.2f}**")
-        c[2].write(md(r["category"]))
+        c = st.columns([1.3, 4, 1.2, 1.2, 2, 1.4, 1], vertical_alignment="center")
+        thumb = db.stored_media(r["thumb_path"])
+        if thumb is not None:
+            c[0].image(str(thumb), width="stretch")
+        else:
+            c[0].caption("no thumbnail")
+        c[1].write(f"**{md(r['path'].rsplit('/', 1)[-1])}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
+        c[2].write(f"peak **{r['peak_score']:.2f}**")
+        c[3].write(md(r["category"]))
         top = next((x["text"] for x in r["captions"] if x["label"] == "anomalous"), "")
-        c[3].caption(md(top))
-        c[4].write(status_label(r["status"]))
-        c[5].button("Review", key=f"open-{i}", on_click=open_event, args=(r["key"],))
+        c[4].caption(md(top))
+        c[5].write(status_label(r["status"]))
+        c[6].button("Review", key=f"open-{i}", on_click=open_event, args=(r["key"],))
     if len(rows) > PAGE:
         st.caption(f"Showing the first {PAGE}; narrow the filters to see the rest.")
     st.session_state[state.SNAPSHOT] = db.version()
