@@ -78,6 +78,7 @@ def seed_memory(tiny_encoder, tmp_path_factory):
 @pytest.fixture(scope="session")
 def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
     """Three videos in two camera folders, scored with a threshold low enough to flag events."""
+    from flashback.media import file_event_media
     from flashback.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
@@ -95,8 +96,8 @@ def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
     store = ResultStore(db)
     store.initialize()
     results = [det.score(str(v)) for v in videos]
-    for r in results:
-        store.save(run, r)
+    for v, r in zip(videos, results):
+        store.save(run, r, file_event_media(v, r.video_id, run.run_id, r.events, r.duration_s, store.media_dir))
     return db, run, results
 
 

@@ -21,6 +21,7 @@ APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 def db_copy(filled_store, tmp_path, monkeypatch):
     db = tmp_path / "r.duckdb"
     shutil.copy(filled_store[0], db)
+    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
     monkeypatch.setenv(DB_ENV, str(db))
     return db
 
@@ -238,3 +239,32 @@ def test_an_events_clip_is_its_span_with_context_as_h264(tmp_path):
     (tmp_path / "gone.avi").write_bytes(b"RIFF" + bytes(100))
     with pytest.raises(MediaError, match="gone.avi: the recorded video cannot be decoded"):
         event_clip(tmp_path / "gone.avi", 1.0, 2.0, 1.5)
+
+
+def test_the_queue_shows_thumbnails_and_the_event_page_plays_the_stored_clip(db_copy):
+    rows = ReviewDB(db_copy).events()
+    at = app()
+    images = at.get("image")
+    assert len(images) == len(rows) and not [c for c in at.caption if c.value == "no thumbnail"]
+    at.button(key="open-0").click().run()
+    assert not at.exception, at.exception
+    videos = at.get("video")
+    assert len(videos) == 1
+    assert any(c.value.startswith("stored clip, ") for c in at.caption)
+    # a pruned thumbnail and clip: the queue says so, the page cuts a clip from the file instead
+    media = db_copy.with_suffix(".media")
+    (media / rows[0]["thumb_path"]).unlink()
+    (media / rows[0]["clip_path"]).unlink()
+    at = app()
+    assert len(at.get("image")) == len(rows) - 1 and [c.value for c in at.caption].count("no thumbnail") == 1
+    at.button(key="open-0").click().run()
+    assert len(at.get("video")) == 1 and not any(c.value.startswith("stored clip, ") for c in at.caption)
+    assert any(c.value.startswith("clip ") for c in at.caption)
+
+
+def test_a_stored_media_path_cannot_leave_the_media_folder(db_copy):
+    data = ReviewDB(db_copy)
+    row = data.events()[0]
+    assert data.stored_media(row["thumb_path"]).is_file()
+    assert data.stored_media("../r.duckdb") is None and data.stored_media(str(db_copy)) is None
+    assert data.stored_media(None) is None

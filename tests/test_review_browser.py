@@ -22,6 +22,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def server(filled_store, tmp_path):
     db = tmp_path / "r.duckdb"
     shutil.copy(filled_store[0], db)
+    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
     with review_server(db) as url:
         yield url, db
 
@@ -187,4 +188,34 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
             assert page.get_by_text(f"clip {a:.1f}–{b:.1f} s of the video").count() == 1
         finally:
             page.screenshot(path=str(tmp_path / "avi.png"), full_page=True)
+            browser.close()
+
+
+def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path):
+    """The queue's thumbnails are real images in the page; the event page plays the clip the
+    scorer stored (stream-copied H.264), not the source file."""
+    from playwright.sync_api import sync_playwright
+
+    url, db = server
+    with duckdb.connect(str(db), read_only=True) as c:
+        n, span = c.execute("SELECT count(*), max(clip_end_s - clip_start_s) FROM event_media").fetchone()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("button", name="Review", exact=True).first.wait_for(timeout=60_000)
+            page.wait_for_function(f"() => [...document.images].filter(i => i.complete && i.naturalWidth >= 320).length >= {n}",
+                                   timeout=30_000)
+            open_first_event(page)
+            player = page.locator("video").first
+            player.wait_for(timeout=60_000)
+            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
+                                   timeout=30_000)
+            state = player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
+            assert state["error"] is None and state["ready"] >= 2, state
+            assert 0 < state["duration"] <= span + 0.5
+            assert page.get_by_text("stored clip, ").count() == 1
+        finally:
+            page.screenshot(path=str(tmp_path / "stored.png"), full_page=True)
             browser.close()
