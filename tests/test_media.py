@@ -82,3 +82,28 @@ def test_no_media_keeps_none(tmp_path, seed_memory):
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] > 0
         assert c.execute("SELECT count(*) FROM event_media").fetchone()[0] == 0
     assert not (tmp_path / "r.media").exists()
+
+
+def test_clips_exports_files_and_an_index(scored, tmp_path):
+    import csv
+
+    d, db, h264, avi = scored
+    rows = media_rows(db)
+    out = tmp_path / "handover"
+    p = flashback("clips", "--db", db, "--out", out, "--since", "1h")
+    assert p.returncode == 0, p.stderr
+    index = list(csv.DictReader(open(out / "index.csv")))
+    assert len(index) == len(rows)
+    for r in index:
+        assert (out / r["clip"]).read_bytes()[4:8] == b"ftyp" and (out / r["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
+        assert r["camera"] in (str(h264), str(avi)) and r["clip"].startswith(("gate_", "lobby_")) and r["status"] == "pending"
+    assert f"{len(rows)} clip(s)" in p.stdout
+    # nothing made since tomorrow; a verdict filter; bad values are one line
+    p = flashback("clips", "--db", db, "--out", tmp_path / "none", "--since", "2999-01-01")
+    assert p.returncode == 0 and list(csv.DictReader(open(tmp_path / "none" / "index.csv"))) == []
+    p = flashback("clips", "--db", db, "--out", tmp_path / "c", "--status", "confirmed")
+    assert p.returncode == 0 and "0 clip(s)" in p.stdout
+    p = flashback("clips", "--db", db, "--out", tmp_path / "x", "--since", "last week")
+    assert p.returncode == 2 and "'last week': expected 24h, 7d, 30m or a date" in p.stderr
+    p = flashback("clips", "--db", tmp_path / "nope.duckdb", "--out", tmp_path / "x")
+    assert p.returncode == 1 and "nope.duckdb: no such results database" in p.stderr

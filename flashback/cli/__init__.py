@@ -5,6 +5,7 @@
     eval.py            flashback eval           AUC/AP against a dataset's ground truth
     watch.py           flashback watch          live feeds
     review.py          flashback review         the Streamlit review app
+    clips.py           flashback clips          stored event clips and thumbnails, copied out
     memory.py          flashback memory ...     info, verify, build, from-captions
     bench.py           flashback bench          speed per stage
     options.py         flags shared by several commands, with their ranges
@@ -24,10 +25,10 @@ import argparse
 import sys
 
 from ..errors import FlashbackError, UsageError
-from . import bench, captions, eval, memory, review, score, watch
+from . import bench, captions, clips, eval, memory, review, score, watch
 from .common import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail, log_to_stderr, out, report_bug, warn
 
-COMMANDS = (score, watch, captions, eval, review, bench, memory)
+COMMANDS = (score, watch, captions, eval, review, clips, bench, memory)
 
 
 def build_parser() -> argparse.ArgumentParser:

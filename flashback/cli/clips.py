@@ -1,0 +1,105 @@
+"""``flashback clips``: copy the stored clips and thumbnails of flagged events into a folder, with
+names a person can sort and an index, for a hand-over, a report or another tool."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ..errors import StoreError, UsageError
+from ..store import ResultStore
+from .common import EXIT_OK, out, progress_bars, warn
+from .options import DEFAULT_DB
+
+VERDICT_CHOICES = ("pending", "confirmed", "false_alarm", "unsure")
+INDEX = "index.csv"
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("clips", help="export the stored clips and thumbnails of flagged events to a folder",
+                       description="Copy each flagged event's stored clip (MP4) and thumbnail (JPEG) into --out, named "
+                                   "camera_time_category, with an index.csv of what each file shows.")
+    c.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+    c.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to copy them into (created if missing)")
+    c.add_argument("--since", type=since, metavar="WHEN",
+                   help="only events whose media were made since: 24h, 7d, 30m, or a date/time (2026-11-20, 2026-11-20T08:00)")
+    c.add_argument("--status", choices=VERDICT_CHOICES, action="append",
+                   help="only events with this verdict (repeatable; default: all)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(run=run)
+
+
+def since(text: str) -> datetime:
+    """``24h``, ``7d``, ``30m`` ago, or an ISO date or date-time (local time, as the store keeps it)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", text)
+    if m:
+        n, unit = float(m.group(1)), m.group(2)
+        unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
+        return datetime.now() - timedelta(**{unit_name: n})
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 24h, 7d, 30m or a date such as 2026-11-20") from None
+
+
+_QUERY = """
+    SELECT m.clip_path, m.thumb_path, m.created_at, e.start_s, e.end_s, e.peak_score, coalesce(e.category, '-'),
+           coalesce(f.feed, v.path), coalesce(l.verdict, 'pending'), e.video_id, e.event
+    FROM event_media m
+    JOIN events e USING (run_id, video_id, start_frame)
+    JOIN videos v USING (video_id)
+    LEFT JOIN live_feeds f USING (video_id)
+    LEFT JOIN (SELECT run_id, video_id, start_frame, arg_max(verdict, review_id) AS verdict FROM reviews
+               GROUP BY ALL) l USING (run_id, video_id, start_frame)
+    WHERE m.created_at >= ? ORDER BY m.created_at, e.start_s
+"""
+
+
+def _safe(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")[:limit] or "x"
+
+
+def run(a: argparse.Namespace) -> int:
+    store = ResultStore(a.db)
+    if not a.db.exists():
+        raise StoreError(f"{a.db}: no such results database")
+    if a.out.exists() and not a.out.is_dir():
+        raise UsageError(f"--out {a.out}: exists and is not a folder")
+    with store.connect(read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "event_media" not in tables:
+            raise StoreError(f"{a.db}: written by an older flashback, it holds no clips (score again to make them)")
+        rows = con.execute(_QUERY, [a.since or datetime.min]).fetchall()
+    if a.status:
+        rows = [r for r in rows if r[8] in a.status]
+    a.out.mkdir(parents=True, exist_ok=True)
+    media = store.media_dir
+    index, missing = [], 0
+    with progress_bars(a.quiet) as progress:
+        task = progress.add_task("copying clips", total=len(rows), done=f"0/{len(rows)} events")
+        for k, (clip, thumb, made, start_s, end_s, peak, category, camera, status, video_id, event) in enumerate(rows):
+            stem = f"{_safe(Path(camera).stem if '/' in camera else camera)}_{made:%Y%m%d-%H%M%S}_{_safe(category, 24)}_e{event}"
+            copied = {}
+            for kind, rel, ext in (("clip", clip, ".mp4"), ("thumbnail", thumb, ".jpg")):
+                src = media / rel if rel else None
+                if src is not None and src.is_file():
+                    shutil.copyfile(src, a.out / f"{stem}{ext}")
+                    copied[kind] = f"{stem}{ext}"
+            missing += "clip" not in copied
+            index.append({"clip": copied.get("clip", ""), "thumbnail": copied.get("thumbnail", ""), "camera": camera,
+                          "video_id": video_id, "event": event, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
+                          "peak_score": round(peak, 4), "category": category, "status": status,
+                          "made_at": made.isoformat(timespec="seconds")})
+            progress.update(task, advance=1, done=f"{k + 1}/{len(rows)} events")
+    with open(a.out / INDEX, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(index[0]) if index else ["clip"])
+        w.writeheader()
+        w.writerows(index)
+    if missing:
+        warn(f"{missing} event(s) have no clip file any more (pruned, or it could not be cut); listed in {INDEX} without one")
+    out.print(f"{len(index) - missing} clip(s) and their thumbnails copied to {a.out} (index: {a.out / INDEX})")
+    return EXIT_OK
