@@ -95,7 +95,7 @@ def write_clip(path: Path, start_s: float, end_s: float, peak_s: float, duration
                target: Path) -> tuple[float, float, str]:
     """Cut the event's clip of ``path`` into ``target`` (MP4); returns its real span and a note."""
     a, b, note = clip_span(start_s, end_s, peak_s, duration_s)
-    with _source(path) as (src, stream, origin), _renamed(target) as tmp:
+    with _source(path) as (src, stream, origin), renamed(target) as tmp:
         if origin is None:
             raise ValueError("no frame")
         if stream.codec_context.name in COPYABLE:
@@ -185,20 +185,29 @@ def key_frames(path: Path, times_s: list[float], width: int = THUMB_WIDTH) -> li
                     chosen = frame
                 break
             if chosen is not None:
-                w, h = upright_size(chosen)
-                out.append((t, displayed_rgb(chosen, width, max(2, round(h * width / w)), "BILINEAR")))
+                out.append((t, frame_rgb(chosen, width)))
     return out
+
+
+def frame_rgb(frame: av.VideoFrame, width: int = THUMB_WIDTH) -> np.ndarray:
+    """A frame as displayed, scaled to ``width`` (aspect kept)."""
+    w, h = upright_size(frame)
+    return displayed_rgb(frame, width, max(2, round(h * width / w)), "BILINEAR")
+
+
+def save_jpeg(rgb: np.ndarray, target: Path) -> None:
+    from PIL import Image
+
+    with renamed(target) as tmp:
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=85)
 
 
 def write_thumbnail(path: Path, t_s: float, target: Path) -> None:
     """The frame on screen at ``t_s`` seconds of ``path``, as a JPEG at ``target``."""
-    from PIL import Image
-
     frames = key_frames(path, [t_s])
     if not frames:
         raise MediaError(f"{path}: no frame at {t_s:.1f} s for a thumbnail")
-    with _renamed(target) as tmp:
-        Image.fromarray(frames[0][1]).save(tmp, format="JPEG", quality=85)
+    save_jpeg(frames[0][1], target)
 
 
 def file_event_media(path: Path, video_id: str, run_id: str, events, duration_s: float | None,
@@ -219,7 +228,7 @@ def file_event_media(path: Path, video_id: str, run_id: str, events, duration_s:
 
 
 @contextlib.contextmanager
-def _renamed(target: Path):
+def renamed(target: Path):
     """A temporary path next to ``target``, renamed onto it only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..cameras import load_cameras
 from ..errors import FlashbackError
 from ..live.feeds import parse_feeds
+from ..live.media_sink import LiveMediaSink
 from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
@@ -33,6 +34,8 @@ def add_parser(sub) -> None:
     w.add_argument("--webhook", metavar="URL", help="POST every event opening and closing here as JSON (retried until delivered)")
     w.add_argument("--webhook-outbox", type=Path, metavar="FILE",
                    help="undelivered webhook updates are kept here until delivered, across runs (default: next to --db)")
+    w.add_argument("--no-media", action="store_true",
+                   help="do not keep a clip and a thumbnail of each event (kept by default under the store's media folder, FILE.media/)")
     w.add_argument("--transport", default="tcp", choices=["tcp", "udp"], help="RTSP transport (tcp)")
     w.add_argument("--loop", action="store_true", help="play files again from the start when they end")
     w.add_argument("--max-latency", type=setting(W, "max_latency_s"), default=1.0, metavar="S",
@@ -55,9 +58,10 @@ def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
     cameras = load_cameras(a.cameras, a.roi)
     feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
-    config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
-                         stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max)
     store = open_store(a)
+    config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
+                         stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max,
+                         clips=store is not None and not a.no_media)
     encoder = image_encoder(a)
     memory = memory_for(a, encoder)
     try:
@@ -66,10 +70,13 @@ def run(a: argparse.Namespace) -> int:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
     sinks: list[LiveSink] = [events]
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say)
-    store_sink = webhook = None
+    store_sink = webhook = media = None
     if store is not None:
         store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector))
         sinks.append(store_sink)
+    if config.clips:
+        media = LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say)
+        sinks.append(media)
     if a.webhook:
         outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")
         webhook = WebhookSink(a.webhook, outbox, log=say)
@@ -91,6 +98,8 @@ def run(a: argparse.Namespace) -> int:
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
+        if media is not None:
+            media.close()  # the clips of events that closed just now, then their rows below
         if store_sink is not None and not store_sink.close():
             fail(f"{store.path}: could not write the last results ({store_sink.last_error})")
             failed = True

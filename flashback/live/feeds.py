@@ -26,6 +26,7 @@ from ..cameras import Region
 from ..decode import MAX_SIDE, MIN_SIDE, FrameFit
 from ..errors import InputError, UsageError
 from ..sources import is_url
+from .packets import PacketRing, StreamInfo
 
 TRANSPORTS = ("tcp", "udp")
 
@@ -138,9 +139,11 @@ class FeedReader:
     def __init__(
         self, spec: FeedSpec, fit: FrameFit, step_s: float, t0: float, queue_len: int = 32,
         read_timeout_s: float = 5.0, backoff: Backoff | None = None, on_outage: Callable[[Outage], None] | None = None,
-        log: Callable[[str], None] = lambda m: None,
+        log: Callable[[str], None] = lambda m: None, packets: PacketRing | None = None,
     ):
         self.spec, self.fit, self.step_s, self.t0 = spec, fit, step_s, t0
+        self.packets = packets  # every packet also goes here, for event clips
+        self._epoch = 0  # openings of the feed: a reconnect is a new stream
         self.views: int | None = None  # views per frame (tiles), fixed by the first stream opened
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff or Backoff()
@@ -255,18 +258,24 @@ class FeedReader:
             self.views = self.fit.views(w, h)
         stream.thread_type = "AUTO"
         pace_origin: float | None = None  # files: wall time of pts 0
+        self._epoch += 1
+        ctx = stream.codec_context
+        info = StreamInfo(ctx.name, ctx.extradata, stream.time_base, self._epoch)
         try:
-            for frame in container.decode(stream):
-                if self._stop.is_set():
-                    return "stopped"
-                if self.spec.is_file and frame.time is not None:
-                    if pace_origin is None:
-                        pace_origin = time.monotonic() - frame.time
-                    delay = pace_origin + frame.time - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
+            for packet in container.demux(stream):
+                if self.packets is not None:
+                    self.packets.push(self.now_s(), packet, info)
+                for frame in packet.decode():
+                    if self._stop.is_set():
                         return "stopped"
-                self.stats.frames_decoded += 1
-                self._offer(frame)
+                    if self.spec.is_file and frame.time is not None:
+                        if pace_origin is None:
+                            pace_origin = time.monotonic() - frame.time
+                        delay = pace_origin + frame.time - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            return "stopped"
+                    self.stats.frames_decoded += 1
+                    self._offer(frame)
         except av.FFmpegError as e:
             return _reason(e)
         except OSError as e:

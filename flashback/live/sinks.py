@@ -19,17 +19,22 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import numpy as np
 
 from ..atomic import atomic_write_text
 from ..bundle import CaptionTable
 from ..errors import StoreError
+from ..events import Event
+from ..media import EventMedia
 from ..scoring import Segments
 from ..store import ResultStore, RunRecord, writers
 from .causal import EventUpdate
 from .feeds import Backoff, FeedSpec, Outage
+
+if TYPE_CHECKING:
+    from .packets import PacketRing
 
 
 @dataclass
@@ -39,6 +44,7 @@ class FeedSession:
     spec: FeedSpec
     video_id: str
     started_at: datetime  # UTC wall time of feed time 0
+    packets: PacketRing | None = None  # its recent packets, for event clips (None: no clips kept)
 
 
 class LiveSink(Protocol):
@@ -60,6 +66,9 @@ class LiveSink(Protocol):
 
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
         """Per-feed counters and latency, every ``--stats-every`` seconds and at the end."""
+
+    def media(self, session: FeedSession, event: Event, media: EventMedia) -> None:
+        """An event's clip and thumbnail are written (some time after it closed), or could not be."""
 
     def tick(self) -> None:
         """Called every watcher round, for time-based work."""
@@ -92,9 +101,22 @@ class JsonLinesSink(LiveSink):
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
         self.write({"type": "feed_stats", "video_id": session.video_id, "active": active, **stats})
 
+    def media(self, session: FeedSession, event: Event, media: EventMedia) -> None:
+        self.write(media_doc(session, event, media))
+
     def close(self) -> None:
         if self._own:
             self._f.close()
+
+
+def media_doc(session: FeedSession, event: Event, m: EventMedia, folder: Path | None = None) -> dict:
+    """An event's media as the JSON outputs say it: paths relative to the media folder, or under
+    ``folder`` when given."""
+    where = (lambda rel: rel and str(folder / rel)) if folder is not None else (lambda rel: rel)
+    return {"type": "event_media", "feed": session.spec.name, "event": event.index,
+            "event_key": f"{session.spec.name}/{event.index}", "video_id": session.video_id,
+            "clip": where(m.clip), "clip_start_s": m.clip_start_s, "clip_end_s": m.clip_end_s,
+            "thumbnail": where(m.thumb), "thumbnail_s": m.thumb_s, **({"note": m.note} if m.note else {})}
 
 
 def _wall(session: FeedSession, t_s: float) -> str:
@@ -134,6 +156,11 @@ class LiveStoreSink(LiveSink):
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         rid, vid, e = self.run.run_id, session.video_id, update.event
         self._queue(lambda con: writers.write_event(con, rid, vid, e))
+        self.flush(force=True)
+
+    def media(self, session: FeedSession, event: Event, media: EventMedia) -> None:
+        rid, vid = self.run.run_id, session.video_id
+        self._queue(lambda con: writers.write_event_media(con, rid, vid, media))
         self.flush(force=True)
 
     def outage(self, session: FeedSession, outage: Outage, started: bool) -> None:

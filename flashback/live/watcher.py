@@ -24,6 +24,7 @@ import numpy as np
 
 from ..bundle import MemoryBundle
 from ..checks import COUNT, POSITIVE, Range, check_fields, knob, raise_problems
+from ..media import CONTEXT_S
 from ..pipeline import Detector
 from ..protocols import ImageEncoder, encode_views
 from ..scoring import score_views
@@ -31,6 +32,7 @@ from ..settings import ScoringSettings
 from ..timegrid import pool
 from .causal import CausalSmoother, EventUpdate, OnlineEvents
 from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample, check_unique_names
+from .packets import PacketRing
 from .sinks import FeedSession, LiveSink
 
 CLOSE_GRACE_S = 0.25
@@ -48,6 +50,7 @@ class WatchConfig:
     backoff_cap_s: float = knob(30.0, Range(0.01, 86_400), "--reconnect-max")
     stats_every_s: float = knob(10.0, Range(0.1, 86_400), "--stats-every")
     duration_s: float | None = knob(None, POSITIVE, "--duration", optional=True)  # None: until the feeds end or a signal
+    clips: bool = False  # keep a ring of each feed's packets, for event clips (live/media_sink.py)
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self), "watch")
@@ -100,6 +103,13 @@ class Watcher:
         return READER_STOP_WAIT_S + self.config.max_latency_s + 1.0
 
     @property
+    def ring_s(self) -> float:
+        """Packets kept per feed: an event is reported this long after it began at most (its
+        minimum length, the smoothing lag, a segment, the latency budget), plus the clip's context."""
+        s = self.settings
+        return CONTEXT_S + s.min_event_s + CausalSmoother(s.smoothing_sigma_s).lag_s + s.segment_s + self.config.max_latency_s + 1.0
+
+    @property
     def delays(self) -> dict:
         """What causal scoring adds, stated once at start (and in the JSON lines)."""
         s = self.settings
@@ -113,10 +123,11 @@ class Watcher:
         for spec in self.specs:
             vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.location.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
-            session = FeedSession(spec, vid, started)
-            reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0, self.config.queue_len,
-                                self.config.read_timeout_s, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
-                                on_outage=self._outages.put, log=self.log)
+            session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None)
+            reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0,
+                                self.config.queue_len, self.config.read_timeout_s,
+                                Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
+                                on_outage=self._outages.put, log=self.log, packets=session.packets)
             self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
                                               OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
                                                            self.memory.captions, self.grid.stride_s))
