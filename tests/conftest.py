@@ -109,3 +109,23 @@ def flashback(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     wide terminal, so that the table's cells are not folded across lines."""
     return subprocess.run([FLASHBACK, *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, "COLUMNS": "400", **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def scene_memory(tiny_encoder, tmp_path_factory):
+    """Normal captions are scene-0 frames, anomalous ones scene-5 frames, as the tiny encoder sees them:
+    a video that cuts to scene 5 must score high there and low elsewhere."""
+    import numpy as np
+
+    from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
+    from flashback.synthetic import frame_image
+
+    size = tiny_encoder.image_size
+    frames = [frame_image(i, size, size, scene) for scene in (0, 5) for i in range(0, 40, 5)]
+    vecs = tiny_encoder.encode_images(np.stack(frames))
+    n = len(frames) // 2
+    table = CaptionTable([f"a calm street, view {i}" for i in range(n)] + [f"a window is smashed, view {i}" for i in range(n)],
+                         [False] * n + [True] * n, ["normal"] * n + ["Vandalism"] * n, ["test"] * (2 * n))
+    out = tmp_path_factory.mktemp("scene") / "mem"
+    write_bundle(out, table, vecs, BundleSpec(tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0))
+    return load_bundle(out)

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 from PIL import Image
-from test_watch import FFMPEG, free_port, scene_memory, serve  # noqa: F401 - scene_memory is a fixture
+from streams import FFMPEG, free_port, serve
 
 from flashback.live.feeds import FeedSpec
 from flashback.live.media_sink import LiveMediaSink

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -23,6 +22,7 @@ import duckdb
 import numpy as np
 import pytest
 from conftest import TINY_CLI
+from streams import FFMPEG, free_port, listening, serve
 
 from flashback.bundle import CaptionTable
 from flashback.errors import UsageError
@@ -33,7 +33,6 @@ from flashback.live.watcher import WatchConfig, Watcher
 from flashback.scoring import Segments
 from flashback.settings import PRESETS
 
-FFMPEG = shutil.which("ffmpeg")
 CAPTIONS = CaptionTable(["calm street", "smashing a window"], [False, True], ["normal", "Vandalism"], ["t", "t"])
 
 
@@ -101,29 +100,6 @@ def test_feed_arguments(tmp_path):
 # ---------------------------------------------------------------- real streams on loopback
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(video: Path, port: int, loop: bool = False) -> subprocess.Popen:
-    """ffmpeg as a one-client HTTP server streaming MPEG-TS at the video's real rate."""
-    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-re"] + (["-stream_loop", "-1"] if loop else []) + [
-        "-i", str(video), "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/feed"]
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline and not listening(port):  # a test connection would be its one client
-        time.sleep(0.05)
-    return p
-
-
-def listening(port: int) -> bool:
-    """Is a socket listening on this loopback port? Read from /proc, without connecting."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
-
-
 class Receiver:
     """A webhook receiver on loopback that can be started late."""
 
@@ -150,24 +126,6 @@ class Receiver:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def scene_memory(tiny_encoder, tmp_path_factory):
-    """Normal captions are scene-0 frames, anomalous ones scene-5 frames, as the tiny encoder sees them:
-    a video that cuts to scene 5 must score high there and low elsewhere."""
-    from flashback.bundle import BundleSpec, load_bundle, write_bundle
-    from flashback.synthetic import frame_image
-
-    size = tiny_encoder.image_size
-    frames = [frame_image(i, size, size, scene) for scene in (0, 5) for i in range(0, 40, 5)]
-    vecs = tiny_encoder.encode_images(np.stack(frames))
-    n = len(frames) // 2
-    table = CaptionTable([f"a calm street, view {i}" for i in range(n)] + [f"a window is smashed, view {i}" for i in range(n)],
-                         [False] * n + [True] * n, ["normal"] * n + ["Vandalism"] * n, ["test"] * (2 * n))
-    out = tmp_path_factory.mktemp("scene") / "mem"
-    write_bundle(out, table, vecs, BundleSpec(tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0))
-    return load_bundle(out)
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
