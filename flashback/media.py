@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -225,6 +226,31 @@ def file_event_media(path: Path, video_id: str, run_id: str, events, duration_s:
             continue
         out.append(EventMedia(e.start_frame, clip, a, b, thumb, e.peak_s, note or None))
     return out
+
+
+SWEEP_MIN_AGE_S = 600.0  # a newer file may be a clip whose row a running watch is about to write
+
+
+def sweep(folder: Path, referenced: set[str], delete: bool = True) -> tuple[int, int]:
+    """Remove the files under the media folder that no row names (pruned, or left by a kill),
+    and folders left empty; returns (files, bytes).  Files younger than ``SWEEP_MIN_AGE_S`` stay."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0, 0
+    files = size = 0
+    now = time.time()
+    for p in sorted(folder.rglob("*"), reverse=True):  # children before their folders
+        if p.is_dir():
+            if delete and not any(p.iterdir()):
+                p.rmdir()
+            continue
+        st = p.stat()
+        if p.relative_to(folder).as_posix() in referenced or now - st.st_mtime < SWEEP_MIN_AGE_S:
+            continue
+        files, size = files + 1, size + st.st_size
+        if delete:
+            p.unlink(missing_ok=True)
+    return files, size
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
 from .options import add_encoder_args, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
+from .prune import DAYS
 from .setup import image_encoder, memory_for, open_store
 
 
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
                    help="undelivered webhook updates are kept here until delivered, across runs (default: next to --db)")
     w.add_argument("--no-media", action="store_true",
                    help="do not keep a clip and a thumbnail of each event (kept by default under the store's media folder, FILE.media/)")
+    w.add_argument("--retention-days", type=DAYS.argtype(), metavar="N",
+                   help="while watching, delete what is older than N days from the store, at start and hourly "
+                        "(as flashback prune --keep-days N: events with a verdict stay)")
     w.add_argument("--transport", default="tcp", choices=["tcp", "udp"], help="RTSP transport (tcp)")
     w.add_argument("--loop", action="store_true", help="play files again from the start when they end")
     w.add_argument("--max-latency", type=setting(W, "max_latency_s"), default=1.0, metavar="S",
@@ -72,7 +76,7 @@ def run(a: argparse.Namespace) -> int:
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say)
     store_sink = webhook = media = None
     if store is not None:
-        store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector))
+        store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say)
         sinks.append(store_sink)
     if config.clips:
         media = LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say)

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
@@ -129,11 +129,14 @@ class LiveStoreSink(LiveSink):
     Writes go through ``store.writers``, the same functions the file path uses.
     """
 
-    def __init__(self, store: ResultStore, run: RunRecord, flush_every_s: float = 2.0):
-        self.store, self.run, self.flush_every_s = store, run, flush_every_s
+    def __init__(self, store: ResultStore, run: RunRecord, flush_every_s: float = 2.0, retention_days: float | None = None,
+                 prune_every_s: float = 3600.0, log=lambda m: None):
+        self.store, self.run, self.flush_every_s, self.log = store, run, flush_every_s, log
         self._pending: list[tuple[str, object]] = []  # ("segments", (video_id, Segments, captions, fps)) or ("write", fn)
         self._last_flush = 0.0
         self.last_error = ""  # why the last flush failed (its rows are still buffered)
+        self.retention_days, self.prune_every_s = retention_days, prune_every_s
+        self._last_prune = -float("inf")
 
     def _queue(self, fn) -> None:
         self._pending.append(("write", fn))
@@ -174,8 +177,22 @@ class LiveStoreSink(LiveSink):
         self._queue(lambda con: writers.set_live_counts(con, rid, vid, stats["samples_encoded"]))
 
     def tick(self) -> None:
-        """Write buffered segment scores every ``flush_every_s``."""
+        """Write buffered segment scores every ``flush_every_s``; apply the retention every ``prune_every_s``."""
         self.flush()
+        if self.retention_days is not None and time.monotonic() - self._last_prune >= self.prune_every_s:
+            self._last_prune = time.monotonic()
+            self.prune()
+
+    def prune(self) -> None:
+        """What is older than the retention goes (``ResultStore.prune``: verdicts and their events stay)."""
+        try:
+            r = self.store.prune(datetime.now() - timedelta(days=self.retention_days))
+        except StoreError as e:
+            self.log(f"retention: not applied this time ({e})")
+            return
+        if any(r.rows.values()) or r.files:
+            self.log(f"retention: deleted {sum(r.rows.values()):,} row(s) and {r.files} media file(s) "
+                     f"older than {self.retention_days:g} day(s)")
 
     def flush(self, force: bool = False) -> bool:
         """Write everything buffered in one transaction; on a lock or error keep it for the next try."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import duckdb
 import numpy as np
 
 from ..errors import StoreError
-from ..media import EventMedia, media_dir
+from ..media import EventMedia, media_dir, sweep
 from ..pipeline import VideoResult
 from ..sources import is_url
 from . import writers
@@ -36,6 +38,18 @@ def migrations() -> list[tuple[int, str]]:
 
 
 SCHEMA_VERSION = max(v for v, _ in migrations())
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it on purpose (a dry run)."""
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    rows: dict[str, int]  # deleted per table
+    files: int  # media files removed
+    bytes: int
+    dry_run: bool = False
 
 
 def _first_line(e: BaseException) -> str:
@@ -157,6 +171,24 @@ class ResultStore:
     def media_dir(self) -> Path:
         """Where this store's event clips and thumbnails live (``media_path`` columns are relative to it)."""
         return media_dir(self.path)
+
+    def prune(self, cutoff: datetime, keep_reviewed: bool = False, drop_reviewed: bool = False,
+              dry_run: bool = False) -> PruneReport:
+        """Delete what is older than ``cutoff`` in one transaction (``writers.prune_before``), then
+        the media files no row names any more.  A kill before the commit leaves every row; after
+        it, a file too many, which the next prune removes.  ``dry_run`` counts and rolls back."""
+        try:
+            with self.transaction() as con:
+                rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
+                referenced = {r[0] for r in con.execute(
+                    "SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL UNION "
+                    "SELECT thumb_path FROM event_media WHERE thumb_path IS NOT NULL").fetchall()}
+                if dry_run:
+                    raise _Rollback()
+        except _Rollback:
+            pass
+        files, size = sweep(self.media_dir, referenced, delete=not dry_run)
+        return PruneReport(rows, files, size, dry_run)
 
     def save(self, run: RunRecord, result: VideoResult, media: list[EventMedia] = ()) -> None:
         """Replace everything stored for (run, video) with this result (and its events' media, whose

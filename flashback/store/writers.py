@@ -206,6 +206,56 @@ def write_outage(con, video_id: str, feed: str, start_s: float, end_s: float | N
                              "reason": reason, "attempts": attempts})
 
 
+# ------------------------------------------------------------------ retention
+
+
+def prune_before(con, cutoff: datetime, keep_reviewed: bool = False, drop_reviewed: bool = False) -> dict[str, int]:
+    """Delete what is older than ``cutoff`` (local time), inside the caller's transaction; returns
+    rows deleted per table.
+
+    A file's rows are as old as its scoring; a live feed's rows each as old as their moment on the
+    feed (its start plus their time).  Old frame scores, segments, their captions, outages and
+    unreviewed events go, with their media rows; an event with a verdict stays, with its verdict
+    and media, unless ``drop_reviewed``; with ``keep_reviewed`` a file with such an event keeps
+    everything.  A scoring left with nothing goes, then a video no scoring names (a live feed only
+    once it has stopped).  The media files are the caller's (``media.sweep``, after the commit).
+    """
+    n: dict[str, int] = {}
+
+    def delete(table: str, where: str, args=()) -> None:
+        n[table] = n.get(table, 0) + con.execute(f"DELETE FROM {table} t WHERE {where}", list(args)).fetchone()[0]
+
+    same = "o.run_id = t.run_id AND o.video_id = t.video_id"
+    reviewed = "EXISTS (SELECT 1 FROM reviews r WHERE r.run_id = t.run_id AND r.video_id = t.video_id AND r.start_frame = t.start_frame)"
+    unreviewed = "AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.run_id = s.run_id AND r.video_id = s.video_id)"
+    con.execute("CREATE OR REPLACE TEMP TABLE prune_old AS SELECT run_id, video_id FROM scorings s "
+                f"WHERE frame_unit = 'frame' AND scored_at < ? {unreviewed if keep_reviewed else ''}", [cutoff])
+    con.execute("""CREATE OR REPLACE TEMP TABLE prune_live AS SELECT video_id, f.active,
+                   date_diff('millisecond', f.started_at, ?::TIMESTAMP) / 1000.0 AS limit_s FROM live_feeds f""", [cutoff])
+    old = f"EXISTS (SELECT 1 FROM prune_old o WHERE {same})"
+    live = "EXISTS (SELECT 1 FROM prune_live l WHERE l.video_id = t.video_id AND {} < l.limit_s)"
+    for table, column in (("frame_scores", "time_s"), ("segments", "end_s"), ("events", "end_s")):
+        keep = "" if table != "events" or drop_reviewed else f" AND NOT {reviewed}"
+        delete(table, f"({old} OR {live.format('t.' + column)}){keep}")
+    delete("segment_captions", "NOT EXISTS (SELECT 1 FROM segments g WHERE g.run_id = t.run_id AND g.video_id = t.video_id "
+                               "AND g.segment = t.segment)")
+    delete("outages", live.format("coalesce(t.end_s, t.start_s)"))
+    delete("event_media", "NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = t.run_id AND e.video_id = t.video_id "
+                          "AND e.start_frame = t.start_frame)")
+    pruned = f"({old} OR EXISTS (SELECT 1 FROM prune_live l WHERE l.video_id = t.video_id AND l.limit_s > 0))"
+    if drop_reviewed:  # the verdicts of events pruned just now (not those a re-scoring left behind elsewhere)
+        delete("reviews", "NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = t.run_id AND e.video_id = t.video_id "
+                          f"AND e.start_frame = t.start_frame) AND {pruned}")
+    empty = "NOT EXISTS (SELECT 1 FROM {} x WHERE x.run_id = t.run_id AND x.video_id = t.video_id)"
+    stopped = "NOT EXISTS (SELECT 1 FROM prune_live l WHERE l.video_id = t.video_id AND l.active)"
+    delete("scorings", " AND ".join([pruned, empty.format("events"), empty.format("frame_scores"), stopped]))
+    delete("live_feeds", "NOT t.active AND NOT EXISTS (SELECT 1 FROM scorings s WHERE s.video_id = t.video_id)")
+    delete("videos", "NOT EXISTS (SELECT 1 FROM scorings s WHERE s.video_id = t.video_id)")
+    con.execute("DROP TABLE prune_old")
+    con.execute("DROP TABLE prune_live")
+    return n
+
+
 # ------------------------------------------------------------------ reviews
 
 
