@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from ..cameras import load_cameras
-from ..errors import FlashbackError
+from ..errors import FlashbackError, UsageError
 from ..live.feeds import parse_feeds
 from ..live.media_sink import LiveMediaSink
+from ..live.mqtt import MqttSink, parse_broker
 from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
@@ -35,6 +36,13 @@ def add_parser(sub) -> None:
     w.add_argument("--webhook", metavar="URL", help="POST every event opening and closing here as JSON (retried until delivered)")
     w.add_argument("--webhook-outbox", type=Path, metavar="FILE",
                    help="undelivered webhook updates are kept here until delivered, across runs (default: next to --db)")
+    m = w.add_argument_group("MQTT (Home Assistant, Node-RED, any broker)")
+    m.add_argument("--mqtt", metavar="URL", help="publish events, scores and availability to this broker: "
+                                                 "mqtt://[user:pass@]host[:port] (1883) or mqtts:// (TLS, 8883)")
+    m.add_argument("--mqtt-topic", default="flashback", metavar="BASE", help="topic prefix (flashback)")
+    m.add_argument("--ha-discovery", action="store_true",
+                   help="announce each feed to Home Assistant (MQTT discovery): an anomaly binary sensor, a score sensor, "
+                        "a camera with the last event's thumbnail")
     w.add_argument("--no-media", action="store_true",
                    help="do not keep a clip and a thumbnail of each event (kept by default under the store's media folder, FILE.media/)")
     w.add_argument("--retention-days", type=DAYS.argtype(), metavar="N",
@@ -61,6 +69,9 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
     cameras = load_cameras(a.cameras, a.roi)
+    broker = parse_broker(a.mqtt) if a.mqtt else None
+    if a.ha_discovery and broker is None:
+        raise UsageError("--ha-discovery needs --mqtt URL")
     feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
     store = open_store(a)
     config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
@@ -81,6 +92,10 @@ def run(a: argparse.Namespace) -> int:
     if config.clips:
         media = LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say)
         sinks.append(media)
+    mqtt = None
+    if broker is not None:
+        mqtt = MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None, log=say)
+        sinks.append(mqtt)
     if a.webhook:
         outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")
         webhook = WebhookSink(a.webhook, outbox, log=say)
@@ -107,6 +122,11 @@ def run(a: argparse.Namespace) -> int:
         if store_sink is not None and not store_sink.close():
             fail(f"{store.path}: could not write the last results ({store_sink.last_error})")
             failed = True
+        if mqtt is not None:
+            left = mqtt.close()
+            if left:
+                fail(f"mqtt {broker.shown}: {left} message(s) could not be delivered before exit")
+                failed = True
         if webhook is not None:
             left = webhook.close()
             if left:

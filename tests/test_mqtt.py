@@ -1,0 +1,194 @@
+"""MQTT against a real Mosquitto broker (Debian's) on loopback, started by the test and killed mid-run:
+events queue while it is down and arrive in order once it is back; Home Assistant discovery."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FLASHBACK, TINY_CLI
+from streams import free_port
+
+from flashback.errors import UsageError
+from flashback.live.mqtt import MqttSink, parse_broker
+from flashback.synthetic import make_video
+
+MOSQUITTO = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto") or None
+needs_broker = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (apt-get install mosquitto); .ci/run installs it")
+
+
+class Broker:
+    """Mosquitto on 127.0.0.1 with a password and persistence, so a subscriber's session (and the
+    messages queued for it) outlive a kill -9 and a restart."""
+
+    def __init__(self, folder: Path, port: int):
+        self.folder, self.port, self.proc = folder, port, None
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mosquitto_passwd", "-c", "-b", str(folder / "pw"), "cam", "s3cret"], check=True)
+        (folder / "mosquitto.conf").write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {folder / 'pw'}\n"
+            f"persistence true\npersistence_location {folder}/\nautosave_interval 1\nuser root\n")
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        from streams import listening
+
+        while time.time() < deadline and not listening(self.port):
+            time.sleep(0.05)
+        assert listening(self.port), "mosquitto did not start"
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://cam:s3cret@127.0.0.1:{self.port}"
+
+
+class Subscriber:
+    """A QoS 1 subscriber with a persistent session, reconnecting on its own; keeps every message."""
+
+    def __init__(self, port: int, topics=("flashback/#", "homeassistant/#")):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
+        self.c.username_pw_set("cam", "s3cret")
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.on_connect = lambda c, u, f, r, p: [c.subscribe(t, qos=1) for t in topics]
+        self.c.on_message = lambda c, u, m: self._keep(m)
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _keep(self, m) -> None:
+        with self.lock:
+            self.messages.append((m.topic, m.payload, m.retain))
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if predicate(list(self.messages)):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def events(self) -> list[dict]:
+        return [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
+
+    def last(self, topic: str) -> bytes | None:
+        return next((p for t, p, _ in reversed(self.messages) if t == topic), None)
+
+    def stop(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_broker_urls_are_checked_before_anything_loads():
+    b = parse_broker("mqtt://ha:pw%40x@127.0.0.1")
+    assert (b.host, b.port, b.username, b.password, b.tls) == ("127.0.0.1", 1883, "ha", "pw@x", False)
+    assert parse_broker("mqtts://localhost").port == 8883 and b.shown == "mqtt://ha@127.0.0.1:1883"
+    for url, problem in [("http://127.0.0.1", "expected mqtt://"), ("mqtt://u:secret@127.0.0.1:99999", "port must be a number"),
+                         ("mqtt://", "no broker host"), ("mqtt://no-such-broker.invalid", "does not resolve")]:
+        with pytest.raises(UsageError, match=problem) as e:
+            parse_broker(url)
+        assert "secret" not in str(e.value)
+
+
+@needs_broker
+def test_a_broker_down_at_start_gets_the_queue_in_order_and_an_overflow_is_counted(tmp_path):
+    port = free_port()
+    broker = Broker(tmp_path / "b", port)
+    log: list[str] = []
+    sink = MqttSink(parse_broker(broker.url), "t", max_queue=7, log=log.append, client_id="bounded")
+    try:
+        assert any("not reachable yet" in m for m in log)
+        for i in range(6):
+            sink.send("cam/events", {"n": i})
+        for i in range(20):
+            sink.send("cam/score", f"{i}", retain=True)  # retained: only the newest value waits
+        assert sink.dropped == 1 and any("1 message(s) dropped" in m for m in log)  # "status online" went first
+        broker.start()
+        sub = Subscriber(port, ("t/#",))
+        assert sub.wait_for(lambda ms: any(t == "t/cam/score" for t, _, _ in ms), 30)
+        got = [json.loads(p)["n"] for t, p, _ in sub.messages if t == "t/cam/events"]
+        assert got == list(range(6)) and sub.last("t/cam/score") == b"19"
+        assert [p for t, p, _ in sub.messages if t == "t/cam/score"] == [b"19"]
+        assert sink.close() == 0
+        sub.stop()
+    finally:
+        broker.kill()
+
+
+@needs_broker
+def test_watch_publishes_through_a_broker_killed_mid_run(tmp_path, scene_memory):
+    port = free_port()
+    broker = Broker(tmp_path / "broker", port).start()
+    sub = Subscriber(port)
+    # two incidents: 3-6 s and 11-14 s of an 18 s file played at its real rate
+    video = make_video(tmp_path / "yard.mp4", n_frames=540, fps=30, size=(96, 64),
+                       scene_of=lambda i: 5 if 90 <= i < 180 or 330 <= i < 420 else 0)
+    events_file, db = tmp_path / "events.jsonl", tmp_path / "live.duckdb"
+    watch = subprocess.Popen([FLASHBACK, "watch", f"yard={video}", "--memory", str(scene_memory.path), *TINY_CLI,
+                              "--sigma", "0.25", "--mqtt", broker.url, "--ha-discovery", "--db", str(db),
+                              "--events", str(events_file), "--stats-every", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sub.wait_for(lambda ms: any(t == "flashback/yard/events" for t, _, _ in ms), 40), "no event opened"
+        broker.kill()  # the first event's closing and media are published while the broker is down
+        time.sleep(4.0)
+        broker.start()
+        out, err = watch.communicate(timeout=90)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        broker_alive = broker.proc.poll() is None
+    try:
+        assert watch.returncode == 0, err
+        assert broker_alive
+        assert "connection lost" in err and "connected again" in err, err
+        assert sub.wait_for(lambda ms: any(t == "flashback/status" and p == b"offline" for t, p, _ in ms), 15)
+        lines = [json.loads(x) for x in events_file.read_text().splitlines()]
+        expected = [(x["event_key"], x["type"]) for x in lines if x["type"] in ("event_opened", "event_closed", "event_media")]
+        assert len({k for k, _ in expected}) == 2, expected  # both incidents
+        got = [(m["event_key"], m["type"]) for m in sub.events()]
+        assert list(dict.fromkeys(got)) == expected  # every update, in order (a repeat is allowed: at least once)
+        media = [m for m in sub.events() if m["type"] == "event_media"]
+        assert all(Path(m["thumbnail"]).is_file() and Path(m["clip"]).is_file() for m in media)
+        assert sub.last("flashback/yard/snapshot")[:2] == b"\xff\xd8"  # the last event's JPEG
+        opened = next(m for m in sub.events() if m["type"] == "event_opened")
+        assert {"feed", "event", "start_s", "peak_score", "dominant_category", "captions", "thumbnail"} <= set(opened)
+        states = [p for t, p, _ in sub.messages if t == "flashback/yard/anomaly"]
+        assert b"ON" in states and states[-1] == b"OFF"
+        assert sub.last("flashback/yard/availability") == b"offline" and sub.last("flashback/status") == b"offline"
+        summary = json.loads(sub.last("flashback/summary"))
+        assert summary["feeds"]["yard"]["segments_scored"] > 10 and summary["dropped"] == 0
+        assert float(sub.last("flashback/yard/score")) >= 0
+        configs = {t: json.loads(p) for t, p, r in sub.messages if t.startswith("homeassistant/")}
+        sensor = configs["homeassistant/binary_sensor/flashback_yard/anomaly/config"]
+        assert sensor["state_topic"] == "flashback/yard/anomaly" and sensor["payload_on"] == "ON"
+        assert {a["topic"] for a in sensor["availability"]} == {"flashback/status", "flashback/yard/availability"}
+        assert configs["homeassistant/sensor/flashback_yard/score/config"]["state_topic"] == "flashback/yard/score"
+        assert configs["homeassistant/camera/flashback_yard/snapshot/config"]["topic"] == "flashback/yard/snapshot"
+    finally:
+        sub.stop()
+        broker.kill()
+
+
+def test_bad_mqtt_values_are_one_line(tmp_path):
+    video = make_video(tmp_path / "v.mp4", n_frames=30)
+    for args, message in [(["--mqtt", "ftp://x"], "--mqtt ftp://x: expected mqtt://"),
+                          (["--ha-discovery"], "--ha-discovery needs --mqtt URL")]:
+        p = subprocess.run([FLASHBACK, "watch", str(video), "--no-db", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
