@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,13 @@ class LiveMediaSink(LiveSink):
             job = self._jobs.get()
             if job is None:
                 return
-            self._done.put((job.session, job.event, self._write(job)))
+            try:
+                media = self._write(job)
+            except Exception:  # noqa: BLE001 - a bug: said with its traceback, and the next clips still get made
+                self.log(f"internal error writing a clip of feed {job.session.spec.name} (a bug in flashback; "
+                         f"please report it):\n{traceback.format_exc()}")
+                media = EventMedia(job.event.start_frame, None, None, None, None, None, "internal error (see the log)")
+            self._done.put((job.session, job.event, media))
 
     def _write(self, job: _Job) -> EventMedia:
         e = job.event
