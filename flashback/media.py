@@ -96,7 +96,7 @@ def write_clip(path: Path, start_s: float, end_s: float, peak_s: float, duration
                target: Path) -> tuple[float, float, str]:
     """Cut the event's clip of ``path`` into ``target`` (MP4); returns its real span and a note."""
     a, b, note = clip_span(start_s, end_s, peak_s, duration_s)
-    with _source(path) as (src, stream, origin), renamed(target) as tmp:
+    with renamed(target) as tmp, _source(path) as (src, stream, origin):
         if origin is None:
             raise ValueError("no frame")
         if stream.codec_context.name in COPYABLE:
@@ -121,7 +121,7 @@ def _copy_packets(src, stream, origin: float, a: float, b: float, target: Path) 
     _seek(src, stream, origin, a)
     tb = stream.time_base
     start = shift = None
-    with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+    with _mp4(target) as dst:
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
             if packet.dts is None or packet.size == 0:
@@ -144,7 +144,7 @@ def encode_frames(frames: Iterable[tuple[float, av.VideoFrame]], origin_s: float
                   width: int = CLIP_WIDTH) -> int:
     """Re-encode (time, frame) pairs as H.264 MP4, times counted from ``origin_s``; returns frames written."""
     n = 0
-    with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+    with _mp4(target) as dst:
         out = None
         for t, frame in frames:
             if out is None:
@@ -251,6 +251,18 @@ def sweep(folder: Path, referenced: set[str], delete: bool = True) -> tuple[int,
         if delete:
             p.unlink(missing_ok=True)
     return files, size
+
+
+@contextlib.contextmanager
+def _mp4(target: Path):
+    """An MP4 being written, its index first (so a browser plays it before it has all of it); a
+    target that cannot be created is a MediaError about the target, not about the source."""
+    try:
+        dst = av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"})
+    except (av.FFmpegError, OSError) as e:
+        raise MediaError(f"{one_line(target)}: cannot write the clip ({one_line(e)})") from None
+    with dst:
+        yield dst
 
 
 @contextlib.contextmanager

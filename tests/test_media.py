@@ -107,3 +107,15 @@ def test_clips_exports_files_and_an_index(scored, tmp_path):
     assert p.returncode == 2 and "'last week': expected 24h, 7d, 30m or a date" in p.stderr
     p = flashback("clips", "--db", tmp_path / "nope.duckdb", "--out", tmp_path / "x")
     assert p.returncode == 1 and "nope.duckdb: no such results database" in p.stderr
+
+
+def test_a_media_folder_that_cannot_be_written_is_named_and_the_scores_are_still_stored(tmp_path, seed_memory):
+    video = make_video(tmp_path / "v.mp4", n_frames=120, size=(160, 96), scene_of=lambda k: k // 40)
+    (tmp_path / "r.media").write_text("a file where the media folder should be")
+    p = flashback("score", video, "--db", tmp_path / "r.duckdb", "--memory", seed_memory.path, *EVENTFUL, *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    assert f"{video}: no clip for " in p.stderr
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as c:
+        n = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        notes = c.execute("SELECT clip_path, note FROM event_media").fetchall()
+    assert n > 0 and len(notes) == n and all(clip is None and note for clip, note in notes)

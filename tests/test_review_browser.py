@@ -34,6 +34,15 @@ def open_first_event(page) -> None:
     page.get_by_text("Why it was flagged").wait_for(timeout=60_000)
 
 
+def video_state(page) -> dict:
+    """The page's first video once it can play (or failed): its error code, ready state and duration."""
+    player = page.locator("video").first
+    player.wait_for(timeout=60_000)
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
+                           timeout=30_000)
+    return player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
+
+
 def give_verdict(page, label: str, reviewer: str) -> None:
     page.get_by_label("Reviewer").fill(reviewer)
     page.get_by_label("Reviewer").press("Enter")
@@ -178,11 +187,7 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
         try:
             page.goto(url, wait_until="domcontentloaded")
             open_first_event(page)
-            player = page.locator("video").first
-            player.wait_for(timeout=60_000)
-            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
-                                   timeout=30_000)
-            state = player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
+            state = video_state(page)
             assert state["error"] is None and state["ready"] >= 2, state
             assert abs(state["duration"] - (b - a)) < 0.1  # the event's span with its context
             assert page.get_by_text(f"clip {a:.1f}–{b:.1f} s of the video").count() == 1
@@ -208,11 +213,7 @@ def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path):
             page.wait_for_function(f"() => [...document.images].filter(i => i.complete && i.naturalWidth >= 320).length >= {n}",
                                    timeout=30_000)
             open_first_event(page)
-            player = page.locator("video").first
-            player.wait_for(timeout=60_000)
-            page.wait_for_function("() => { const v = document.querySelector('video'); return v && (v.readyState >= 2 || v.error); }",
-                                   timeout=30_000)
-            state = player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
+            state = video_state(page)
             assert state["error"] is None and state["ready"] >= 2, state
             assert 0 < state["duration"] <= span + 0.5
             assert page.get_by_text("stored clip, ").count() == 1

@@ -90,6 +90,11 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_media_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-media", action="store_true",
+                   help="do not keep a clip and a thumbnail of each event (kept by default under the store's media folder, FILE.media/)")
+
+
 def add_region_args(p: argparse.ArgumentParser, per: str) -> None:
     g = p.add_argument_group("regions (what part of each frame the encoder sees)")
     g.add_argument("--roi", metavar="X,Y,W,H", help="only this rectangle of each frame, in displayed pixels (cut out before resizing)")

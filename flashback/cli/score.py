@@ -12,7 +12,7 @@ from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
 from .common import Guard, nothing_to_do, progress_bars, warn
-from .options import add_memory_arg, add_output_args, add_region_args, settings_from_args
+from .options import add_media_arg, add_memory_arg, add_output_args, add_region_args, settings_from_args
 from .output import export_and_summarise
 from .setup import image_encoder, memory_for, open_store
 
@@ -24,8 +24,7 @@ def add_parser(sub) -> None:
     s.add_argument("--sample", action="store_true",
                    help="also score flashback's own 16 s sample clip (a drawn street where a car catches fire at 9 s): "
                         "a first run needs no video of your own")
-    s.add_argument("--no-media", action="store_true",
-                   help="do not keep a clip and a thumbnail of each event under the store's media folder (FILE.media/)")
+    add_media_arg(s)
     add_memory_arg(s)
     add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
@@ -82,6 +81,9 @@ def run(a: argparse.Namespace) -> int:
                         progress.update(task, done=f"clips of {len(result.events)} event(s)")
                         media = file_event_media(source.path, video_id, run_.run_id, result.events, result.duration_s,
                                                  store.media_dir)
+                        failed = [m.note for m in media if m.clip is None]
+                        if failed:
+                            warn(f"{source}: no clip for {len(failed)} of {len(media)} event(s) ({failed[0]})")
                     store.save(run_, result, media)
             finally:
                 progress.remove_task(task)

@@ -18,7 +18,7 @@ from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
-from .options import add_encoder_args, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
+from .options import add_encoder_args, add_media_arg, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
 from .prune import DAYS
 from .setup import image_encoder, memory_for, open_store
 
@@ -43,8 +43,7 @@ def add_parser(sub) -> None:
     m.add_argument("--ha-discovery", action="store_true",
                    help="announce each feed to Home Assistant (MQTT discovery): an anomaly binary sensor, a score sensor, "
                         "a camera with the last event's thumbnail")
-    w.add_argument("--no-media", action="store_true",
-                   help="do not keep a clip and a thumbnail of each event (kept by default under the store's media folder, FILE.media/)")
+    add_media_arg(w)
     w.add_argument("--retention-days", type=DAYS.argtype(), metavar="N",
                    help="while watching, delete what is older than N days from the store, at start and hourly "
                         "(as flashback prune --keep-days N: events with a verdict stay)")

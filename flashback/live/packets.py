@@ -59,6 +59,7 @@ class PacketRing:
     def __init__(self, keep_s: float, max_bytes: int = MAX_RING_BYTES):
         self.keep_s, self.max_bytes = keep_s, max_bytes
         self._ring: deque[Held] = deque()
+        self._keys: deque[Held] = deque()  # the key frames in the ring, oldest first
         self._bytes = 0
         self._recordings: dict[object, Recording] = {}
         self._lock = threading.Lock()
@@ -70,14 +71,18 @@ class PacketRing:
         done = []
         with self._lock:
             self._ring.append(h)
+            if h.key:
+                self._keys.append(h)
             self._bytes += len(h.data)
             self._trim(t_s - self.keep_s)
             for key, rec in list(self._recordings.items()):
-                if rec.packets and rec.packets[0].info.epoch != info.epoch:
+                if rec.until_s is not None and t_s > rec.until_s:
+                    done.append(self._recordings.pop(key))
+                elif rec.packets and rec.packets[0].info.epoch != info.epoch:
                     done.append(self._recordings.pop(key))  # the feed reconnected: the old stream ends here
                     rec.note = "the feed dropped during the clip"
-                elif rec.until_s is not None and t_s > rec.until_s:
-                    done.append(self._recordings.pop(key))
+                elif not rec.packets and not h.key:
+                    continue  # a decoder can only start at a key frame
                 elif t_s - (rec.packets[0].t_s if rec.packets else t_s) <= MAX_RECORDING_S:
                     rec.packets.append(h)
                 else:
@@ -86,14 +91,18 @@ class PacketRing:
             self._finish(rec)
 
     def _trim(self, horizon: float) -> None:
-        """Drop what is older than ``horizon``, but keep the key frame at or before it."""
-        ring = self._ring
-        while len(ring) > 1 and (self._bytes > self.max_bytes or ring[1].t_s <= horizon):
-            nxt = next((i for i in range(1, len(ring)) if ring[i].key), None)
-            if self._bytes <= self.max_bytes and (nxt is None or ring[nxt].t_s > horizon):
-                return
-            for _ in range(nxt or 1):
-                self._bytes -= len(ring.popleft().data)
+        """Drop what is older than ``horizon`` but keep the key frame at or before it (a decoder
+        starts there), and nothing that comes before the first key frame; then the byte bound."""
+        ring, keys = self._ring, self._keys
+        while len(keys) >= 2 and keys[1].t_s <= horizon:
+            keys.popleft()
+        while ring and (ring[0] is not keys[0] if keys else ring[0].t_s < horizon):
+            self._bytes -= len(ring.popleft().data)
+        while self._bytes > self.max_bytes and len(ring) > 1:
+            gone = ring.popleft()
+            self._bytes -= len(gone.data)
+            if keys and keys[0] is gone:
+                keys.popleft()
 
     def start(self, key: object, from_s: float) -> None:
         """Record from the key frame at or before ``from_s`` (or the oldest one held)."""
