@@ -55,13 +55,14 @@ class CaptionTable:
     anomalous: np.ndarray  # bool per caption
     categories: list[str]
     provenance: list[str]
+    ordered: bool = True  # a bundle's table; False: a run's, with its extra entries after the memory's
 
     def __post_init__(self) -> None:
         self.anomalous = np.asarray(self.anomalous, dtype=bool)
         n = len(self.texts)
         if not (len(self.anomalous) == len(self.categories) == len(self.provenance) == n):
             raise BundleError("caption table columns differ in length")
-        if n and np.any(np.diff(self.anomalous.astype(np.int8)) < 0):
+        if self.ordered and n and np.any(np.diff(self.anomalous.astype(np.int8)) < 0):
             raise BundleError("caption table must list all normal captions before the anomalous ones")
 
     def __len__(self) -> int:

@@ -8,10 +8,13 @@ encoder's normalisation mean (zero after normalisation: nothing), the same fill 
 Coordinates are pixels of the frame as displayed (rotation applied), origin top left.
 
 The camera file is TOML, one table per camera.  For ``watch`` a table's name is a feed's name; for
-``score`` it is a glob matched against each file's path (``fnmatch``, so ``*`` crosses folders)::
+``score`` it is a glob matched against each file's path (``fnmatch``, so ``*`` crosses folders).
+A table may also list texts to alert on or to ignore at that camera only (``extras.py``)::
 
     [dock]
     roi = [0, 120, 640, 240]                              # x, y, width, height
+    alert = ["a forklift tipping over"]
+    ignore = ["workers unloading pallets at night"]
     ["recordings/lot/*"]
     polygon = [[0, 200], [640, 160], [640, 360], [0, 360]]
 """
@@ -26,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UsageError
+from .extras import UserText, user_texts
 
-KEYS = ("roi", "polygon")
+KEYS = ("roi", "polygon", "alert", "ignore")
+REGION_KEYS = ("roi", "polygon")
 
 
 @dataclass(frozen=True)
@@ -97,19 +102,27 @@ def _polygon(points, label: str) -> Region:
 
 @dataclass(frozen=True)
 class Cameras:
-    """The camera file's regions by table name, and ``--roi`` for everything the file does not name."""
+    """The camera file's regions by table name, and ``--roi`` for everything the file does not name;
+    its per-camera ``alert``/``ignore`` texts (``extras.UserText``, scoped to the table's name)."""
 
     regions: dict[str, Region]
     default: Region | None = None
+    texts: tuple[UserText, ...] = ()
+    names: tuple[str, ...] = ()  # every table of the file
 
     def for_feed(self, name: str) -> Region | None:
         return self.regions.get(name, self.default)
 
-    def for_file(self, path: str) -> Region | None:
-        for pattern, region in self.regions.items():
+    def camera_of_file(self, path: str) -> str | None:
+        """The first table whose glob matches the file (as given, or resolved)."""
+        for pattern in self.names:
             if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(str(Path(path).resolve()), pattern):
-                return region
-        return self.default
+                return pattern
+        return None
+
+    def for_file(self, path: str) -> Region | None:
+        name = self.camera_of_file(path)
+        return self.regions.get(name, self.default) if name is not None else self.default
 
 
 def load_cameras(path: Path | None, roi: str | None = None) -> Cameras:
@@ -123,16 +136,24 @@ def load_cameras(path: Path | None, roi: str | None = None) -> Cameras:
         raise UsageError(f"{path}: cannot read the camera file ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: not valid TOML ({e})") from None
-    regions = {}
+    regions, texts = {}, []
     for name, table in doc.items():
         label = f"{path} [{name}]"
         if not isinstance(table, dict):
-            raise UsageError(f"{label}: expected a table of settings (roi or polygon)")
+            raise UsageError(f"{label}: expected a table of settings ({', '.join(KEYS)})")
         unknown = sorted(set(table) - set(KEYS))
         if unknown:
             raise UsageError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
-        if len(table) != 1:
+        for key in ("alert", "ignore"):
+            v = table.get(key, [])
+            if not (isinstance(v, list) and all(isinstance(t, str) for t in v)):
+                raise UsageError(f'{label}: {key} must be a list of texts, e.g. {key} = ["a person climbing the fence"]')
+        texts += user_texts(table.get("alert"), table.get("ignore"), scope=name)
+        kinds = [k for k in REGION_KEYS if k in table]
+        if len(kinds) > 1:
             raise UsageError(f"{label}: give one of roi = [x, y, w, h] or polygon = [[x, y], ...]")
+        if not kinds:
+            continue
         if "roi" in table:
             v = table["roi"]
             if not (isinstance(v, list) and len(v) == 4 and all(type(n) is int for n in v)):
@@ -141,4 +162,4 @@ def load_cameras(path: Path | None, roi: str | None = None) -> Cameras:
         else:
             v = table["polygon"]
             regions[name] = _polygon(v if isinstance(v, list) else [], label)
-    return Cameras(regions, default)
+    return Cameras(regions, default, tuple(texts), tuple(doc))

@@ -23,6 +23,7 @@ from .cameras import Region
 from .decode import FrameFit, VideoInfo, VideoReader
 from .encoder_registry import file_sha256
 from .events import Event, find_events
+from .extras import Extras, UserText
 from .protocols import ImageEncoder, TextEncoder, encode_views
 from .retrieval import MemorySearcher
 from .scoring import Segments, frame_scores, score_views, smooth
@@ -116,14 +117,23 @@ class Detector:
     """Scores videos against one memory with one encoder; settings are fixed per detector."""
 
     def __init__(self, memory: MemoryBundle, encoder: TextEncoder | ImageEncoder,
-                 settings: ScoringSettings = ScoringSettings(), batch_size: int = 32):
+                 settings: ScoringSettings = ScoringSettings(), batch_size: int = 32, texts: list[UserText] = ()):
+        """``texts``: what the operator asked at run time (``--alert``/``--ignore``), searched beside the memory."""
         memory.require_encoder(encoder.identity)
         self.memory = memory
         self.encoder = encoder
         self.settings = settings.resolved(memory.manifest.alpha, memory.manifest.logit_scale)
         self.grid = TimeGrid.from_settings(self.settings)
         self.batch_size = batch_size
-        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k)
+        self.extras = Extras.embed(list(texts), encoder, memory.manifest.template)
+        self.captions = self.extras.table(memory.captions)  # what segment caption ids index into
+        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras)
+
+    def allowed(self, scope: str | None, n: int) -> np.ndarray | None:
+        """Which extra entries ``n`` segments of one camera (``scope``) may retrieve; None: all."""
+        if not len(self.extras) or all(t.scope is None for t in self.extras.texts):
+            return None
+        return np.broadcast_to(self.extras.allowed(scope), (n, len(self.extras)))
 
     def frame_fit(self, region: Region | None = None, source: str = "") -> FrameFit:
         """What the encoder is shown of each frame of ``source`` (an image encoder only)."""
@@ -207,8 +217,9 @@ class Detector:
         return np.asarray(out, dtype=np.float32)
 
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
-              video_id: str | None = None, region: Region | None = None) -> VideoResult:
-        """``region``: the part of each frame the encoder sees (``cameras.Region``); None: all of it."""
+              video_id: str | None = None, region: Region | None = None, scope: str | None = None) -> VideoResult:
+        """``region``: the part of each frame the encoder sees (``cameras.Region``); None: all of it.
+        ``scope``: the camera it belongs to, for camera-specific ``texts``."""
         if isinstance(source, str):
             source = VideoSource(source, is_url=is_url(source))
         video_id = video_id or video_id_for(source)
@@ -216,7 +227,7 @@ class Detector:
             vectors = self.segment_vectors(reader, progress)
             tl = reader.timeline
             spans = self.grid.segment_spans(len(vectors), tl.duration_s)
-            result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s)
+            result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
             result.source, result.video_id, result.info = str(source), video_id, reader.info
             result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
             result.region = region.describe() if region is not None else None
@@ -246,14 +257,14 @@ class Detector:
     # ------------------------------------------------------------ shared back end
 
     def score_segment_vectors(
-        self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float
+        self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float, scope: str | None = None
     ) -> VideoResult:
         s = self.settings
-        segments = score_views(self.searcher, vectors, s.logit_scale, spans)
+        segments = score_views(self.searcher, vectors, s.logit_scale, spans, allowed=self.allowed(scope, len(vectors)))
         raw = frame_scores(frame_times, spans, segments.scores)
         fps = len(frame_times) / duration_s if duration_s > 0 else 0.0
         smoothed = smooth(raw, sigma_in_frames(s.smoothing_sigma_s, fps))
-        captions = self.memory.captions
+        captions = self.captions
         events = find_events(frame_times, duration_s, smoothed, segments, captions, s)
         return VideoResult(
             source="", video_id="", info=None, duration_s=duration_s, frame_times=frame_times,

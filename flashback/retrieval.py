@@ -13,6 +13,7 @@ import numpy as np
 from indexes import search
 
 from .bundle import MemoryBundle
+from .extras import Extras
 
 
 @dataclass(frozen=True)
@@ -25,22 +26,35 @@ class Retrieved:
 
 
 class MemorySearcher:
-    def __init__(self, memory: MemoryBundle, alpha: float, top_k: int):
+    """Top-K over the memory's captions and, when given, the run's extra entries (``extras.py``),
+    which get ids after the memory's and are scaled by alpha like any anomalous caption."""
+
+    def __init__(self, memory: MemoryBundle, alpha: float, top_k: int, extras: Extras | None = None):
         self.memory = memory
         self.alpha = float(alpha)
+        self.extras = extras if extras is not None and len(extras) else None
         self.top_k = min(int(top_k), len(memory.captions))
         self._offset = memory.captions.n_normal
 
-    def search(self, queries: np.ndarray) -> Retrieved:
+    def search(self, queries: np.ndarray, allowed: np.ndarray | None = None) -> Retrieved:
+        """``allowed`` (Q, E): which extra entries each query may retrieve (None: all of them)."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = self.top_k
         s_n, i_n = search(self.memory.indexes["normal"], q, k)
         s_a, i_a = search(self.memory.indexes["anomalous"], q, k)
         s_a = s_a * np.float32(self.alpha)
         i_a = np.where(i_a >= 0, i_a + self._offset, -1)
-        sims = np.concatenate([s_n, s_a], axis=1)
-        ids = np.concatenate([i_n, i_a], axis=1)
-        flags = np.concatenate([np.zeros_like(i_n, bool), np.ones_like(i_a, bool)], axis=1)
+        parts = [(s_n, i_n, np.zeros_like(i_n, bool)), (s_a, i_a, np.ones_like(i_a, bool))]
+        if self.extras is not None:
+            e = self.extras
+            s_e = (q @ e.vectors.T) * np.where(e.anomalous, np.float32(self.alpha), np.float32(1.0))
+            i_e = np.broadcast_to(np.arange(len(e), dtype=np.int64) + len(self.memory.captions), s_e.shape)
+            if allowed is not None:
+                s_e, i_e = np.where(allowed, s_e, -np.inf).astype(np.float32), np.where(allowed, i_e, -1)
+            parts.append((s_e, i_e, np.broadcast_to(e.anomalous, s_e.shape)))
+        sims = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        flags = np.concatenate([p[2] for p in parts], axis=1)
         # stable sort on -sim: ties keep normal before anomalous, the conservative choice
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731

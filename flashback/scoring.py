@@ -76,6 +76,7 @@ class Segments:
     weights: np.ndarray  # (S, K) softmax weights
     anomalous: np.ndarray  # (S, K) bool
     smoothed: np.ndarray | None = None  # (S,) live feeds only
+    vectors: np.ndarray | None = None  # (S, D) the vector each segment was retrieved with (its best view)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -141,22 +142,24 @@ def _dominant(by_category: dict[str, float]) -> str | None:
 
 
 def score_views(searcher: MemorySearcher, vectors: np.ndarray, logit_scale: float, spans: np.ndarray,
-                index: np.ndarray | None = None) -> Segments:
+                index: np.ndarray | None = None, allowed: np.ndarray | None = None) -> Segments:
     """Retrieve and score segment vectors: (S, D), or (S, V, D) for V views of each segment.
 
     With several views (the ``tiles`` frame fit) every view is retrieved and scored, and a segment
     keeps its highest-scoring view, captions and all: an incident in one corner is not averaged
-    away by the calm rest of the picture.
+    away by the calm rest of the picture.  ``allowed`` (S, E): which of the run's extra entries
+    each segment may retrieve (``MemorySearcher.search``).
     """
     v = np.asarray(vectors, dtype=np.float32)
     n = len(v)
     views = 1 if v.ndim == 2 else v.shape[1]
-    r = searcher.search(v.reshape(n * views, v.shape[-1]))
+    flat = v.reshape(n * views, v.shape[-1])
+    r = searcher.search(flat, None if allowed is None else np.repeat(allowed, views, axis=0))
     w = retrieval_weights(r.sims, logit_scale)
     s = (w * r.anomalous).sum(axis=1)
     best = s.reshape(n, views).argmax(axis=1) + np.arange(n) * views
     return Segments(np.arange(n) if index is None else np.asarray(index), np.asarray(spans, np.float64), s[best],
-                    r.ids[best], r.sims[best], w[best], r.anomalous[best])
+                    r.ids[best], r.sims[best], w[best], r.anomalous[best], vectors=flat[best])
 
 
 def frame_scores(frame_times: np.ndarray, spans: np.ndarray, seg_scores: np.ndarray) -> np.ndarray:

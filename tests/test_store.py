@@ -50,7 +50,7 @@ def test_rows_match_the_result(tmp_path, scored):
         assert all(abs(x - 1) < 1e-9 for (x,) in w)
         v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
         assert v == (r.source, len(r.frame_times), 96, 64)
-        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
 
 
@@ -146,7 +146,7 @@ def test_an_older_store_is_migrated_and_keeps_its_rows(tmp_path, version):
     with duckdb.connect(str(db), read_only=True) as c:
         assert [v for (v,) in c.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()] == list(range(1, SCHEMA_VERSION + 1))
         units = dict(c.execute("SELECT video_id, frame_unit FROM scorings").fetchall())
-    assert counts(db) == {**before, "event_media": 0}
+    assert counts(db) == {**before, "event_media": 0, "segment_vectors": 0}
     assert units == ({"vid-file": "frame"} if version == 1 else {"vid-file": "frame", "live-cam-1": "segment"})
     if version == 3:  # the live event's verdict is attached by its start, whatever its end became
         from ui.data import ReviewDB

@@ -7,13 +7,13 @@ import argparse
 import csv
 import re
 import shutil
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import StoreError, UsageError
 from ..store import ResultStore
 from .common import EXIT_OK, out, progress_bars, warn
-from .options import DEFAULT_DB
+from .options import DEFAULT_DB, since
 
 VERDICT_CHOICES = ("pending", "confirmed", "false_alarm", "unsure")
 INDEX = "index.csv"
@@ -31,19 +31,6 @@ def add_parser(sub) -> None:
                    help="only events with this verdict (repeatable; default: all)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(run=run)
-
-
-def since(text: str) -> datetime:
-    """``24h``, ``7d``, ``30m`` ago, or an ISO date or date-time (local time, as the store keeps it)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", text)
-    if m:
-        n, unit = float(m.group(1)), m.group(2)
-        unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
-        return datetime.now() - timedelta(**{unit_name: n})
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected 24h, 7d, 30m or a date such as 2026-11-20") from None
 
 
 _QUERY = """

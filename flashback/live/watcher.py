@@ -24,6 +24,7 @@ import numpy as np
 
 from ..bundle import MemoryBundle
 from ..checks import COUNT, POSITIVE, Range, check_fields, knob, raise_problems
+from ..extras import UserText
 from ..media import CONTEXT_S
 from ..pipeline import Detector
 from ..protocols import ImageEncoder, encode_views
@@ -83,9 +84,10 @@ class FeedState:
 
 class Watcher:
     def __init__(self, memory: MemoryBundle, encoder: ImageEncoder, settings: ScoringSettings, feeds: list[FeedSpec],
-                 sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None):
+                 sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None,
+                 texts: list[UserText] = ()):
         check_unique_names(feeds)
-        self.detector = Detector(memory, encoder, settings)
+        self.detector = Detector(memory, encoder, settings, texts=texts)
         self.settings, self.grid = self.detector.settings, self.detector.grid
         self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
         self.specs = feeds
@@ -130,7 +132,7 @@ class Watcher:
                                 on_outage=self._outages.put, log=self.log, packets=session.packets)
             self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
                                               OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
-                                                           self.memory.captions, self.grid.stride_s))
+                                                           self.detector.captions, self.grid.stride_s))
             for sink in self.sinks:
                 sink.start(session)
         for fs in self.feeds.values():
@@ -243,7 +245,10 @@ class Watcher:
         s, g = self.settings, self.grid
         index = np.array([c[1] for c in closed])
         spans = np.stack([index * g.stride_s, index * g.stride_s + g.segment_s], axis=1)
-        scored = score_views(self.detector.searcher, np.stack([c[2] for c in closed]), s.logit_scale, spans, index)
+        allowed = None
+        if self.detector.allowed(None, 1) is not None:  # camera-specific texts: each segment its own feed's
+            allowed = np.stack([self.detector.extras.allowed(c[0].session.spec.name) for c in closed])
+        scored = score_views(self.detector.searcher, np.stack([c[2] for c in closed]), s.logit_scale, spans, index, allowed)
         now = time.monotonic()
         for name in dict.fromkeys(c[0].session.spec.name for c in closed):
             fs = self.feeds[name]
@@ -255,7 +260,7 @@ class Watcher:
             fs.latencies.extend(now - closed[k][3] for k in rows)
             updates = fs.events.push(mine)
             for sink in self.sinks:
-                sink.segments(fs.session, mine, self.memory.captions, self._frames_per_s(fs))
+                sink.segments(fs.session, mine, self.detector.captions, self._frames_per_s(fs))
             for u in updates:
                 self._event(fs, u)
 

@@ -211,6 +211,7 @@ def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult)
     writers.replace_scoring(con, rid, vid, path, "frame", r.n_samples, len(r.segments), len(r.events),
                             float(np.max(r.scores)) if len(r.scores) else None, r.truncated, r.note or None, r.region)
     writers.insert_segments(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments, r.captions)
+    writers.insert_segment_vectors(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments)
     n = len(r.frame_times)
     writers.insert_frame_scores(con, rid, np.full(n, vid, dtype=object), np.arange(n), r.frame_times, r.raw_scores, r.scores)
     for e in r.events:

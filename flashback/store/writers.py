@@ -41,24 +41,27 @@ class RunRecord:
     memory_path: str
     encoder_id: str
     flashback_version: str
+    extras: tuple = ()  # the --alert/--ignore texts searched beside the memory (``UserText.to_dict``)
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps([self.settings, self.memory_id, self.encoder_id], sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        parts = [self.settings, self.memory_id, self.encoder_id] + ([list(self.extras)] if self.extras else [])
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def of(cls, detector: Detector) -> "RunRecord":
-        """The run a detector's results are stored under: its resolved settings, memory and encoder."""
+        """The run a detector's results are stored under: its resolved settings, memory, encoder and texts."""
         from .. import __version__
 
         m = detector.memory
-        return cls(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__)
+        return cls(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__,
+                   tuple(detector.extras.to_list()))
 
     def to_dict(self) -> dict:
         """The run as exports describe it."""
         return {"run_id": self.run_id, "settings": self.settings, "memory_id": self.memory_id,
-                "memory_path": self.memory_path, "encoder": self.encoder_id, "flashback_version": self.flashback_version}
+                "memory_path": self.memory_path, "encoder": self.encoder_id, "flashback_version": self.flashback_version,
+                **({"texts": list(self.extras)} if self.extras else {})}
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, row: dict, conflict: str = "") -> None:
@@ -79,7 +82,8 @@ def _insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict) -
 def write_run(con, run: RunRecord) -> None:
     _insert(con, "runs", {"run_id": run.run_id, "settings": json.dumps(run.settings, sort_keys=True),
                           "memory_id": run.memory_id, "memory_path": run.memory_path, "encoder_id": run.encoder_id,
-                          "flashback_version": run.flashback_version, "created_at": _now()},
+                          "flashback_version": run.flashback_version, "created_at": _now(),
+                          "extras": json.dumps(list(run.extras)) if run.extras else None},
             "ON CONFLICT (run_id) DO NOTHING")
 
 
@@ -93,7 +97,7 @@ def write_video(con, video_id: str, path: str, fps: float | None, duration_s: fl
                height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at""")
 
 
-PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "events", "event_media")
+PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "segment_vectors", "events", "event_media")
 
 
 def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str, n_samples: int, n_segments: int,
@@ -157,6 +161,18 @@ def insert_segments(con, run_id: str, video_ids: np.ndarray, segments: Segments,
         "category": np.array([captions.categories[c] for c in cid], dtype=object),
         "similarity": segments.sims[seg_i, rank].astype(np.float64),
         "weight": segments.weights[seg_i, rank].astype(np.float64)})
+
+
+def insert_segment_vectors(con, run_id: str, video_ids: np.ndarray, segments: Segments) -> None:
+    """Each segment's vector (float16 bytes), for text search; nothing when the segments carry none."""
+    if segments.vectors is None or not len(segments):
+        return
+    n = len(segments)
+    _insert_columns(con, "segment_vectors", {
+        "run_id": np.full(n, run_id, dtype=object), "video_id": np.asarray(video_ids, dtype=object),
+        "segment": np.asarray(segments.index, np.int32), "start_s": segments.spans[:, 0].astype(np.float64),
+        "end_s": segments.spans[:, 1].astype(np.float64),
+        "vector": np.array([v.tobytes() for v in segments.vectors.astype(np.float16)], dtype=object)})
 
 
 def write_event(con, run_id: str, video_id: str, e: Event) -> None:
@@ -234,7 +250,7 @@ def prune_before(con, cutoff: datetime, keep_reviewed: bool = False, drop_review
                    date_diff('millisecond', f.started_at, ?::TIMESTAMP) / 1000.0 AS limit_s FROM live_feeds f""", [cutoff])
     old = f"EXISTS (SELECT 1 FROM prune_old o WHERE {same})"
     live = "EXISTS (SELECT 1 FROM prune_live l WHERE l.video_id = t.video_id AND {} < l.limit_s)"
-    for table, column in (("frame_scores", "time_s"), ("segments", "end_s"), ("events", "end_s")):
+    for table, column in (("frame_scores", "time_s"), ("segments", "end_s"), ("segment_vectors", "end_s"), ("events", "end_s")):
         keep = "" if table != "events" or drop_reviewed else f" AND NOT {reviewed}"
         delete(table, f"({old} OR {live.format('t.' + column)}){keep}")
     delete("segment_captions", "NOT EXISTS (SELECT 1 FROM segments g WHERE g.run_id = t.run_id AND g.video_id = t.video_id "

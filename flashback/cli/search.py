@@ -1,0 +1,61 @@
+"""``flashback search "a person climbing a fence"``: stored footage ranked by a text, no re-encoding."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from ..checks import Range
+from ..errors import StoreError
+from ..search import FootageSearch, hits_json
+from ..store import ResultStore
+from .common import EXIT_OK, out
+from .options import DEFAULT_DB, add_encoder_args, since
+from .setup import caption_encoder, image_encoder
+
+SENTENCE = "sentence-transformers:"
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("search", help="find stored segments by text (\"a person climbing a fence\"), without re-encoding",
+                       description="Rank every stored segment by how well its vector matches the text, through the text "
+                                   "tower of the encoder the footage was scored with.")
+    s.add_argument("query", metavar="TEXT", help="what to look for, in words")
+    s.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+    s.add_argument("--top", type=Range(1, 10_000, integer=True).argtype(), default=10, metavar="N", help="results (10)")
+    s.add_argument("--camera", metavar="NAME", help="only this live feed (its NAME) or this folder of files")
+    s.add_argument("--since", type=since, metavar="WHEN", help="only footage since: 24h, 7d, 30m, or a date/time")
+    s.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    s.add_argument("--text-encoder", metavar="NAME",
+                   help="for stores of score-captions: the sentence-transformers model they used (default: the packaged MiniLM)")
+    add_encoder_args(s)
+    s.set_defaults(run=run)
+
+
+def run(a: argparse.Namespace) -> int:
+    if not a.db.exists():
+        raise StoreError(f"{a.db}: no such results database")
+    store = ResultStore(a.db)
+    with store.connect(read_only=True) as con:
+        keys = {r[0] for r in con.execute("SELECT DISTINCT encoder_id FROM runs").fetchall()}
+    if a.text_encoder is None and keys and all(k.startswith(SENTENCE) for k in keys):
+        from ..text_encoder import DEFAULT_TEXT_ENCODER
+
+        a.text_encoder = DEFAULT_TEXT_ENCODER  # a caption-path store: its vectors are sentence vectors
+    encoder = caption_encoder(a) if a.text_encoder else image_encoder(a)
+    finder = FootageSearch(store, encoder)
+    hits = finder.search(a.query, a.top, a.camera, a.since)
+    if a.json:
+        out.print(hits_json(hits, a.query))
+        return EXIT_OK
+    t = Table(title=f"{a.query!r}: {len(hits)} of {finder.n:,} segments", title_justify="left")
+    for col, just in (("#", "right"), ("similarity", "right"), ("camera", "left"), ("video", "left"), ("span", "right"),
+                      ("when", "left"), ("score", "right"), ("top caption", "left")):
+        t.add_column(col, justify=just)
+    for k, h in enumerate(hits, 1):
+        t.add_row(str(k), f"{h.similarity:.3f}", h.camera, Path(h.path).name, f"{h.start_s:.1f}–{h.end_s:.1f} s",
+                  h.when.strftime("%Y-%m-%d %H:%M:%S"), "" if h.score is None else f"{h.score:.2f}", h.caption or "")
+    out.print(t)
+    return EXIT_OK

@@ -1,0 +1,140 @@
+"""Search stored footage by text: the plumbing exactly (random weights rank nothing meaningful, so a
+query equal to a stored vector must find that segment first), filters, the approximate index kept
+in step with the store, another encoder refused; meaning with the real MiniLM on real UCF-Crime
+dev captions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from conftest import TINY_CLI, flashback
+
+from flashback.errors import UsageError
+from flashback.search import FootageSearch, unpack
+from flashback.store import ResultStore
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
+
+
+@pytest.fixture
+def store(filled_store, tmp_path):
+    db = tmp_path / "r.duckdb"
+    shutil.copy(filled_store[0], db)
+    return ResultStore(db)
+
+
+def stored(store, where: str = "TRUE"):
+    with store.connect(read_only=True) as con:
+        return con.execute(f"SELECT vector_id, video_id, segment, vector FROM segment_vectors WHERE {where} "
+                           "ORDER BY vector_id").fetchall()
+
+
+def test_every_segment_keeps_its_vector(store, filled_store):
+    results = filled_store[2]
+    rows = stored(store)
+    assert len(rows) == sum(len(r.segments) for r in results)
+    r = results[0]
+    mine = [x for x in rows if x[1] == r.video_id]
+    got = unpack([x[3] for x in mine], r.segments.vectors.shape[1])
+    np.testing.assert_allclose(got, r.segments.vectors, atol=2e-3)  # float16 on disk
+
+
+@pytest.mark.parametrize("approx_at", [10**9, 10])  # exact, and the approximate index
+def test_a_stored_vector_finds_its_own_segment_first(store, filled_store, tiny_encoder, approx_at):
+    finder = FootageSearch(store, tiny_encoder, approx_at=approx_at)
+    for vid, seg, blob in [(x[1], x[2], x[3]) for x in stored(store)][::7]:
+        q = unpack([blob], tiny_encoder.identity.dim)[0]
+        top = finder.search_vector(q / np.linalg.norm(q), top=3)
+        assert (top[0].video_id, top[0].segment) == (vid, seg) and top[0].similarity > 0.999
+        assert [h.similarity for h in top] == sorted((h.similarity for h in top), reverse=True)
+    if approx_at == 10:
+        assert list(store.path.with_suffix(".search").glob("*.faiss"))
+
+
+def test_filters_by_camera_and_time(store, tiny_encoder):
+    finder = FootageSearch(store, tiny_encoder)
+    hits = finder.search("a car on fire", top=100)
+    assert len(hits) == finder.n and {Path(h.path).parent.name for h in hits} == {"gate", "lobby"}
+    lobby = finder.search("a car on fire", top=100, camera="lobby")
+    assert lobby and all(Path(h.path).parent.name == "lobby" for h in lobby)
+    assert finder.search("a car on fire", camera="nowhere") == []
+    assert finder.search("a car on fire", since=datetime.now() + timedelta(days=1)) == []
+    assert len(finder.search("a car on fire", top=5, since=datetime.now() - timedelta(days=1))) == 5
+    with pytest.raises(UsageError, match="the query text is empty"):
+        finder.search("  ")
+
+
+def test_the_approximate_index_follows_the_store(store, filled_store, seed_memory, tiny_encoder):
+    """Rows added after the index was saved are found; rows deleted (a re-scoring) never come back."""
+    from flashback.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.synthetic import make_video
+
+    finder = FootageSearch(store, tiny_encoder, approx_at=10)
+    finder.search("anything")  # builds and saves the index
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3, min_event_s=0.5))
+    new = det.score(str(make_video(store.path.parent / "new.mp4", n_frames=60, scene_of=lambda k: 3)))
+    store.save(filled_store[1], new)
+    finder = FootageSearch(store, tiny_encoder, approx_at=10)
+    q = new.segments.vectors[1]
+    top = finder.search_vector(q, top=1)[0]
+    assert (top.video_id, top.segment) == (new.video_id, 1)
+    ids = np.load(next(store.path.with_suffix(".search").glob("*.ids.npy")))
+    assert len(ids) == finder.n  # brought up to date, not rebuilt from nothing
+    old_ids = {x[0] for x in stored(store, f"video_id = '{new.video_id}'")}
+    store.save(filled_store[1], new)  # re-scored: its rows get new ids, the old ones are gone
+    hits = FootageSearch(store, tiny_encoder, approx_at=10).search_vector(q, top=50)
+    assert sum((h.video_id, h.segment) == (new.video_id, 1) for h in hits) == 1
+    assert not old_ids & {x[0] for x in stored(store)}
+
+
+def test_a_store_of_another_encoder_is_refused(store):
+    from conftest import SMALL_MODEL
+
+    from flashback.encoder import ClipEncoder
+    from flashback.encoder_registry import EncoderSpec
+
+    other = ClipEncoder(EncoderSpec(model=SMALL_MODEL, pretrained="random", seed=0), device="cpu")
+    with pytest.raises(UsageError, match=r"no segment was stored with encoder open_clip:fb-test-small.*it holds: open_clip:fb-test-tiny"):
+        FootageSearch(store, other)
+
+
+def test_search_from_the_command_line(store):
+    p = flashback("search", "a person climbing a fence", "--db", store.path, "--top", "4", "--json", *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["query"] == "a person climbing a fence" and len(doc["hits"]) == 4
+    assert {"video_id", "path", "camera", "start_s", "end_s", "similarity", "score", "caption", "when"} <= set(doc["hits"][0])
+    p = flashback("search", "a fight", "--db", store.path, "--camera", "gate", *TINY_CLI)
+    assert p.returncode == 0 and "'a fight': 10 of" in p.stdout and "g1.mp4" in p.stdout
+    p = flashback("search", "x", "--db", store.path.with_name("none.duckdb"), *TINY_CLI)
+    assert p.returncode == 1 and "none.duckdb: no such results database" in p.stderr
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
+def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
+    """Three Fighting and three Normal dev videos' captions, scored with the real MiniLM: the query
+    ranks segments of the Fighting videos above those of the Normal ones."""
+    names = ["Fighting033_x264", "Fighting042_x264", "Fighting047_x264",
+             "Normal_Videos_345_x264", "Normal_Videos_745_x264", "Normal_Videos_831_x264"]
+    names = [n for n in names if (DEV / "captions" / f"{n}.json").is_file()]
+    caps = tmp_path / "captions"
+    caps.mkdir()
+    for n in names:
+        shutil.copy(DEV / "captions" / f"{n}.json", caps)
+    db = tmp_path / "c.duckdb"
+    p = flashback("score-captions", caps, "--db", db, timeout=600)
+    assert p.returncode == 0, p.stderr
+    p = flashback("search", "people fighting", "--db", db, "--top", "20", "--json")
+    assert p.returncode == 0, p.stderr
+    hits = json.loads(p.stdout)["hits"]
+    fights = sum("Fighting" in h["path"] for h in hits)
+    assert fights >= 15, [(Path(h["path"]).name, h["caption"]) for h in hits]
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM segment_vectors").fetchone()[0] > 100
