@@ -186,6 +186,36 @@ class FootageSearch:
         return out
 
 
+SENTENCE = "sentence-transformers:"
+
+
+def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
+    """The text tower to search ``store`` with: ``spec`` holds ``text_encoder`` (a sentence model)
+    or open_clip's ``model``/``pretrained``/``checkpoint``/``device``.  A store whose every run is a
+    caption-path run (sentence vectors) gets the packaged MiniLM unless a sentence model is named."""
+    from .encoder_registry import EncoderSpec, register_extra_model_configs
+
+    text_encoder = spec.get("text_encoder")
+    if text_encoder is None and store.path.exists():
+        with store.connect(read_only=True) as con:
+            keys = {r[0] for r in con.execute("SELECT DISTINCT encoder_id FROM runs").fetchall()}
+        if keys and all(k.startswith(SENTENCE) for k in keys):
+            from .text_encoder import DEFAULT_TEXT_ENCODER
+
+            text_encoder = DEFAULT_TEXT_ENCODER
+    if text_encoder is not None and text_encoder != "clip":
+        from .text_encoder import SentenceEncoder
+
+        return SentenceEncoder(text_encoder)
+    from .encoder import ClipEncoder
+
+    register_extra_model_configs()
+    checkpoint = spec.get("checkpoint")
+    es = EncoderSpec(model=spec["model"], pretrained=None, checkpoint=Path(checkpoint)) if checkpoint else \
+        EncoderSpec(model=spec["model"], pretrained=spec["pretrained"])
+    return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"))
+
+
 def _keep(h: Hit, camera: str | None) -> bool:
     return camera is None or h.camera == camera or h.camera.rstrip("/").endswith("/" + camera.strip("/"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,13 @@ def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
 
 
 FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def flashback(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:

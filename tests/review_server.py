@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port
 
 
 def descendants(pid: int) -> set[int]:
@@ -49,12 +43,12 @@ def alive(pids: set[int]) -> set[int]:
     return {p for p in pids if running(p)}
 
 
-def start_review(db: Path, **popen) -> tuple[subprocess.Popen, str]:
-    """``flashback review`` on a free loopback port, once it answers its health check."""
+def start_review(db: Path, args=(), **popen) -> tuple[subprocess.Popen, str]:
+    """``flashback review`` (with ``args``) on a free loopback port, once it answers its health check."""
     port = free_port()
     popen = popen or {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port)],
-                            env=os.environ.copy(), **popen)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port),
+                             *args], env=os.environ.copy(), **popen)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -70,10 +64,10 @@ def start_review(db: Path, **popen) -> tuple[subprocess.Popen, str]:
 
 
 @contextlib.contextmanager
-def review_server(db: Path, stop_signal=signal.SIGTERM):
+def review_server(db: Path, stop_signal=signal.SIGTERM, args=()):
     """``flashback review`` on a free loopback port, until the block ends; then stopped with
     ``stop_signal`` as a service manager would, and checked to leave no process behind."""
-    proc, url = start_review(db)
+    proc, url = start_review(db, args)
     servers = descendants(proc.pid)
     assert servers, "flashback review runs Streamlit as its child"
     try:

@@ -11,8 +11,9 @@ import av
 import duckdb
 import numpy as np
 import pytest
+from conftest import free_port
 from PIL import Image
-from streams import FFMPEG, free_port, serve
+from streams import FFMPEG, serve
 
 from flashback.live.feeds import FeedSpec
 from flashback.live.media_sink import LiveMediaSink

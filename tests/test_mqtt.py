@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FLASHBACK, TINY_CLI
-from streams import free_port
+from conftest import FLASHBACK, TINY_CLI, free_port
 
 from flashback.errors import UsageError
 from flashback.live.mqtt import MqttSink, parse_broker

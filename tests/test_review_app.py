@@ -268,3 +268,52 @@ def test_a_stored_media_path_cannot_leave_the_media_folder(db_copy):
     assert data.stored_media(row["thumb_path"]).is_file()
     assert data.stored_media("../r.duckdb") is None and data.stored_media(str(db_copy)) is None
     assert data.stored_media(None) is None
+
+
+@pytest.fixture
+def tiny_search(monkeypatch):
+    import json
+
+    from conftest import TINY_MODEL
+
+    from ui.state import ENCODER_ENV
+
+    monkeypatch.setenv(ENCODER_ENV, json.dumps({"model": TINY_MODEL, "pretrained": "random", "device": "cpu"}))
+
+
+def test_search_page_ranks_segments_and_opens_the_moment(db_copy, tiny_search):
+    at = app()
+    at.radio(key="view").set_value("Search").run()
+    assert not at.exception, at.exception
+    at.text_input(key="search_text").input("a car on fire")
+    at.number_input(key="search_top").set_value(5)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    hits = [b for b in at.button if b.key and b.key.startswith("hit-")]
+    assert len(hits) == 5 and len(at.get("image")) == 5  # a key frame each
+    assert [m.value for m in at.markdown if "similarity" in m.value][0].startswith("**1.**")
+    video = next((b for b in hits if b.key.startswith("hit-video-")), None)
+    target = video or hits[0]
+    target.click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="view").value == ("Video" if video else "Event")
+    at.radio(key="view").set_value("Search").run()
+    at.selectbox(key="search_camera").set_value(next(c for c in at.selectbox(key="search_camera").options if c.endswith("lobby"))).run()
+    assert not at.exception, at.exception
+    assert all("l1.mp4" in m.value for m in at.markdown if "similarity" in m.value)
+
+
+def test_search_page_says_why_a_store_cannot_be_searched(db_copy, monkeypatch):
+    import json
+
+    from conftest import SMALL_MODEL
+
+    from ui.state import ENCODER_ENV
+
+    monkeypatch.setenv(ENCODER_ENV, json.dumps({"model": SMALL_MODEL, "pretrained": "random", "device": "cpu"}))
+    at = app()
+    at.radio(key="view").set_value("Search").run()
+    at.text_input(key="search_text").input("a fight")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "no segment was stored with encoder open_clip:fb-test-small" in plain(at.error[0].value)

@@ -220,3 +220,31 @@ def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path):
         finally:
             page.screenshot(path=str(tmp_path / "stored.png"), full_page=True)
             browser.close()
+
+
+def test_search_in_chromium(filled_store, tmp_path):
+    """Type a query on the Search page, get ranked results with key frames, open one at its moment."""
+    from conftest import TINY_CLI
+    from playwright.sync_api import sync_playwright
+
+    db = tmp_path / "r.duckdb"
+    shutil.copy(filled_store[0], db)
+    with review_server(db, args=TINY_CLI) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_text("Search", exact=True).first.click()
+            page.get_by_label("Look for").fill("a car on fire")
+            page.get_by_role("button", name="Search").click()
+            page.get_by_text("similarity").first.wait_for(timeout=60_000)
+            page.wait_for_function(  # ranked results, each with its similarity (Streamlit draws them one by one)
+                "() => [...document.querySelectorAll('p')].filter(p => p.textContent.includes(' · similarity ')).length >= 5",
+                timeout=30_000)
+            page.wait_for_function("() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length >= 5",
+                                   timeout=30_000)
+            page.get_by_role("button", name=re.compile(r"^Open (event|video)$")).first.click()
+            page.get_by_text(re.compile("Why it was flagged|search result")).first.wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+            browser.close()

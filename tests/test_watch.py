@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI
-from streams import FFMPEG, free_port, listening, serve
+from conftest import TINY_CLI, free_port
+from streams import FFMPEG, listening, serve
 
 from flashback.bundle import CaptionTable
 from flashback.errors import UsageError

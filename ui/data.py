@@ -199,6 +199,29 @@ class ReviewDB:
         p = (root / relative).resolve()
         return p if p.is_relative_to(root) and p.is_file() else None
 
+    # ------------------------------------------------------------ search
+
+    def search(self, encoder, text: str, top: int = 20, camera: str | None = None) -> list:
+        """Stored segments ranked by a text (``flashback.search``); a store that cannot be searched
+        with this encoder raises a UsageError saying why."""
+        from flashback.search import FootageSearch
+
+        return FootageSearch(self._store, encoder).search(text, top, camera or None)
+
+    def cameras(self) -> list[str]:
+        """Live feeds' names and the folders of scored files: what a search can be narrowed to."""
+        with self._store.connect(read_only=True) as con:
+            feeds = [r[0] for r in con.execute("SELECT DISTINCT feed FROM live_feeds ORDER BY 1").fetchall()]
+            paths = [r[0] for r in con.execute("SELECT DISTINCT v.path FROM scorings s JOIN videos v USING (video_id) "
+                                               "WHERE s.frame_unit = 'frame'").fetchall()]
+        return feeds + sorted({folder_of(p) for p in paths})
+
+    @staticmethod
+    def event_at(rows: list[dict], run_id: str, video_id: str, t_s: float) -> str | None:
+        """The key of the event of that run and video covering ``t_s``, if one does."""
+        return next((r["key"] for r in rows if r["run_id"] == run_id and r["video_id"] == video_id
+                     and r["start_s"] <= t_s <= r["end_s"]), None)
+
     # ------------------------------------------------------------ verdicts
 
     def save_verdict(self, key: EventKey, end_frame: int, verdict: str, reviewer: str, note: str = "") -> None:

@@ -43,6 +43,13 @@ def encoder_spec(a: argparse.Namespace) -> EncoderSpec:
     return EncoderSpec(model=a.encoder, pretrained=a.pretrained or DEFAULT_PRETRAINED)
 
 
+def encoder_choice(a: argparse.Namespace) -> dict:
+    """The encoder flags as a plain dict (``search.query_encoder``; the review app gets it as JSON)."""
+    return {"model": a.encoder, "pretrained": a.pretrained or DEFAULT_PRETRAINED,
+            "checkpoint": str(a.checkpoint.resolve()) if a.checkpoint else None, "device": a.device,
+            "precision": a.precision, "text_encoder": getattr(a, "text_encoder", None)}
+
+
 def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32) -> None:
     S = ScoringSettings
     g = p.add_argument_group("scoring settings (defaults: the 'default' preset; 'captions' for caption input)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 from ..checks import Range
 from ..errors import FlashbackError
 from .common import EXIT_OK, out, warn
-from .options import DEFAULT_DB
+from .options import DEFAULT_DB, add_encoder_args, encoder_choice
 
 
 def add_parser(sub) -> None:
@@ -22,6 +23,9 @@ def add_parser(sub) -> None:
     r.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store to review (default ./{DEFAULT_DB})")
     r.add_argument("--port", type=Range(1, 65535, integer=True).argtype(), default=8501, help="port (8501)")
     r.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    r.add_argument("--text-encoder", metavar="NAME",
+                   help="the Search page of a score-captions store: its sentence-transformers model (default: the packaged MiniLM)")
+    add_encoder_args(r)  # the Search page embeds queries with the encoder the footage was scored with
     r.set_defaults(run=run)
 
 
@@ -29,14 +33,14 @@ def run(a: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise FlashbackError("the review app needs Streamlit: pip install 'flashback[ui]'")
     import ui
-    from ui.state import DB_ENV
+    from ui.state import DB_ENV, ENCODER_ENV
 
     if not a.db.exists():
         warn(f"{a.db}: no such results database yet; the app will say so until one is written")
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         warn(f"serving on {a.host}: anyone who can reach this address can review and record verdicts")
     app = Path(ui.__file__).with_name("app.py")
-    env = {**os.environ, DB_ENV: str(a.db.resolve())}
+    env = {**os.environ, DB_ENV: str(a.db.resolve()), ENCODER_ENV: json.dumps(encoder_choice(a))}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", a.host, "--server.port", str(a.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     out.print(f"reviewing {a.db} at http://{a.host}:{a.port}  (Ctrl-C to stop)")

@@ -9,13 +9,10 @@ from rich.table import Table
 
 from ..checks import Range
 from ..errors import StoreError
-from ..search import FootageSearch, hits_json
+from ..search import FootageSearch, hits_json, query_encoder
 from ..store import ResultStore
 from .common import EXIT_OK, out
-from .options import DEFAULT_DB, add_encoder_args, since
-from .setup import caption_encoder, image_encoder
-
-SENTENCE = "sentence-transformers:"
+from .options import DEFAULT_DB, add_encoder_args, encoder_choice, since
 
 
 def add_parser(sub) -> None:
@@ -38,14 +35,7 @@ def run(a: argparse.Namespace) -> int:
     if not a.db.exists():
         raise StoreError(f"{a.db}: no such results database")
     store = ResultStore(a.db)
-    with store.connect(read_only=True) as con:
-        keys = {r[0] for r in con.execute("SELECT DISTINCT encoder_id FROM runs").fetchall()}
-    if a.text_encoder is None and keys and all(k.startswith(SENTENCE) for k in keys):
-        from ..text_encoder import DEFAULT_TEXT_ENCODER
-
-        a.text_encoder = DEFAULT_TEXT_ENCODER  # a caption-path store: its vectors are sentence vectors
-    encoder = caption_encoder(a) if a.text_encoder else image_encoder(a)
-    finder = FootageSearch(store, encoder)
+    finder = FootageSearch(store, query_encoder(store, encoder_choice(a)))
     hits = finder.search(a.query, a.top, a.camera, a.since)
     if a.json:
         out.print(hits_json(hits, a.query))

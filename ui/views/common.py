@@ -45,6 +45,7 @@ def open_event(key: str) -> None:
 
 def open_video(run_id: str, video_id: str) -> None:
     st.session_state[state.VIDEO] = (run_id, video_id)
+    st.session_state.pop(state.VIDEO_AT, None)
     st.session_state[state.VIEW] = "Video"
 
 

@@ -27,7 +27,11 @@ def render(db: ReviewDB) -> None:
     rate = "a live feed" if video_id.startswith("live-") else "unknown frame rate"
     rate = f"{tl['fps']:.1f} FPS" if tl["fps"] else rate
     st.caption(f"{tl['duration_s'] or 0:.1f} s at {rate} · {len(events)} event(s) · threshold {tl['threshold']}")
-    st.plotly_chart(timeline_figure(tl, events), key="video-timeline", width="stretch")
+    fig = timeline_figure(tl, events)
+    at = st.session_state.get(state.VIDEO_AT)
+    if at is not None and tuple(target or ()) == (run_id, video_id):  # the moment a search found
+        fig.add_vline(x=at, line_color="purple", line_dash="dash", annotation_text="search result")
+    st.plotly_chart(fig, key="video-timeline", width="stretch")
     for i, e in enumerate(events):
         c = st.columns([3, 2, 2, 1])
         c[0].write(f"{e['start_s']:.1f}–{e['end_s']:.1f} s · peak {e['peak_score']:.2f}")
