@@ -119,14 +119,15 @@ class BundleSpec:
 
 
 def write_bundle(out: Path, captions: CaptionTable, vectors: np.ndarray, spec: BundleSpec,
-                 indexes: dict | None = None) -> Manifest:
+                 indexes: dict | None = None, require_both: bool = True) -> Manifest:
     """Write a complete bundle to a temporary sibling folder, then move it into place.
 
     A crash at any point leaves either the previous bundle or the new one at ``out``, never a mix.
     ``indexes`` may hold the two FAISS indexes already built (the builder measures their recall first).
+    ``require_both``: a memory needs both sides; an overlay of verdicts (``overlays.py``) may hold one.
     """
     out = Path(out)
-    if captions.n_normal == 0 or captions.n_anomalous == 0:
+    if require_both and (captions.n_normal == 0 or captions.n_anomalous == 0):
         raise BundleError(
             f"{out}: a memory needs both normal and anomalous captions "
             f"(got {captions.n_normal} normal, {captions.n_anomalous} anomalous)"
@@ -292,4 +293,6 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
             )
     if counts != manifest.counts:
         raise BundleError(f"{path}: caption table counts {counts} differ from the manifest's {manifest.counts}")
+    if manifest.provenance.get("kind") != "overlay" and 0 in counts.values():  # an overlay of verdicts may hold one side
+        raise BundleError(f"{path}: a memory needs both normal and anomalous captions (has {counts})")
     return MemoryBundle(path, manifest, captions, indexes)

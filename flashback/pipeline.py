@@ -25,7 +25,7 @@ from .encoder_registry import file_sha256
 from .events import Event, find_events
 from .extras import Extras, UserText
 from .protocols import ImageEncoder, TextEncoder, encode_views
-from .retrieval import MemorySearcher
+from .retrieval import EXEMPLAR_GATE, MemorySearcher
 from .scoring import Segments, frame_scores, score_views, smooth
 from .settings import ScoringSettings, sigma_in_frames
 from .sources import VideoSource, is_url
@@ -117,21 +117,25 @@ class Detector:
     """Scores videos against one memory with one encoder; settings are fixed per detector."""
 
     def __init__(self, memory: MemoryBundle, encoder: TextEncoder | ImageEncoder,
-                 settings: ScoringSettings = ScoringSettings(), batch_size: int = 32, texts: list[UserText] = ()):
-        """``texts``: what the operator asked at run time (``--alert``/``--ignore``), searched beside the memory."""
+                 settings: ScoringSettings = ScoringSettings(), batch_size: int = 32, texts: list[UserText] = (),
+                 overlays: Extras | None = None):
+        """``texts``: what the operator asked at run time (``--alert``/``--ignore``); ``overlays``: the
+        exemplars of reviewers' verdicts (``overlays.load_extras``); both searched beside the memory."""
         memory.require_encoder(encoder.identity)
         self.memory = memory
         self.encoder = encoder
         self.settings = settings.resolved(memory.manifest.alpha, memory.manifest.logit_scale)
         self.grid = TimeGrid.from_settings(self.settings)
         self.batch_size = batch_size
-        self.extras = Extras.embed(list(texts), encoder, memory.manifest.template)
+        self.extras = Extras.embed(list(texts), encoder, memory.manifest.template) + (overlays or Extras())
         self.captions = self.extras.table(memory.captions)  # what segment caption ids index into
-        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras)
+        # the video path compares image exemplars with image queries: they need the gate (retrieval.py)
+        gate = EXEMPLAR_GATE if hasattr(encoder, "encode_images") else None
+        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras, gate)
 
-    def allowed(self, scope: str | None, n: int) -> np.ndarray | None:
-        """Which extra entries ``n`` segments of one camera (``scope``) may retrieve; None: all."""
-        if not len(self.extras) or all(t.scope is None for t in self.extras.texts):
+    def allowed(self, scope, n: int) -> np.ndarray | None:
+        """Which extra entries ``n`` segments of one camera (``scope``: a name, or several) may retrieve; None: all."""
+        if not self.extras.scoped:
             return None
         return np.broadcast_to(self.extras.allowed(scope), (n, len(self.extras)))
 
@@ -217,7 +221,7 @@ class Detector:
         return np.asarray(out, dtype=np.float32)
 
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
-              video_id: str | None = None, region: Region | None = None, scope: str | None = None) -> VideoResult:
+              video_id: str | None = None, region: Region | None = None, scope=None) -> VideoResult:
         """``region``: the part of each frame the encoder sees (``cameras.Region``); None: all of it.
         ``scope``: the camera it belongs to, for camera-specific ``texts``."""
         if isinstance(source, str):
@@ -257,7 +261,7 @@ class Detector:
     # ------------------------------------------------------------ shared back end
 
     def score_segment_vectors(
-        self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float, scope: str | None = None
+        self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float, scope=None
     ) -> VideoResult:
         s = self.settings
         segments = score_views(self.searcher, vectors, s.logit_scale, spans, allowed=self.allowed(scope, len(vectors)))

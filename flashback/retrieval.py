@@ -25,14 +25,20 @@ class Retrieved:
     anomalous: np.ndarray  # (Q, K) bool
 
 
+EXEMPLAR_GATE = 0.9  # image-to-image cosine from which a verdict exemplar counts (the video path)
+EXEMPLAR_BONUS = 0.05  # how far above the best caption a perfect match enters: exp(100 * 0.05), ~150x its weight
+
+
 class MemorySearcher:
     """Top-K over the memory's captions and, when given, the run's extra entries (``extras.py``),
     which get ids after the memory's and are scaled by alpha like any anomalous caption."""
 
-    def __init__(self, memory: MemoryBundle, alpha: float, top_k: int, extras: Extras | None = None):
+    def __init__(self, memory: MemoryBundle, alpha: float, top_k: int, extras: Extras | None = None,
+                 exemplar_gate: float | None = None):
         self.memory = memory
         self.alpha = float(alpha)
         self.extras = extras if extras is not None and len(extras) else None
+        self.exemplar_gate = exemplar_gate
         self.top_k = min(int(top_k), len(memory.captions))
         self._offset = memory.captions.n_normal
 
@@ -47,7 +53,10 @@ class MemorySearcher:
         parts = [(s_n, i_n, np.zeros_like(i_n, bool)), (s_a, i_a, np.ones_like(i_a, bool))]
         if self.extras is not None:
             e = self.extras
-            s_e = (q @ e.vectors.T) * np.where(e.anomalous, np.float32(self.alpha), np.float32(1.0))
+            s_e = q @ e.vectors.T
+            if self.exemplar_gate is not None and e.exemplar.any():
+                s_e = self._gate(s_e, e.exemplar, np.maximum(s_n[:, :1], s_a[:, :1]))
+            s_e = s_e * np.where(e.anomalous, np.float32(self.alpha), np.float32(1.0))
             i_e = np.broadcast_to(np.arange(len(e), dtype=np.int64) + len(self.memory.captions), s_e.shape)
             if allowed is not None:
                 s_e, i_e = np.where(allowed, s_e, -np.inf).astype(np.float32), np.where(allowed, i_e, -1)
@@ -59,3 +68,13 @@ class MemorySearcher:
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
         return Retrieved(take(sims), take(ids), take(flags))
+
+    def _gate(self, sims: np.ndarray, exemplar: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """Verdict exemplars on the video path are image vectors, and two frames of one camera are far
+        more alike (cosine 0.8 and up) than any frame and caption (0.2 to 0.35), so compared raw an
+        exemplar would outweigh every caption for everything that camera sees.  It counts only for a
+        near-duplicate of what was judged (cosine >= the gate), and then enters just above the
+        query's best caption, more so the closer it is."""
+        g = self.exemplar_gate
+        lifted = best + EXEMPLAR_BONUS * (sims - g) / (1.0 - g)
+        return np.where(exemplar, np.where(sims >= g, lifted, -np.inf), sims).astype(np.float32)

@@ -224,7 +224,7 @@ class ReviewDB:
 
     # ------------------------------------------------------------ verdicts
 
-    def save_verdict(self, key: EventKey, end_frame: int, verdict: str, reviewer: str, note: str = "") -> None:
+    def save_verdict(self, key: EventKey, end_frame: int, verdict: str, reviewer: str, note: str = "") -> str:
         """``end_frame``: the event's last frame as the reviewer saw it (a live event's may still grow)."""
         if verdict not in VERDICTS:
             raise UsageError(f"unknown verdict {verdict!r}")
@@ -233,6 +233,36 @@ class ReviewDB:
         with self._store.transaction() as con:
             writers.write_review(con, key.run_id, key.video_id, key.start_frame, end_frame, verdict,
                                  reviewer.strip(), note.strip() or None)
+        return self.adapt(key, verdict, reviewer.strip())
+
+    def adapt(self, key: EventKey, verdict: str, reviewer: str) -> str:
+        """The camera's overlay learns the verdict (``flashback.overlays``); a line saying what changed."""
+        from flashback.overlays import apply_verdict
+
+        path = apply_verdict(self._store, key.run_id, key.video_id, key.start_frame, verdict, reviewer)
+        if path is None:
+            return "this store keeps no segment vectors for the event, so the camera's overlay did not change"
+        held = self.adaptation(key)
+        if held is None:
+            return "no exemplar of this event is in its camera's overlay"
+        return (f"the camera's overlay now holds {held['exemplars']} {'anomalous' if verdict == 'confirmed' else 'normal'} "
+                "exemplar(s) of this event; re-scoring that camera uses them")
+
+    def adaptation(self, key: EventKey) -> dict | None:
+        """What the overlays hold of this event: camera, verdict, exemplars; None if nothing."""
+        from flashback.overlays import list_overlays
+
+        for o in list_overlays(self.path):
+            held = o.events.get((key.run_id, key.video_id, key.start_frame))
+            if held:
+                return {**held, "camera": o.camera, "path": str(o.path)}
+        return None
+
+    def undo_adaptation(self, key: EventKey) -> int:
+        """Take this event's exemplars out of every overlay (the verdict itself stays); how many overlays changed."""
+        from flashback.overlays import remove_event
+
+        return len(remove_event(self.path, key.run_id, key.video_id, key.start_frame))
 
     def history(self, key: EventKey) -> list[dict]:
         with self._store.connect(read_only=True) as con:

@@ -8,6 +8,7 @@
     clips.py           flashback clips          stored event clips and thumbnails, copied out
     prune.py           flashback prune          retention: delete what is older than N days
     search.py          flashback search         stored footage ranked by a text
+    overlay.py         flashback overlay ...    what reviewers' verdicts taught each camera
     memory.py          flashback memory ...     info, verify, build, from-captions
     bench.py           flashback bench          speed per stage
     options.py         flags shared by several commands, with their ranges
@@ -27,10 +28,10 @@ import argparse
 import sys
 
 from ..errors import FlashbackError, UsageError
-from . import bench, captions, clips, eval, memory, prune, review, score, search, watch
+from . import bench, captions, clips, eval, memory, overlay, prune, review, score, search, watch
 from .common import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail, log_to_stderr, out, report_bug, warn
 
-COMMANDS = (score, watch, captions, eval, search, review, clips, prune, bench, memory)
+COMMANDS = (score, watch, captions, eval, search, review, clips, prune, overlay, bench, memory)
 
 
 def build_parser() -> argparse.ArgumentParser:

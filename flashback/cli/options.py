@@ -110,6 +110,10 @@ def add_region_args(p: argparse.ArgumentParser, per: str) -> None:
                    help='flag this as anomalous too, e.g. --alert "a person climbing the fence" (repeatable)')
     t.add_argument("--ignore", action="append", metavar="TEXT",
                    help='count this as normal, e.g. --ignore "workers unloading pallets at night" (repeatable)')
+    t.add_argument("--overlay", action="append", type=Path, metavar="DIR",
+                   help="also search this overlay of verdict exemplars for every input (each camera's own overlay, "
+                        "next to --db, is used for that camera anyway; --no-overlays turns those off)")
+    t.add_argument("--no-overlays", action="store_true", help="ignore the overlays that reviewers' verdicts left next to --db")
     g = p.add_argument_group("regions (what part of each frame the encoder sees)")
     g.add_argument("--roi", metavar="X,Y,W,H", help="only this rectangle of each frame, in displayed pixels (cut out before resizing)")
     g.add_argument("--cameras", type=Path, metavar="FILE",

@@ -15,7 +15,7 @@ from ..store import RunRecord
 from .common import Guard, nothing_to_do, progress_bars, warn
 from .options import add_media_arg, add_memory_arg, add_output_args, add_region_args, settings_from_args
 from .output import export_and_summarise
-from .setup import image_encoder, memory_for, open_store
+from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, overlays_for
 
 
 def add_parser(sub) -> None:
@@ -36,6 +36,7 @@ def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a)
     cameras = load_cameras(a.cameras, a.roi)
     texts = user_texts(a.alert, a.ignore) + list(cameras.texts)
+    check_overlay_dirs(a)
     if not a.paths and not a.sample:
         raise UsageError("score: give at least one PATH (a video, a folder or a URL), or --sample")
     paths = list(a.paths)
@@ -51,7 +52,8 @@ def run(a: argparse.Namespace) -> int:
         return nothing_to_do("video")
     store = open_store(a)
     encoder = image_encoder(a)
-    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts)
+    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts,
+                        overlays=overlays_for(a, store, encoder))
     run_ = RunRecord.of(detector)
     results = []
     seen: dict[str, str] = {}  # video id -> the path it was first scored from
@@ -74,7 +76,7 @@ def run(a: argparse.Namespace) -> int:
                     return
                 seen[video_id] = str(source)
                 result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location),
-                                        scope=cameras.camera_of_file(source.location))
+                                        scope=scopes_of(source, cameras))
                 if result.truncated:
                     warn(f"{source}: {result.note}")
                 results.append(result)  # exported even if the store refuses it below
@@ -94,3 +96,11 @@ def run(a: argparse.Namespace) -> int:
         interrupted = guard.each(expansion.sources, one, "videos",
                                  after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
     return export_and_summarise(a, run_, results, guard.failures, store, interrupted)
+
+
+def scopes_of(source, cameras) -> set:
+    """The cameras a file belongs to: the camera-file glob it matches, and its folder (overlays)."""
+    from ..overlays import camera_of
+
+    folder = source.location if source.is_url else camera_of(str(Path(source.location).resolve()), live=False)
+    return {cameras.camera_of_file(source.location), folder} - {None}

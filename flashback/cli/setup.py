@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..bundle import MemoryBundle, load_bundle
+from ..extras import Extras
 from ..protocols import ImageEncoder, TextEncoder
 from ..store import ResultStore
 from .common import counter, progress_bars, say
@@ -38,6 +39,22 @@ def caption_encoder(a: argparse.Namespace) -> TextEncoder:
     from ..text_encoder import SentenceEncoder
 
     return SentenceEncoder(a.text_encoder)
+
+
+def overlays_for(a: argparse.Namespace, store: ResultStore | None, encoder) -> Extras:
+    """Each camera's overlay next to the store (unless ``--no-overlays``) and every ``--overlay DIR``."""
+    from ..overlays import load_extras
+
+    return load_extras(None if store is None or a.no_overlays else store.path, a.overlay or [], encoder.identity.key)
+
+
+def check_overlay_dirs(a: argparse.Namespace) -> None:
+    """``--overlay DIR`` that is not there fails now, before any model loads."""
+    from ..errors import UsageError
+
+    for d in a.overlay or []:
+        if not (d / "manifest.json").is_file():
+            raise UsageError(f"--overlay {d}: not an overlay folder (no manifest.json)")
 
 
 def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:

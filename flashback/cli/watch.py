@@ -21,7 +21,7 @@ from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
 from .options import add_encoder_args, add_media_arg, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
 from .prune import DAYS
-from .setup import image_encoder, memory_for, open_store
+from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, overlays_for
 
 
 def add_parser(sub) -> None:
@@ -70,6 +70,7 @@ def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
     cameras = load_cameras(a.cameras, a.roi)
     texts = user_texts(a.alert, a.ignore) + list(cameras.texts)
+    check_overlay_dirs(a)
     broker = parse_broker(a.mqtt) if a.mqtt else None
     if a.ha_discovery and broker is None:
         raise UsageError("--ha-discovery needs --mqtt URL")
@@ -85,7 +86,7 @@ def run(a: argparse.Namespace) -> int:
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
     sinks: list[LiveSink] = [events]
-    watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts)
+    watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
     store_sink = webhook = media = None
     if store is not None:
         store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..bundle import MemoryBundle
 from ..checks import COUNT, POSITIVE, Range, check_fields, knob, raise_problems
-from ..extras import UserText
+from ..extras import Extras, UserText
 from ..media import CONTEXT_S
 from ..pipeline import Detector
 from ..protocols import ImageEncoder, encode_views
@@ -85,9 +85,9 @@ class FeedState:
 class Watcher:
     def __init__(self, memory: MemoryBundle, encoder: ImageEncoder, settings: ScoringSettings, feeds: list[FeedSpec],
                  sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None,
-                 texts: list[UserText] = ()):
+                 texts: list[UserText] = (), overlays: Extras | None = None):
         check_unique_names(feeds)
-        self.detector = Detector(memory, encoder, settings, texts=texts)
+        self.detector = Detector(memory, encoder, settings, texts=texts, overlays=overlays)
         self.settings, self.grid = self.detector.settings, self.detector.grid
         self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
         self.specs = feeds
@@ -246,7 +246,7 @@ class Watcher:
         index = np.array([c[1] for c in closed])
         spans = np.stack([index * g.stride_s, index * g.stride_s + g.segment_s], axis=1)
         allowed = None
-        if self.detector.allowed(None, 1) is not None:  # camera-specific texts: each segment its own feed's
+        if self.detector.extras.scoped:  # camera-specific entries: each segment its own feed's
             allowed = np.stack([self.detector.extras.allowed(c[0].session.spec.name) for c in closed])
         scored = score_views(self.detector.searcher, np.stack([c[2] for c in closed]), s.logit_scale, spans, index, allowed)
         now = time.monotonic()

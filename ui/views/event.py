@@ -16,12 +16,21 @@ from ui.views.common import md, open_event, open_video, status_label, timeline_f
 def _save(db: ReviewDB, key: EventKey, end_frame: int, verdict: str) -> None:
     reviewer = st.session_state.get(state.REVIEWER, "")
     try:
-        db.save_verdict(key, end_frame, verdict, reviewer, st.session_state.get("note", ""))
+        adapted = db.save_verdict(key, end_frame, verdict, reviewer, st.session_state.get("note", ""))
         st.session_state["saved"] = f"Saved: {VERDICTS[verdict]} by {md(reviewer.strip())}"
+        st.session_state["adapted"] = adapted
         st.session_state[state.SNAPSHOT] = db.version()  # our own write is not news
         st.session_state["note"] = ""
     except FlashbackError as e:
         st.session_state["saved"] = f"Not saved: {md(e)}"
+
+
+def _undo(db: ReviewDB, key: EventKey) -> None:
+    try:
+        n = db.undo_adaptation(key)
+        st.session_state["saved"] = f"Undone: this event's exemplars left {n} overlay(s); the verdict stays"
+    except FlashbackError as e:
+        st.session_state["saved"] = f"Not undone: {md(e)}"
 
 
 def render(db: ReviewDB) -> None:
@@ -78,6 +87,14 @@ def render(db: ReviewDB) -> None:
                    type="primary" if verdict == "confirmed" else "secondary")
     if st.session_state.get("saved"):
         st.success(st.session_state.pop("saved"))
+        if st.session_state.get("adapted"):
+            st.caption(md(st.session_state.pop("adapted")))
+    held = db.adaptation(key)
+    if held is not None:
+        c = st.columns([4, 1])
+        c[0].caption(f"Learned: {held['exemplars']} exemplar(s) of this event in the overlay of {md(held['camera'])} "
+                     f"({VERDICTS.get(held['verdict'], held['verdict'])} by {md(held['reviewer'])})")
+        c[1].button("Undo learning", key="undo-adapt", on_click=_undo, args=(db, key))
     history = db.history(key)
     if history:
         st.caption("History (newest first)")
