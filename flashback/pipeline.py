@@ -129,9 +129,9 @@ class Detector:
         self.batch_size = batch_size
         self.extras = Extras.embed(list(texts), encoder, memory.manifest.template) + (overlays or Extras())
         self.captions = self.extras.table(memory.captions)  # what segment caption ids index into
-        # the video path compares image exemplars with image queries: they need the gate (retrieval.py)
-        gate = EXEMPLAR_GATE if hasattr(encoder, "encode_images") else None
-        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras, gate)
+        # verdict exemplars count for near-duplicates only, on both paths (retrieval.py; measured in
+        # benchmarks/overlay_verdicts.py: raw exemplars cost 2-8 AUC points elsewhere, gated ones under 0.4)
+        self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras, EXEMPLAR_GATE)
 
     def allowed(self, scope, n: int) -> np.ndarray | None:
         """Which extra entries ``n`` segments of one camera (``scope``: a name, or several) may retrieve; None: all."""

@@ -25,7 +25,7 @@ class Retrieved:
     anomalous: np.ndarray  # (Q, K) bool
 
 
-EXEMPLAR_GATE = 0.9  # image-to-image cosine from which a verdict exemplar counts (the video path)
+EXEMPLAR_GATE = 0.9  # cosine to a verdict exemplar from which it counts (both paths; see _gate)
 EXEMPLAR_BONUS = 0.05  # how far above the best caption a perfect match enters: exp(100 * 0.05), ~150x its weight
 
 
@@ -70,11 +70,14 @@ class MemorySearcher:
         return Retrieved(take(sims), take(ids), take(flags))
 
     def _gate(self, sims: np.ndarray, exemplar: np.ndarray, best: np.ndarray) -> np.ndarray:
-        """Verdict exemplars on the video path are image vectors, and two frames of one camera are far
-        more alike (cosine 0.8 and up) than any frame and caption (0.2 to 0.35), so compared raw an
-        exemplar would outweigh every caption for everything that camera sees.  It counts only for a
-        near-duplicate of what was judged (cosine >= the gate), and then enters just above the
-        query's best caption, more so the closer it is."""
+        """A verdict exemplar counts only for a near-duplicate of what was judged (cosine >= the gate),
+        and then enters just above the query's best caption, more so the closer it is.  On the video
+        path exemplars are image vectors, and two frames of one camera are far more alike (cosine 0.8
+        and up) than any frame and caption (0.2 to 0.35): compared raw, one exemplar would outweigh
+        every caption for everything that camera sees.  On the caption path (text against text) the
+        scales match, but raw exemplars still spread: on the UCF-Crime dev half, a dozen false alarms
+        from one half's normal videos cost the other videos 2 to 8 AUC points raw, and under 0.4 gated
+        (benchmarks/overlay_verdicts.py), while the reviewed videos' own false alarms go either way."""
         g = self.exemplar_gate
         lifted = best + EXEMPLAR_BONUS * (sims - g) / (1.0 - g)
         return np.where(exemplar, np.where(sims >= g, lifted, -np.inf), sims).astype(np.float32)
