@@ -12,6 +12,8 @@ import duckdb
 import pytest
 from review_server import review_server
 
+from flashback.overlays import list_overlays
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -66,9 +68,14 @@ def test_click_a_verdict_in_chromium(server, tmp_path):
             page.get_by_label("Note").fill("confirmed on site")
             page.get_by_label("Note").press("Enter")
             give_verdict(page, "Confirmed", "dana")
+            page.get_by_text("Learned: ").wait_for(timeout=60_000)  # the camera's overlay took the verdict
+            assert len(list_overlays(db)) == 1
+            page.get_by_role("button", name="Undo learning").click()
+            page.get_by_text("Undone: this event's exemplars left 1 overlay(s)").wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
+    assert list_overlays(db) == []
     with duckdb.connect(str(db), read_only=True) as c:
         assert c.execute("SELECT verdict, reviewer, note FROM reviews").fetchall() == [("confirmed", "dana", "confirmed on site")]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
