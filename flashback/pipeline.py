@@ -223,7 +223,7 @@ class Detector:
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
               video_id: str | None = None, region: Region | None = None, scope=None) -> VideoResult:
         """``region``: the part of each frame the encoder sees (``cameras.Region``); None: all of it.
-        ``scope``: the camera it belongs to, for camera-specific ``texts``."""
+        ``scope``: the camera(s) it belongs to, for camera-specific texts and overlays."""
         if isinstance(source, str):
             source = VideoSource(source, is_url=is_url(source))
         video_id = video_id or video_id_for(source)

@@ -31,7 +31,7 @@ EXEMPLAR_BONUS = 0.05  # how far above the best caption a perfect match enters: 
 
 class MemorySearcher:
     """Top-K over the memory's captions and, when given, the run's extra entries (``extras.py``),
-    which get ids after the memory's and are scaled by alpha like any anomalous caption."""
+    which get ids after the memory's; anomalous ones are scaled by alpha like anomalous captions."""
 
     def __init__(self, memory: MemoryBundle, alpha: float, top_k: int, extras: Extras | None = None,
                  exemplar_gate: float | None = None):
