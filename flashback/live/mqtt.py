@@ -82,6 +82,15 @@ def parse_broker(url: str) -> Broker:
                   urllib.parse.unquote(u.password) if u.password else None, u.scheme == "mqtts")
 
 
+def _probe(broker: Broker) -> str | None:
+    """Why the broker's port cannot be reached now (one TCP connect), or None: a reason for the log."""
+    try:
+        socket.create_connection((broker.host, broker.port), timeout=CONNECT_WAIT_S).close()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
 @dataclass
 class _Message:
     topic: str
@@ -119,11 +128,12 @@ class MqttSink(LiveSink):
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         self._down_since: float | None = None
+        unreachable = _probe(broker)
         c.connect_async(broker.host, broker.port, keepalive=30)
         c.loop_start()
-        if not self._connected_once.wait(CONNECT_WAIT_S):
-            log(f"mqtt {broker.shown}: not reachable yet; messages are queued (up to {max_queue:,}) "
-                "and sent in order once it is")
+        if unreachable or not self._connected_once.wait(CONNECT_WAIT_S):
+            log(f"mqtt {broker.shown}: cannot connect ({unreachable or 'no answer to the MQTT handshake'}); messages are "
+                f"queued (up to {max_queue:,}) and sent in order once it can")
         self.send("status", "online", retain=True)
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
