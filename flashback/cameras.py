@@ -71,6 +71,17 @@ class Region:
         return np.asarray(img, dtype=bool)
 
 
+def camera_of(location: str, live: bool) -> str:
+    """What a camera is wherever flashback groups by one (overlays, search, the review app): a live
+    feed's name, or the folder a file is in."""
+    return location if live else str(Path(location).parent)
+
+
+def camera_matches(camera: str, name: str) -> bool:
+    """Whether ``name`` (typed by a person) names ``camera``: exactly, or as the last part of a folder."""
+    return camera == name or camera.rstrip("/").endswith("/" + name.strip("/"))
+
+
 def parse_roi(text: str, label: str | None = None) -> Region:
     """``x,y,w,h`` in pixels (the ``--roi`` flag)."""
     label = label or f"--roi {text}"

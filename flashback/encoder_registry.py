@@ -54,6 +54,14 @@ class EncoderIdentity:
         return {"family": self.family, "model": self.model, "weights": self.weights, "dim": self.dim}
 
     @classmethod
+    def from_key(cls, key: str) -> "EncoderIdentity":
+        """The identity a ``key`` names (as the store's ``runs.encoder_id`` keeps it)."""
+        family, rest = key.split(":", 1)
+        model, rest = rest.rsplit("@", 1)
+        weights, dim = rest.rsplit("/", 1)
+        return cls(family, model, weights, int(dim))
+
+    @classmethod
     def from_dict(cls, d: dict) -> "EncoderIdentity":
         return cls(family=d["family"], model=d["model"], weights=d["weights"], dim=int(d["dim"]))
 

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import NORMAL_CATEGORY, BundleSpec, CaptionTable, load_bundle, write_bundle
+from .cameras import camera_of
+from .encoder_registry import EncoderIdentity
 from .errors import BundleError, UsageError
 from .extras import Entry, Extras
 from .manifest import MANIFEST
@@ -111,10 +113,6 @@ _EVENT = """
 """
 
 
-def camera_of(location: str, live: bool) -> str:
-    return location if live else str(Path(location).parent)
-
-
 def apply_verdict(store: ResultStore, run_id: str, video_id: str, start_frame: int, verdict: str, reviewer: str) -> Path | None:
     """Bring the event's camera overlay in line with this verdict; returns the overlay folder (None
     when the event has no stored vectors: a store written before they were kept)."""
@@ -136,8 +134,7 @@ def apply_verdict(store: ResultStore, run_id: str, video_id: str, start_frame: i
     entries = [old.entries[i] for i in keep] if old else []
     vectors = old.vectors[keep] if old else np.zeros((0, 0), np.float32)
     if verdict in ("confirmed", "false_alarm") and blobs:
-        dim = int(encoder_key.rsplit("/", 1)[1])
-        v = unpack(blobs, dim)
+        v = unpack(blobs, EncoderIdentity.from_key(encoder_key).dim)
         v = v[np.unique(np.linspace(0, len(v) - 1, min(len(v), MAX_PER_EVENT)).round().astype(int))]
         top = next((c["text"] for c in json.loads(captions) if c["label"] == "anomalous"), None)
         anomalous = verdict == "confirmed"
@@ -164,20 +161,15 @@ def remove_event(store_path: Path, run_id: str, video_id: str, start_frame: int)
 
 def _write(path: Path, camera: str, entries: list[dict], vectors: np.ndarray, encoder_key: str, settings: dict | None) -> None:
     """Rewrite the overlay (atomically, ``write_bundle``), or remove it once it holds nothing."""
-    from .encoder_registry import EncoderIdentity
-
     if not entries:
         if path.exists():
             shutil.rmtree(path)
         return
     order = sorted(range(len(entries)), key=lambda i: entries[i]["label"] == "anomalous")  # normal rows first
     entries, vectors = [entries[i] for i in order], vectors[order]
-    family, rest = encoder_key.split(":", 1)
-    model, rest = rest.rsplit("@", 1)
-    weights, dim = rest.rsplit("/", 1)
     table = CaptionTable([e.get("caption") or "-" for e in entries], [e["label"] == "anomalous" for e in entries],
                          [e["category"] for e in entries], [json.dumps(e, sort_keys=True) for e in entries])
-    spec = BundleSpec(EncoderIdentity(family, model, weights, int(dim)), alpha=(settings or {}).get("alpha") or 1.0,
+    spec = BundleSpec(EncoderIdentity.from_key(encoder_key), alpha=(settings or {}).get("alpha") or 1.0,
                       template="none", logit_scale=(settings or {}).get("logit_scale") or 100.0,
                       provenance={"kind": "overlay", "camera": camera})
     try:

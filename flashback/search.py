@@ -23,6 +23,7 @@ import numpy as np
 from indexes import build_index, load_index, save_index
 from indexes import search as index_search
 
+from .cameras import camera_matches, camera_of
 from .errors import UsageError
 from .protocols import TextEncoder
 from .store import ResultStore
@@ -78,11 +79,10 @@ class FootageSearch:
     def __init__(self, store: ResultStore, encoder: TextEncoder, approx_at: int = APPROX_AT):
         self.store, self.encoder, self.approx_at = store, encoder, approx_at
         self.key = encoder.identity.key
+        if "segment_vectors" not in store.tables():
+            raise UsageError(f"{store.path}: written by an older flashback, it keeps no segment vectors "
+                             "(score again to search it)")
         with store.connect(read_only=True) as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            if "segment_vectors" not in tables:
-                raise UsageError(f"{store.path}: written by an older flashback, it keeps no segment vectors "
-                                 "(score again to search it)")
             counts = dict(con.execute("SELECT r.encoder_id, count(*) FROM segment_vectors v JOIN runs r USING (run_id) "
                                       "GROUP BY ALL").fetchall())
         if self.key not in counts:
@@ -180,7 +180,7 @@ class FootageSearch:
             r = meta.get(int(i))
             if r is None:
                 continue
-            camera = r[4] or str(Path(r[3]).parent)
+            camera = camera_of(r[4] or r[3], live=bool(r[4]))
             out.append(Hit(r[1], r[2], r[3], camera, int(r[5]), float(r[6]), float(r[7]), float(s),
                            None if r[8] is None else float(r[8]), r[9], r[10]))
         return out
@@ -217,7 +217,7 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
 
 
 def _keep(h: Hit, camera: str | None) -> bool:
-    return camera is None or h.camera == camera or h.camera.rstrip("/").endswith("/" + camera.strip("/"))
+    return camera is None or camera_matches(h.camera, camera)
 
 
 def hits_json(hits: list[Hit], query: str) -> str:

@@ -12,7 +12,8 @@ import pytest
 from conftest import TINY_CLI, flashback
 
 from flashback.bundle import load_bundle
-from flashback.overlays import camera_of, list_overlays, load_extras
+from flashback.cameras import camera_of
+from flashback.overlays import list_overlays, load_extras
 from flashback.pipeline import Detector
 from flashback.settings import ScoringSettings
 from ui.data import EventKey, ReviewDB

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flashback.cameras import camera_of
 from flashback.errors import UsageError
 from flashback.store import ResultStore, writers
 
@@ -76,7 +77,8 @@ _EVENTS = f"""
 
 
 def folder_of(path: str) -> str:
-    return str(Path(path).parent)
+    """A file's camera (``flashback.cameras.camera_of``): the folder it is in."""
+    return camera_of(path, live=False)
 
 
 class ReviewDB:
@@ -97,8 +99,7 @@ class ReviewDB:
         if not self.path.exists():
             return f"{self.path}: no such results database. Score some videos first: flashback score VIDEO --db {self.path}"
         try:
-            with self._store.connect(read_only=True) as con:
-                tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            tables = self._store.tables()
         except Exception as e:  # StoreError or duckdb errors on a non-database file
             return str(e)
         if "events" not in tables:

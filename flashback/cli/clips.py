@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import StoreError, UsageError
-from ..store import ResultStore
 from .common import EXIT_OK, out, progress_bars, warn
-from .options import DEFAULT_DB, since
+from .options import add_db_arg, since
+from .setup import existing_store
 
 VERDICT_CHOICES = ("pending", "confirmed", "false_alarm", "unsure")
 INDEX = "index.csv"
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     c = sub.add_parser("clips", help="export the stored clips and thumbnails of flagged events to a folder",
                        description="Copy each flagged event's stored clip (MP4) and thumbnail (JPEG) into --out, named "
                                    "camera_time_category, with an index.csv of what each file shows.")
-    c.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+    add_db_arg(c)
     c.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to copy them into (created if missing)")
     c.add_argument("--since", type=since, metavar="WHEN",
                    help="only events whose media were made since: 24h, 7d, 30m, or a date/time (2026-11-20, 2026-11-20T08:00)")
@@ -51,15 +51,12 @@ def _safe(text: str, limit: int = 40) -> str:
 
 
 def run(a: argparse.Namespace) -> int:
-    store = ResultStore(a.db)
-    if not a.db.exists():
-        raise StoreError(f"{a.db}: no such results database")
+    store = existing_store(a)
     if a.out.exists() and not a.out.is_dir():
         raise UsageError(f"--out {a.out}: exists and is not a folder")
+    if "event_media" not in store.tables():
+        raise StoreError(f"{a.db}: written by an older flashback, it holds no clips (score again to make them)")
     with store.connect(read_only=True) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "event_media" not in tables:
-            raise StoreError(f"{a.db}: written by an older flashback, it holds no clips (score again to make them)")
         rows = con.execute(_QUERY, [a.since or datetime.min]).fetchall()
     if a.status:
         rows = [r for r in rows if r[8] in a.status]

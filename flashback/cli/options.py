@@ -84,8 +84,12 @@ def settings_from_args(a: argparse.Namespace, default_preset: str = "default") -
     return dataclasses.replace(preset(a.preset or default_preset), **{k: v for k, v in overrides.items() if v is not None})
 
 
-def add_store_args(p: argparse.ArgumentParser, help_db: str = "DuckDB results store") -> None:
+def add_db_arg(p: argparse.ArgumentParser, help_db: str = "results store") -> None:
     p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"{help_db} (default ./{DEFAULT_DB})")
+
+
+def add_store_args(p: argparse.ArgumentParser, help_db: str = "DuckDB results store") -> None:
+    add_db_arg(p, help_db)
     p.add_argument("--no-db", action="store_true", help="do not store results in DuckDB")
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 from rich.table import Table
 
+from ..cameras import camera_matches
 from ..errors import UsageError
 from ..overlays import list_overlays, remove_event
 from .common import EXIT_OK, out, usage
-from .options import DEFAULT_DB
+from .options import add_db_arg
 
 
 def add_parser(sub) -> None:
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
                            ("show", "one camera's exemplars, event by event, with who judged them and when"),
                            ("remove", "forget a camera's overlay, or one event's exemplars in it")):
         p = osub.add_parser(name, help=helptext)
-        p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+        add_db_arg(p)
         if name != "list":
             p.add_argument("camera", metavar="CAMERA", help="a live feed's name or a folder of files, as `overlay list` shows it")
         if name == "remove":
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def _find(a: argparse.Namespace):
-    found = [o for o in list_overlays(a.db) if o.camera == a.camera or o.camera.rstrip("/").endswith("/" + a.camera.strip("/"))]
+    found = [o for o in list_overlays(a.db) if camera_matches(o.camera, a.camera)]
     if not found:
         have = ", ".join(o.camera for o in list_overlays(a.db)) or "none"
         raise UsageError(f"{a.db}: no overlay for camera {a.camera!r} (there are: {have})")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from rich.table import Table
 
 from ..checks import Range
-from ..errors import StoreError
 from ..store import PruneReport, ResultStore
 from .common import EXIT_OK, out
-from .options import DEFAULT_DB
+from .options import add_db_arg
+from .setup import existing_store
 
 DAYS = Range(0, 36_500)
 
@@ -23,7 +22,7 @@ def add_parser(sub) -> None:
                                    "scores, segments and their captions, outages, and events nobody reviewed, with their "
                                    "clips and thumbnails. A file's rows are as old as its scoring, a live feed's as old as "
                                    "their moment on the feed. Events with a verdict stay, with it and their media.")
-    p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+    add_db_arg(p)
     p.add_argument("--keep-days", type=DAYS.argtype(), required=True, metavar="N", help="keep the last N days (0 = delete all that is not kept below)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--keep-reviewed", action="store_true",
@@ -38,9 +37,7 @@ def cutoff_for(days: float) -> datetime:
 
 
 def run(a: argparse.Namespace) -> int:
-    if not a.db.exists():
-        raise StoreError(f"{a.db}: no such results database")
-    store = ResultStore(a.db)
+    store = existing_store(a)
     report = store.prune(cutoff_for(a.keep_days), a.keep_reviewed, a.drop_reviewed, a.dry_run)
     out.print(summary(report, store, a.keep_days))
     return EXIT_OK

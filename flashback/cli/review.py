@@ -15,12 +15,12 @@ from pathlib import Path
 from ..checks import Range
 from ..errors import FlashbackError
 from .common import EXIT_OK, out, warn
-from .options import DEFAULT_DB, add_encoder_args, encoder_choice
+from .options import add_db_arg, add_encoder_args, encoder_choice
 
 
 def add_parser(sub) -> None:
     r = sub.add_parser("review", help="open the Streamlit review app for flagged events (needs the [ui] extra)")
-    r.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store to review (default ./{DEFAULT_DB})")
+    add_db_arg(r, "results store to review")
     r.add_argument("--port", type=Range(1, 65535, integer=True).argtype(), default=8501, help="port (8501)")
     r.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     r.add_argument("--text-encoder", metavar="NAME",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cameras import load_cameras
+from ..cameras import camera_of, load_cameras
 from ..errors import UsageError
 from ..extras import user_texts
 from ..media import file_event_media
@@ -100,7 +100,5 @@ def run(a: argparse.Namespace) -> int:
 
 def scopes_of(source, cameras) -> set:
     """The cameras a file belongs to: the camera-file glob it matches, and its folder (overlays)."""
-    from ..overlays import camera_of
-
     folder = source.location if source.is_url else camera_of(str(Path(source.location).resolve()), live=False)
     return {cameras.camera_of_file(source.location), folder} - {None}

@@ -8,11 +8,10 @@ from pathlib import Path
 from rich.table import Table
 
 from ..checks import Range
-from ..errors import StoreError
 from ..search import FootageSearch, hits_json, query_encoder
-from ..store import ResultStore
 from .common import EXIT_OK, out
-from .options import DEFAULT_DB, add_encoder_args, encoder_choice, since
+from .options import add_db_arg, add_encoder_args, encoder_choice, since
+from .setup import existing_store
 
 
 def add_parser(sub) -> None:
@@ -20,7 +19,7 @@ def add_parser(sub) -> None:
                        description="Rank every stored segment by how well its vector matches the text, through the text "
                                    "tower of the encoder the footage was scored with.")
     s.add_argument("query", metavar="TEXT", help="what to look for, in words")
-    s.add_argument("--db", type=Path, default=Path(DEFAULT_DB), metavar="FILE", help=f"results store (default ./{DEFAULT_DB})")
+    add_db_arg(s)
     s.add_argument("--top", type=Range(1, 10_000, integer=True).argtype(), default=10, metavar="N", help="results (10)")
     s.add_argument("--camera", metavar="NAME", help="only this live feed (its NAME) or this folder of files")
     s.add_argument("--since", type=since, metavar="WHEN", help="only footage since: 24h, 7d, 30m, or a date/time")
@@ -32,9 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    if not a.db.exists():
-        raise StoreError(f"{a.db}: no such results database")
-    store = ResultStore(a.db)
+    store = existing_store(a)
     finder = FootageSearch(store, query_encoder(store, encoder_choice(a)))
     hits = finder.search(a.query, a.top, a.camera, a.since)
     if a.json:

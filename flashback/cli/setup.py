@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..bundle import MemoryBundle, load_bundle
+from ..errors import StoreError
 from ..extras import Extras
 from ..protocols import ImageEncoder, TextEncoder
 from ..store import ResultStore
@@ -24,6 +25,13 @@ def open_store(a: argparse.Namespace) -> ResultStore | None:
     store = ResultStore(a.db)
     store.prepare()
     return store
+
+
+def existing_store(a: argparse.Namespace) -> ResultStore:
+    """``--db`` of a command that reads or trims a store: it must be there already (none is made)."""
+    if not a.db.exists():
+        raise StoreError(f"{a.db}: no such results database")
+    return ResultStore(a.db)
 
 
 def image_encoder(a: argparse.Namespace) -> ImageEncoder:

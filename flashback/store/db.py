@@ -125,6 +125,11 @@ class ResultStore:
             except (duckdb.Error, OSError) as e:
                 raise StoreError(f"{self.path}: not a usable DuckDB database ({_first_line(e)})") from None
 
+    def tables(self) -> set[str]:
+        """The tables the file holds (a store written by an older flashback lacks the newer ones)."""
+        with self.connect(read_only=True) as con:
+            return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
     def prepare(self) -> None:
         """Fail now, before any model loads, if this store cannot be written: an existing file is
         opened and migrated; a new one is only checked for (its folder exists and is writable) and
