@@ -83,13 +83,18 @@ def list_overlays(store_path: Path) -> list[Overlay]:
     return [read_overlay(p) for p in sorted(root.iterdir()) if (p / MANIFEST).is_file()]
 
 
+def require_overlay(folder: Path) -> None:
+    """An ``--overlay DIR`` must be an overlay folder: checked before any model loads, and on use."""
+    if not (Path(folder) / MANIFEST).is_file():
+        raise UsageError(f"--overlay {folder}: not an overlay folder (no {MANIFEST})")
+
+
 def load_extras(store_path: Path | None, extra_dirs: list[Path] = (), encoder_key: str | None = None) -> Extras:
     """Every overlay next to the store (each for its camera) and each ``--overlay DIR`` (for every
     input), as entries searched beside the memory.  An overlay of another encoder is refused."""
     overlays = [(o, o.camera) for o in (list_overlays(store_path) if store_path is not None else [])]
     for d in extra_dirs:
-        if not (Path(d) / MANIFEST).is_file():
-            raise UsageError(f"--overlay {d}: not an overlay (no {MANIFEST})")
+        require_overlay(d)
         overlays.append((read_overlay(d), None))
     out = Extras()
     for o, scope in overlays:
@@ -111,6 +116,24 @@ _EVENT = """
     FROM events e JOIN videos v USING (video_id) JOIN runs r USING (run_id) LEFT JOIN live_feeds f USING (video_id)
     WHERE e.run_id = ? AND e.video_id = ? AND e.start_frame = ?
 """
+
+
+def camera_of_video(store: ResultStore, video_id: str) -> str:
+    with store.connect(read_only=True) as con:
+        location, live = con.execute("SELECT coalesce(f.feed, v.path), f.feed IS NOT NULL FROM videos v "
+                                     "LEFT JOIN live_feeds f USING (video_id) WHERE v.video_id = ?", [video_id]).fetchone()
+    return camera_of(location, live)
+
+
+def held(store: ResultStore, run_id: str, video_id: str, start_frame: int) -> dict | None:
+    """What the event's camera overlay holds of it (verdict, reviewer, exemplars), reading that one
+    overlay only: the review app asks on every event page it draws."""
+    path = overlay_dir(store.path, camera_of_video(store, video_id))
+    if not (path / MANIFEST).is_file():
+        return None
+    o = read_overlay(path)
+    h = o.events.get((run_id, video_id, int(start_frame)))
+    return {**h, "camera": o.camera, "path": str(o.path)} if h else None
 
 
 def apply_verdict(store: ResultStore, run_id: str, video_id: str, start_frame: int, verdict: str, reviewer: str) -> Path | None:

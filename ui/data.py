@@ -250,14 +250,10 @@ class ReviewDB:
                 "exemplar(s) of this event; re-scoring that camera uses them")
 
     def adaptation(self, key: EventKey) -> dict | None:
-        """What the overlays hold of this event: camera, verdict, exemplars; None if nothing."""
-        from flashback.overlays import list_overlays
+        """What the event's camera overlay holds of it: camera, verdict, exemplars; None if nothing."""
+        from flashback.overlays import held
 
-        for o in list_overlays(self.path):
-            held = o.events.get((key.run_id, key.video_id, key.start_frame))
-            if held:
-                return {**held, "camera": o.camera, "path": str(o.path)}
-        return None
+        return held(self._store, key.run_id, key.video_id, key.start_frame)
 
     def undo_adaptation(self, key: EventKey) -> int:
         """Take this event's exemplars out of every overlay (the verdict itself stays); how many overlays changed."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta
 
 from rich.table import Table
 
@@ -32,13 +31,9 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def cutoff_for(days: float) -> datetime:
-    return datetime.now() - timedelta(days=days)
-
-
 def run(a: argparse.Namespace) -> int:
     store = existing_store(a)
-    report = store.prune(cutoff_for(a.keep_days), a.keep_reviewed, a.drop_reviewed, a.dry_run)
+    report = store.prune(a.keep_days, a.keep_reviewed, a.drop_reviewed, a.dry_run)
     out.print(summary(report, store, a.keep_days))
     return EXIT_OK
 

@@ -58,11 +58,10 @@ def overlays_for(a: argparse.Namespace, store: ResultStore | None, encoder) -> E
 
 def check_overlay_dirs(a: argparse.Namespace) -> None:
     """``--overlay DIR`` that is not there fails now, before any model loads."""
-    from ..errors import UsageError
+    from ..overlays import require_overlay
 
     for d in a.overlay or []:
-        if not (d / "manifest.json").is_file():
-            raise UsageError(f"--overlay {d}: not an overlay folder (no manifest.json)")
+        require_overlay(d)
 
 
 def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:

@@ -79,7 +79,7 @@ class LiveMediaSink(LiveSink):
         e = job.event
         stem = media_stem(job.session.video_id, self.run_id, e.start_frame)
         clip, thumb = f"{stem}.mp4", f"{stem}.jpg"
-        peak: list = []  # (distance from the peak, frame) of the frame nearest the peak
+        peak: list = []  # [distance from the peak, time, frame] of the frame nearest the peak
         times: list[float] = []
 
         def tap(frames):

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
@@ -186,7 +186,7 @@ class LiveStoreSink(LiveSink):
     def prune(self) -> None:
         """What is older than the retention goes (``ResultStore.prune``: verdicts and their events stay)."""
         try:
-            r = self.store.prune(datetime.now() - timedelta(days=self.retention_days))
+            r = self.store.prune(self.retention_days)
         except StoreError as e:
             self.log(f"retention: not applied this time ({e})")
             return

@@ -247,7 +247,8 @@ class Watcher:
         spans = np.stack([index * g.stride_s, index * g.stride_s + g.segment_s], axis=1)
         allowed = None
         if self.detector.extras.scoped:  # camera-specific entries: each segment its own feed's
-            allowed = np.stack([self.detector.extras.allowed(c[0].session.spec.name) for c in closed])
+            per_feed = {name: self.detector.extras.allowed(name) for name in {c[0].session.spec.name for c in closed}}
+            allowed = np.stack([per_feed[c[0].session.spec.name] for c in closed])
         scored = score_views(self.detector.searcher, np.stack([c[2] for c in closed]), s.logit_scale, spans, index, allowed)
         now = time.monotonic()
         for name in dict.fromkeys(c[0].session.spec.name for c in closed):

@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -177,11 +177,12 @@ class ResultStore:
         """Where this store's event clips and thumbnails live (``media_path`` columns are relative to it)."""
         return media_dir(self.path)
 
-    def prune(self, cutoff: datetime, keep_reviewed: bool = False, drop_reviewed: bool = False,
+    def prune(self, keep_days: float, keep_reviewed: bool = False, drop_reviewed: bool = False,
               dry_run: bool = False) -> PruneReport:
-        """Delete what is older than ``cutoff`` in one transaction (``writers.prune_before``), then
-        the media files no row names any more.  A kill before the commit leaves every row; after
-        it, a file too many, which the next prune removes.  ``dry_run`` counts and rolls back."""
+        """Delete what is older than ``keep_days`` in one transaction (``writers.prune_before``),
+        then the media files no row names any more.  A kill before the commit leaves every row;
+        after it, a file too many, which the next prune removes.  ``dry_run`` counts and rolls back."""
+        cutoff = datetime.now() - timedelta(days=keep_days)  # local time, as the store keeps it
         try:
             with self.transaction() as con:
                 rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
