@@ -13,7 +13,8 @@ traceback and a request to report it (``flashback/cli/common.py``).
     │   └── EncoderMismatchError
     ├── StoreError            the DuckDB results store: locked, not a database, a write failed
     ├── EncoderError          a model that cannot be loaded
-    └── BuildError            a memory build that cannot go on (missing extra, engine failure)
+    ├── BuildError            a memory build that cannot go on (missing extra, engine failure)
+    └── ClusterError          a Ray cluster that cannot be reached or cannot run the job
 """
 
 from __future__ import annotations
@@ -71,3 +72,8 @@ class EncoderError(FlashbackError):
 
 class BuildError(FlashbackError):
     """A memory build that cannot go on: a missing optional package, an LLM engine that fails."""
+
+
+class ClusterError(FlashbackError):
+    """A Ray cluster (``--ray``) that cannot be reached, lacks Ray or resources, or whose workers
+    disagree with the driver about the memory, settings or encoder."""

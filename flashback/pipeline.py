@@ -20,7 +20,7 @@ import numpy as np
 
 from .bundle import CaptionTable, MemoryBundle
 from .cameras import Region
-from .decode import FrameFit, VideoInfo, VideoReader
+from .decode import FrameFit, Timeline, VideoInfo, VideoReader
 from .encoder_registry import file_sha256
 from .events import Event, find_events
 from .extras import Extras, UserText
@@ -113,6 +113,82 @@ class _Prefetch:
         self._thread.join(timeout=5)
 
 
+@dataclass(frozen=True)
+class SampleBatch:
+    """Grid samples encoded together: each distinct frame once (``rgb``), and for every sample
+    (``idx``, consecutive) the row of ``rgb`` it shows (``take``).
+
+    A source slower than the grid (10 FPS on a 16-per-second grid) puts several samples on one
+    frame; the reader hands out the same array for them, so it is encoded once and its vector
+    reused.  A batch never refers to another batch's frames, so batches can be encoded anywhere
+    (a cluster's actors) and give the same vectors as here.
+    """
+
+    idx: np.ndarray  # (n,) sample indices
+    take: np.ndarray  # (n,) row of rgb for each sample
+    rgb: np.ndarray  # (m, S, S, 3) uint8, or (m, V, S, S, 3) with V views per frame; m <= n
+
+    def rows(self, encoder: ImageEncoder) -> np.ndarray:
+        """(n, D) or (n, V, D): every sample's embedding."""
+        return encode_views(encoder, self.rgb)[self.take]
+
+
+def sample_batches(samples: Iterator[tuple[int, np.ndarray]], batch_size: int) -> Iterator[SampleBatch]:
+    """Samples in batches of up to ``batch_size`` distinct frames."""
+    idx: list[int] = []
+    take: list[int] = []
+    rgb: list[np.ndarray] = []
+
+    def batch() -> SampleBatch:
+        return SampleBatch(np.asarray(idx, np.int64), np.asarray(take, np.int64), np.stack(rgb))
+
+    for i, frame in samples:
+        if not rgb or frame is not rgb[-1]:
+            if len(rgb) == batch_size:
+                yield batch()
+                idx, take, rgb = [], [], []
+            rgb.append(frame)
+        idx.append(i)
+        take.append(len(rgb) - 1)
+    if idx:
+        yield batch()
+
+
+class SegmentPooler:
+    """Segment vectors from grid embeddings that arrive in order, each kept only until no segment
+    needs it (a long video never holds all its frames' vectors)."""
+
+    def __init__(self, grid: TimeGrid):
+        self.grid = grid
+        self._held: dict[int, np.ndarray] = {}
+        self._out: list[np.ndarray] = []
+        self._next = 0
+
+    def add(self, idx: np.ndarray, rows: np.ndarray) -> None:
+        self._held.update(zip(idx.tolist(), rows))
+        self._complete(int(idx[-1]) + 1, final=False)
+
+    def finish(self, n_samples: int) -> np.ndarray:
+        self._complete(n_samples, final=True)
+        return np.asarray(self._out, dtype=np.float32)
+
+    def _complete(self, upto: int, final: bool) -> None:
+        grid = self.grid
+        while True:
+            first = self._next * grid.stride
+            last = first + grid.frames_per_segment - 1
+            if final:
+                if self._next >= grid.n_segments(upto):
+                    break
+                last = min(last, upto - 1)
+            elif last >= upto:
+                break
+            self._out.append(pool([self._held[i] for i in range(first, last + 1)]))
+            self._next += 1
+            for i in range(first, min(first + grid.stride, upto)):
+                self._held.pop(i, None)
+
+
 class Detector:
     """Scores videos against one memory with one encoder; settings are fixed per detector."""
 
@@ -153,72 +229,20 @@ class Detector:
         ``grid_sink``, when given, receives every grid frame's embedding in order, for callers that
         cache them (evaluation sweeps re-pool them under other settings without re-encoding).
         """
-        grid, fps_seg = self.grid, self.grid.frames_per_segment
+        pooler = SegmentPooler(self.grid)
         total = reader.info.declared_duration_s
-        held: dict[int, np.ndarray] = {}  # sample index -> embedding, until no segment needs it
-        out: list[np.ndarray] = []
-        next_seg = 0
-
-        def complete_segments(upto: int, final: bool) -> None:
-            nonlocal next_seg
-            while True:
-                first = next_seg * grid.stride
-                last = first + fps_seg - 1
-                if final:
-                    if next_seg >= grid.n_segments(upto):
-                        break
-                    last = min(last, upto - 1)
-                elif last >= upto:
-                    break
-                out.append(pool([held[i] for i in range(first, last + 1)]))
-                next_seg += 1
-                for i in range(first, min(first + grid.stride, upto)):
-                    held.pop(i, None)
-
-        # A source slower than the grid (10 FPS on a 16-per-second grid) puts several samples on one
-        # frame; the reader hands out the same array for them, so it is encoded once and its vector
-        # reused (bit for bit the same vector, so the scores cannot change).
-        batch_idx: list[int] = []  # every sample of this batch, in order
-        batch_src: list[int] = []  # for each, its row in batch_rgb, or -1: the previous sample's vector
-        batch_rgb: list[np.ndarray] = []  # distinct frames only
-        carry: np.ndarray | None = None  # the last vector of the previous batch
-        last_rgb: np.ndarray | None = None
-
-        def flush() -> None:
-            nonlocal carry
-            vecs = encode_views(self.encoder, np.stack(batch_rgb)) if batch_rgb else None
-            rows = []
-            for k in batch_src:
-                rows.append(vecs[k] if k >= 0 else rows[-1] if rows else carry)
-            held.update(zip(batch_idx, rows))
-            if grid_sink is not None:
-                grid_sink.extend(rows)
-            carry = rows[-1]
-            complete_segments(batch_idx[-1] + 1, final=False)
-            if progress is not None:
-                progress(grid.sample_time(batch_idx[-1]), total)
-            batch_idx.clear()
-            batch_src.clear()
-            batch_rgb.clear()
-
-        prefetch = _Prefetch(reader.samples(grid), maxsize=2 * self.batch_size)
+        prefetch = _Prefetch(sample_batches(reader.samples(self.grid), self.batch_size), maxsize=2)
         try:
-            for i, rgb in prefetch:
-                batch_idx.append(i)
-                if rgb is last_rgb:
-                    batch_src.append(-1)
-                else:
-                    batch_src.append(len(batch_rgb))
-                    batch_rgb.append(rgb)
-                    last_rgb = rgb
-                if len(batch_rgb) >= self.batch_size:
-                    flush()
+            for batch in prefetch:
+                rows = batch.rows(self.encoder)
+                pooler.add(batch.idx, rows)
+                if grid_sink is not None:
+                    grid_sink.extend(rows)
+                if progress is not None:
+                    progress(self.grid.sample_time(int(batch.idx[-1])), total)
         finally:
             prefetch.close()
-        if batch_idx:
-            flush()
-        complete_segments(reader.timeline.n_samples, final=True)
-        return np.asarray(out, dtype=np.float32)
+        return pooler.finish(reader.timeline.n_samples)
 
     def score(self, source: VideoSource | str, progress: ProgressFn | None = None,
               video_id: str | None = None, region: Region | None = None, scope=None) -> VideoResult:
@@ -229,14 +253,20 @@ class Detector:
         video_id = video_id or video_id_for(source)
         with VideoReader(source, self.frame_fit(region, str(source))) as reader:
             vectors = self.segment_vectors(reader, progress)
-            tl = reader.timeline
-            spans = self.grid.segment_spans(len(vectors), tl.duration_s)
-            result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
-            result.source, result.video_id, result.info = str(source), video_id, reader.info
-            result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
-            result.region = region.describe() if region is not None else None
+            result = self.video_result(vectors, reader.timeline, reader.info, video_id, region, scope)
         if progress is not None:
-            progress(tl.duration_s, tl.duration_s)
+            progress(result.duration_s, result.duration_s)
+        return result
+
+    def video_result(self, vectors: np.ndarray, tl: Timeline, info: VideoInfo, video_id: str,
+                     region: Region | None = None, scope=None) -> VideoResult:
+        """A decoded video's result from its segment vectors: the one ending of ``score``, wherever
+        the vectors were made (here, or on a cluster's workers: ``flashback.cluster``)."""
+        spans = self.grid.segment_spans(len(vectors), tl.duration_s)
+        result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
+        result.source, result.video_id, result.info = info.source, video_id, info
+        result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
+        result.region = region.describe() if region is not None else None
         return result
 
     def score_caption_track(self, track, fps: float, n_frames: int | None = None, vectors: np.ndarray | None = None) -> VideoResult:

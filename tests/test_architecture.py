@@ -98,7 +98,7 @@ def test_every_error_class_is_a_flashback_error():
 
 
 ERROR_FAMILY = {"FlashbackError", "UsageError", "InputError", "DataFileError", "BundleError", "StoreError",
-                "EncoderError", "BuildError", "EncoderMismatchError", "CaptionInputError", "AnnotationError", "CaptionFileError"}
+                "EncoderError", "BuildError", "ClusterError", "EncoderMismatchError", "CaptionInputError", "AnnotationError", "CaptionFileError"}
 
 
 def test_each_table_has_one_writer_module():

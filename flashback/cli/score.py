@@ -12,6 +12,7 @@ from ..media import file_event_media
 from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
+from .cluster import add_ray_args, connect_cluster, score_on_cluster
 from .common import Guard, nothing_to_do, progress_bars, warn
 from .options import add_media_arg, add_memory_arg, add_output_args, add_region_args, settings_from_args
 from .output import export_and_summarise
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
     add_memory_arg(s)
     add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
+    add_ray_args(s, builds=False)
     s.set_defaults(run=run)
 
 
@@ -51,19 +53,26 @@ def run(a: argparse.Namespace) -> int:
     if not expansion.sources:
         return nothing_to_do("video")
     store = open_store(a)
+    cluster = connect_cluster(a)  # before any model loads: an unreachable cluster fails in a second
     encoder = image_encoder(a)
-    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts,
-                        overlays=overlays_for(a, store, encoder))
-    run_ = RunRecord.of(detector)
-    results = []
-    seen: dict[str, str] = {}  # video id -> the path it was first scored from
+    overlays = overlays_for(a, store, encoder)
+    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays)
+    keeper = Keeper(a, store, RunRecord.of(detector))
+    if cluster is not None:
+        interrupted = score_on_cluster(a, cluster, detector, texts, overlays, expansion.sources, cameras, keeper, guard)
+    else:
+        interrupted = score_here(a, detector, expansion.sources, cameras, keeper, guard)
+    return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
+
+
+def score_here(a, detector: Detector, sources, cameras, keeper: "Keeper", guard: Guard) -> bool:
+    """One video after another on this machine; True if Ctrl-C stopped it."""
     with progress_bars(a.quiet) as progress:
-        n = len(expansion.sources)
+        n = len(sources)
         overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
 
         def one(source) -> None:
-            name = Path(source.location).name if not source.is_url else source.location
-            task = progress.add_task(f"  {name[:40]}", total=None, done="")
+            task = progress.add_task(f"  {display_name(source)[:40]}", total=None, done="")
 
             def on_progress(done: float, total: float | None) -> None:
                 label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
@@ -71,31 +80,54 @@ def run(a: argparse.Namespace) -> int:
 
             try:
                 video_id = video_id_for(source)
-                if video_id in seen:  # content-addressed: the same bytes are one video, stored once
-                    warn(f"{source}: the same bytes as {seen[video_id]}; scored and stored once, under that video")
+                if keeper.duplicate(video_id, source):
                     return
-                seen[video_id] = str(source)
                 result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location),
                                         scope=scopes_of(source, cameras))
-                if result.truncated:
-                    warn(f"{source}: {result.note}")
-                results.append(result)  # exported even if the store refuses it below
-                if store is not None:
-                    media = []
-                    if result.events and not a.no_media and not source.is_url:
-                        progress.update(task, done=f"clips of {len(result.events)} event(s)")
-                        media = file_event_media(source.path, video_id, run_.run_id, result.events, result.duration_s,
-                                                 store.media_dir)
-                        failed = [m.note for m in media if m.clip is None]
-                        if failed:
-                            warn(f"{source}: no clip for {len(failed)} of {len(media)} event(s) ({failed[0]})")
-                    store.save(run_, result, media)
+                keeper.keep(source, result, lambda note: progress.update(task, done=note))
             finally:
                 progress.remove_task(task)
 
-        interrupted = guard.each(expansion.sources, one, "videos",
-                                 after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
-    return export_and_summarise(a, run_, results, guard.failures, store, interrupted)
+        return guard.each(sources, one, "videos",
+                          after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
+
+
+class Keeper:
+    """What becomes of a scored video, wherever it was scored: kept for the exports, stored once
+    per content with its events' clips and thumbnails."""
+
+    def __init__(self, a: argparse.Namespace, store, run: RunRecord):
+        self.a, self.store, self.run = a, store, run
+        self.results: list = []
+        self.seen: dict[str, str] = {}  # video id -> the path it was first scored from
+
+    def duplicate(self, video_id: str, source) -> bool:
+        """Content-addressed: the same bytes at a second path are one video, scored and stored once."""
+        if video_id in self.seen:
+            warn(f"{source}: the same bytes as {self.seen[video_id]}; scored and stored once, under that video")
+            return True
+        self.seen[video_id] = str(source)
+        return False
+
+    def keep(self, source, result, note=lambda text: None) -> None:
+        if result.truncated:
+            warn(f"{source}: {result.note}")
+        self.results.append(result)  # exported even if the store refuses it below
+        if self.store is None:
+            return
+        media = []
+        if result.events and not self.a.no_media and not source.is_url:
+            note(f"clips of {len(result.events)} event(s)")
+            media = file_event_media(source.path, result.video_id, self.run.run_id, result.events, result.duration_s,
+                                     self.store.media_dir)
+            failed = [m.note for m in media if m.clip is None]
+            if failed:
+                warn(f"{source}: no clip for {len(failed)} of {len(media)} event(s) ({failed[0]})")
+        self.store.save(self.run, result, media)
+
+
+def display_name(source) -> str:
+    return Path(source.location).name if not source.is_url else source.location
 
 
 def scopes_of(source, cameras) -> set:

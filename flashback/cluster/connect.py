@@ -1,0 +1,81 @@
+"""Reaching a Ray cluster: ``--ray ADDRESS`` (``auto``, ``host:port``, ``ray://host:10001`` or
+``local``), what it offers, and the environment its workers need.
+
+Workers are other processes, often on other machines: they see what their node was started with,
+not the driver's shell.  The variables that choose models and caches travel with the job
+(``runtime_env``), so a worker resolves the same encoder and the same offline models as the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from ..errors import ClusterError, one_line
+
+PASSED_ENV = ("FLASHBACK_MODEL_CONFIGS", "FLASHBACK_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE",
+              "TRANSFORMERS_OFFLINE", "XDG_CACHE_HOME")
+
+
+def ray_module():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("--ray needs Ray, which is not installed: pip install 'flashback[ray]'") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the cluster offered when the job started."""
+
+    address: str
+    nodes: int
+    cpus: float
+    gpus: float
+
+    def describe(self) -> str:
+        gpus = f", {self.gpus:g} GPU(s)" if self.gpus else ", no GPU"
+        return f"Ray cluster {self.address}: {self.nodes} node(s), {self.cpus:g} CPU(s){gpus}"
+
+
+def _probe(address: str) -> None:
+    """A ``host:port`` that nothing answers fails in a second, with the reason, instead of Ray's
+    own minute of retries."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--ray {address}: expected auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as e:
+        raise ClusterError(f"--ray {address}: cannot connect ({e.strerror or e})") from None
+
+
+def connect(address: str) -> Cluster:
+    """Join the cluster at ``address`` as this job's driver (``local``: start a one-machine Ray)."""
+    ray = ray_module()
+    if address not in ("auto", "local"):
+        _probe(address)
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    kwargs = {"runtime_env": {"env_vars": env} if env else None, "log_to_driver": False,
+              "logging_level": logging.ERROR, "configure_logging": True}
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ClusterError(f"--ray {address}: cannot join the cluster ({one_line(str(e).strip().splitlines()[0])})") from None
+    res = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return Cluster(address, nodes, float(res.get("CPU", 0)), float(res.get("GPU", 0)))
+
+
+def disconnect() -> None:
+    ray = ray_module()
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,288 @@
+"""The driver of a cluster run: videos out to decoding tasks, batches to encoder actors, results
+back to the one writer of the store.
+
+Each video in flight has a driver thread that only waits on Ray (the work happens on the workers).
+Rows are written by the caller, on the main thread, one transaction per video and keyed by (run,
+video) as in a local run, so a video scored twice (a retry, or a re-run) replaces its rows rather
+than adding to them.  A video whose worker dies (a killed process, a lost node) is started again
+once; if that attempt dies too it is reported as failed, with the reason.  Ctrl-C cancels every
+task of the job and returns; what was stored stays stored.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
+
+from ..cameras import Region
+from ..encoder_registry import EncoderSpec
+from ..errors import ClusterError, FlashbackError, one_line
+from ..pipeline import Detector, VideoResult
+from ..sources import VideoSource
+from ..store import RunRecord
+from .connect import Cluster
+from .workers import VideoEncoder, bundle_files, decode_batches
+
+MAX_ATTEMPTS = 2  # a video whose worker dies twice is reported, not retried forever
+WINDOW = 4  # encoded batches a video may have in flight (bounds the object store per video)
+ACTOR_START_S = 300.0
+
+
+@dataclass(frozen=True)
+class Job:
+    source: VideoSource
+    region: Region | None = None
+    scope: frozenset = frozenset()
+
+    @property
+    def name(self) -> str:
+        return self.source.location if self.source.is_url else Path(self.source.location).name
+
+
+@dataclass
+class Timings:
+    """Seconds per stage, summed over workers (decode, encode) or on the driver (store)."""
+
+    decode_s: float = 0.0
+    encode_s: float = 0.0
+    score_s: float = 0.0
+    store_s: float = 0.0
+
+
+@dataclass
+class ClusterReport:
+    videos: int = 0
+    failed: int = 0
+    retried: int = 0
+    actors_replaced: int = 0
+    frames: int = 0
+    video_s: float = 0.0
+    wall_s: float = 0.0
+    timings: Timings = field(default_factory=Timings)
+
+    def line(self) -> str:
+        fps = self.frames / self.wall_s if self.wall_s > 0 else 0.0
+        t = self.timings
+        retried = f", {self.retried} retried after a worker died" if self.retried else ""
+        retried += f", {self.actors_replaced} encoder actor(s) replaced" if self.actors_replaced else ""
+        return (f"cluster: {self.videos} video(s) scored, {self.failed} failed{retried}; {self.frames:,} frames "
+                f"({self.video_s:,.0f} s of video) in {self.wall_s:.1f} s = {fps:,.0f} video FPS; worker time: "
+                f"decode {t.decode_s:.1f} s, encode {t.encode_s:.1f} s, score {t.score_s:.1f} s; store {t.store_s:.1f} s")
+
+
+class _Crash(Exception):
+    """A worker, actor or node died under a video: worth one more attempt."""
+
+
+class ClusterScorer:
+    def __init__(self, cluster: Cluster, detector: Detector, spec: EncoderSpec, precision: str = "auto",
+                 actors: int | None = None, gpus_per_actor: float = 1.0, texts=(), overlays=None):
+        """``detector`` is the driver's own, made with ``texts`` and ``overlays``: its run is what
+        every actor must reproduce."""
+        self.detector = detector
+        self.run_id = RunRecord.of(detector).run_id
+        use_gpu = cluster.gpus > 0 and gpus_per_actor > 0
+        if use_gpu:
+            n = actors or max(1, int(cluster.gpus // gpus_per_actor))
+            options, device = {"num_gpus": gpus_per_actor, "num_cpus": 1}, "cuda"
+        else:
+            n = actors or max(1, int(cluster.cpus // 4))
+            options, device = {"num_cpus": 1}, "cpu"
+        self.decode_slots = int(cluster.cpus - n * options["num_cpus"])
+        if self.decode_slots < 1:
+            raise ClusterError(f"{cluster.describe()}: {n} encoder actor(s) take {n * options['num_cpus']:g} CPU(s), "
+                               "leaving none for decoding; add a node or ask for fewer --actors")
+        self._memory = ray.put(bundle_files(detector.memory.path))  # sent once through the object store
+        self._make = lambda: VideoEncoder.options(**options, scheduling_strategy="SPREAD").remote(
+            spec, device, precision, self._memory, detector.settings, detector.batch_size, list(texts), overlays)
+        self.actors = [self._make() for _ in range(n)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.placement = self._check_actors(self.actors, cluster.describe())
+        self._turn = 0
+        self._running: set = set()
+        self._seconds: dict[VideoSource, float] = {}
+        self.replaced = 0
+        self.in_flight = self.decode_slots + 1  # one more than can decode, so no slot waits on the driver
+
+    def _check_actors(self, actors: list, where: str) -> list[dict]:
+        try:
+            ids = ray.get([a.identity.remote() for a in actors], timeout=ACTOR_START_S)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(f"{where}: the encoder actors did not start within {ACTOR_START_S:.0f} s "
+                               "(not enough free CPUs/GPUs?)") from None
+        except RayError as e:
+            raise ClusterError(f"{where}: an encoder actor failed to start ({_reason(e)})") from None
+        for i in ids:
+            if i.get("error"):
+                raise ClusterError(f"encoder actor on {i['host']}: {i['error']}")
+            if i["run_id"] != self.run_id:
+                raise ClusterError(f"encoder actor on {i['host']} would score as run {i['run_id']}, the driver as "
+                                   f"{self.run_id}: its flashback, encoder weights or settings differ from the driver's")
+        return ids
+
+    def _replace(self, actor_id: str | None) -> None:
+        """An actor died (its process killed, its node lost): start another in its place, once.
+        (Ray could restart it itself, but only with its constructor's arguments, the memory among
+        them, pinned in the object store, where a lost node may take them.)"""
+        with self._lock:
+            dead = [k for k, a in enumerate(self.actors) if a._actor_id.hex() == actor_id]
+            if not dead or self._stop.is_set():
+                return
+            self.actors[dead[0]] = fresh = self._make()
+            self.replaced += 1
+        self._check_actors([fresh], "a replacement encoder actor")
+
+    def _actor(self):
+        with self._lock:
+            self._turn += 1
+            return self.actors[self._turn % len(self.actors)]
+
+    # ---------------------------------------------------------------- one video, on a driver thread
+
+    def _attempt(self, job: Job, progress: Callable[[], None]) -> tuple[VideoResult, Timings]:
+        d, t = self.detector, Timings()
+        gen = decode_batches.options(name=f"flashback-decode {job.name}", scheduling_strategy="SPREAD").remote(
+            job.source, d.frame_fit(job.region, str(job.source)), d.grid, d.batch_size, 1)
+        with self._lock:
+            self._running.add(gen)
+        try:
+            video_id = ray.get(next(gen))
+            parts, marks, costs = [], [], []
+            held = None
+
+            def settle(keep: int) -> None:
+                """Wait until at most ``keep`` of this video's batches are still being encoded."""
+                nonlocal marks
+                while len(marks) > keep:
+                    ready, marks = ray.wait(marks, num_returns=len(marks) - keep)
+                    with self._lock:
+                        self._seconds[job.source] = max([self._seconds.get(job.source, 0.0), *ray.get(ready)])
+                    progress()
+
+            for ref in gen:
+                if self._stop.is_set():
+                    raise TaskCancelledError()
+                if held is not None:
+                    mark, rows, cost = self._actor().encode.options(num_returns=3).remote(held)
+                    parts.append(rows)
+                    marks.append(mark)
+                    costs.append(cost)
+                    settle(WINDOW)
+                held = ref
+            end = ray.get(held)
+            settle(0)
+            t0 = time.perf_counter()
+            result = ray.get(self._actor().score.remote(parts, end, video_id, job.region, job.scope))
+            t.score_s = time.perf_counter() - t0
+            t.decode_s, t.encode_s = end.decode_s, sum(ray.get(costs))
+            result.captions = d.captions
+            return result, t
+        except RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, FlashbackError):
+                raise FlashbackError(str(cause)) from None
+            what = f"{type(cause).__name__}: {one_line(cause)}" if cause is not None else _reason(e)
+            raise FlashbackError(f"{job.source}: internal error on a worker ({what})") from None
+        except TaskCancelledError:
+            raise
+        except RayError as e:
+            if isinstance(e, RayActorError):
+                self._replace(e.actor_id)
+            raise _Crash(_reason(e)) from None
+        finally:
+            with self._lock:
+                self._running.discard(gen)
+
+    # ---------------------------------------------------------------- the run, on the main thread
+
+    def run(self, jobs: list[Job], on_result: Callable[[Job, VideoResult], float],
+            on_failure: Callable[[Job, str], None], progress: Callable[[float], None] = lambda s: None) -> tuple[ClusterReport, bool]:
+        """Score ``jobs``; ``on_result`` stores a result and returns the seconds it took; returns the
+        report and whether Ctrl-C stopped the run."""
+        report, todo, attempts = ClusterReport(), list(reversed(jobs)), {}
+        done: queue.Queue = queue.Queue()
+        active = 0
+        start = time.perf_counter()
+
+        def tick() -> None:
+            with self._lock:
+                total = sum(self._seconds.values())
+            progress(total)
+
+        def launch(job: Job) -> None:
+            def work() -> None:
+                try:
+                    done.put((job, self._attempt(job, tick), None))
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    done.put((job, None, e))
+
+            threading.Thread(target=work, daemon=True, name=f"flashback-{job.name}").start()
+
+        try:
+            while todo or active:
+                while todo and active < self.in_flight:
+                    launch(todo.pop())
+                    active += 1
+                try:
+                    job, outcome, error = done.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                active -= 1
+                attempts[job] = attempts.get(job, 0) + 1
+                if isinstance(error, _Crash) and attempts[job] < MAX_ATTEMPTS:
+                    report.retried += 1
+                    with self._lock:
+                        self._seconds.pop(job.source, None)
+                    todo.append(job)  # next to start
+                elif error is not None:
+                    report.failed += 1
+                    reason = (f"{job.source}: its worker died {attempts[job]} times ({error}); not retried again"
+                              if isinstance(error, _Crash) else str(error) if isinstance(error, FlashbackError)
+                              else f"{job.source}: internal error ({type(error).__name__}: {one_line(error)})")
+                    on_failure(job, reason)
+                else:
+                    result, t = outcome
+                    t.store_s = on_result(job, result)
+                    report.videos += 1
+                    report.frames += len(result.frame_times)
+                    report.video_s += result.duration_s
+                    for k in ("decode_s", "encode_s", "score_s", "store_s"):
+                        setattr(report.timings, k, getattr(report.timings, k) + getattr(t, k))
+                tick()
+        except KeyboardInterrupt:
+            self.cancel()
+            interrupted = True
+        else:
+            interrupted = False
+        report.wall_s, report.actors_replaced = time.perf_counter() - start, self.replaced
+        return report, interrupted
+
+    def cancel(self) -> None:
+        """Stop every task of this job now (Ctrl-C): decoding tasks are cancelled, actors killed."""
+        self._stop.set()
+        with self._lock:
+            running = list(self._running)
+        for gen in running:
+            try:
+                ray.cancel(gen, force=True)
+            except (RayError, TypeError, ValueError):
+                pass
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except RayError:
+                pass
+
+
+def _reason(e: BaseException) -> str:
+    """Ray's errors run to many lines; the first says what happened."""
+    text = str(e).strip()
+    return one_line(text.splitlines()[0]) if text else type(e).__name__
