@@ -48,6 +48,9 @@ class InputError(FlashbackError):
         self.source = source
         self.problem = problem
 
+    def __reduce__(self):  # rebuilt from its two parts when it crosses processes (a cluster's workers)
+        return type(self), (self.source, self.problem)
+
 
 class DataFileError(FlashbackError):
     """A file the user gave us to parse (annotations, timestamped or labelled captions): the

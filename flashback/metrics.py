@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 
 @dataclass
@@ -46,11 +45,18 @@ class Metrics:
                 "n_frames": self.n_frames, "positive_frames": self.positive_frames}
 
 
+# scikit-learn is imported where it is used: it takes most of a second, and every command would
+# pay it (the CLI's parser imports this module) while only evaluation needs it
+
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def _ap(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, s)) if y.sum() > 0 else float("nan")
 
 
@@ -79,6 +85,8 @@ def curves(videos: list[ScoredVideo]) -> dict[str, tuple[np.ndarray, np.ndarray]
     y, s = concat(videos)
     if not 0 < y.sum() < len(y):
         return {}
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
     fpr, tpr, _ = roc_curve(y, s)
     precision, recall, _ = precision_recall_curve(y, s)
     return {"roc": (fpr, tpr), "pr": (recall, precision)}

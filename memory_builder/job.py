@@ -16,9 +16,10 @@ import json
 import math
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -94,11 +95,57 @@ def _write_npy(path: Path, a: np.ndarray) -> None:
     atomic_write(path, w)
 
 
+# ---------------------------------------------------------------- one shard, wherever it is made
+
+
+class ShardRunner(Protocol):
+    """Makes a build's shards elsewhere (a cluster), yielding each as it is finished, in any order."""
+
+    def generate(self, config: BuildConfig, shards: list[tuple[int, int]]) -> Iterator[tuple[int, list[Caption], dict]]:
+        """(shard index, captions wanted) -> (shard index, captions, LLM drops)."""
+        ...
+
+    def embed(self, shards: list[tuple[int, list[str]]], sentence: str | None) -> Iterator[tuple[int, np.ndarray]]:
+        """(shard index, texts) -> (shard index, vectors), by the build's encoder or the ``sentence`` model."""
+        ...
+
+
+def caption_generator(c: BuildConfig, engine=None):
+    """The offline grammar, or an LLM generator around ``engine`` (loaded here when not given)."""
+    cats = list(c.categories) if c.categories else None
+    if c.generator == "offline":
+        return OfflineGenerator(c.seed, c.domain, cats)
+    from .llm import LlamaCppEngine, LLMGenerator, VllmEngine
+
+    if engine is None:
+        engine = LlamaCppEngine(c.llm) if c.generator == "llamacpp" else VllmEngine(c.llm)
+    return LLMGenerator(engine, c.pairs_per_request, c.seed, c.domain, cats)
+
+
+def make_shard(c: BuildConfig, gen, k: int, n: int, made_so_far: Callable[[int], None] = lambda m: None) -> tuple[list[Caption], dict]:
+    """Shard ``k``'s captions (``n`` wanted) and what the LLM's answers lost; a function of the
+    settings, ``k`` and ``n`` only, so any worker makes the same shard."""
+    if c.generator == "offline":
+        return list(gen.generate(n, start=k * c.shard_size)), {}
+    per_shard = max(1, c.shard_size // (2 * c.pairs_per_request))
+    requests = max(1, min(per_shard, math.ceil(n / (2 * c.pairs_per_request))))
+    before = Counter(gen.drops.counts)
+    made: list[Caption] = []
+    step = getattr(gen.engine, "requests_per_call", 1)  # vLLM batches; llama.cpp answers one by one
+    for r in range(0, requests, step):  # the bar moves per call, not per shard
+        made += gen.generate_requests(k * per_shard + r, min(step, requests - r))
+        made_so_far(len(made))
+    return made, dict(gen.drops.counts - before)
+
+
 # ---------------------------------------------------------------- the job
 
 
 class BuildJob:
-    def __init__(self, config: BuildConfig, encoder, out: Path, progress: Progress | None = None, engine=None):
+    def __init__(self, config: BuildConfig, encoder, out: Path, progress: Progress | None = None, engine=None,
+                 runner: ShardRunner | None = None):
+        """``runner``: a cluster that makes the generation and embedding shards (``memory_builder.cluster``);
+        None: this process makes them."""
         self.cfg = config
         self.encoder = encoder
         self.out = Path(out)
@@ -107,6 +154,7 @@ class BuildJob:
         self._engine = engine  # an LLM engine, made lazily (loading one is expensive)
         self.stats: dict = {}
         self.reused: Counter = Counter()  # finished shards found from an earlier, interrupted run
+        self.runner = runner
 
     def run(self) -> Manifest:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -121,51 +169,43 @@ class BuildJob:
     # -------------------------------------------------------- 1. generate
 
     def _generator(self):
-        c = self.cfg
-        cats = list(c.categories) if c.categories else None
-        if c.generator == "offline":
-            return OfflineGenerator(c.seed, c.domain, cats)
-        from .llm import LlamaCppEngine, LLMGenerator, VllmEngine
-
-        if self._engine is None:
-            self._engine = LlamaCppEngine(c.llm) if c.generator == "llamacpp" else VllmEngine(c.llm)
-        return LLMGenerator(self._engine, c.pairs_per_request, c.seed, c.domain, cats)
+        gen = caption_generator(self.cfg, self._engine)
+        self._engine = getattr(gen, "engine", None)
+        return gen
 
     def generate(self) -> list[Caption]:
         """Shards of at most ``shard_size`` captions until ``size × oversample`` are made: a small
         memory asks for what it needs, not a whole shard.  Each shard's count depends only on the
-        settings and the shards before it, so a resumed build asks for the same ones."""
+        settings and the shards before it, so a resumed build asks for the same ones.
+
+        With a cluster (``runner``) the full shards, whose count cannot depend on the ones before
+        them, are made at once on its workers; the last, partial one after them, as here."""
         c = self.cfg
         wanted = math.ceil(c.size * c.oversample)
         gen = None
         caps: list[Caption] = []
         drops: Counter = Counter()
-        k = 0
+        fresh = set()
         self.progress("generate", 0, wanted)
+        if self.runner is not None:
+            full = [k for k in range(wanted // c.shard_size) if not (self.work / "gen" / f"{k:05d}.done").exists()]
+            done = (wanted // c.shard_size - len(full)) * c.shard_size
+            for k, made, shard_drops in self.runner.generate(c, [(k, c.shard_size) for k in full]):
+                self._keep_shard(k, made, shard_drops)
+                fresh.add(k)
+                done += len(made)
+                self.progress("generate", min(done, wanted), wanted)
+        k = 0
         while len(caps) < wanted:
             shard, meta = self.work / "gen" / f"{k:05d}.jsonl", self.work / "gen" / f"{k:05d}.done"
             n = min(c.shard_size, wanted - len(caps))
             if meta.exists():
-                self.reused["generate"] += 1
+                if k not in fresh:
+                    self.reused["generate"] += 1
             else:
                 gen = gen or self._generator()
-                if c.generator == "offline":
-                    made = list(gen.generate(n, start=k * c.shard_size))
-                    shard_drops = {}
-                else:
-                    per_shard = max(1, c.shard_size // (2 * c.pairs_per_request))
-                    requests = max(1, min(per_shard, math.ceil(n / (2 * c.pairs_per_request))))
-                    before_drops = Counter(gen.drops.counts)
-                    made = []
-                    step = getattr(gen.engine, "requests_per_call", 1)  # vLLM batches; llama.cpp answers one by one
-                    for r in range(0, requests, step):  # the bar moves per call, not per shard
-                        made += gen.generate_requests(k * per_shard + r, min(step, requests - r))
-                        self.progress("generate", min(len(caps) + len(made), wanted), wanted)
-                    shard_drops = dict(gen.drops.counts - before_drops)
-                    if not made and not shard_drops:
-                        raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
-                _write_captions(shard, made)
-                _write_json(meta, {"count": len(made), "drops": shard_drops})
+                made, shard_drops = make_shard(c, gen, k, n, lambda m: self.progress("generate", min(len(caps) + m, wanted), wanted))
+                self._keep_shard(k, made, shard_drops)
             caps += _read_captions(shard)
             drops.update(json.loads(meta.read_text())["drops"])
             k += 1
@@ -175,6 +215,12 @@ class BuildJob:
         self.stats["generated"] = len(caps)
         self.stats["llm_drops"] = dict(sorted(drops.items()))
         return caps
+
+    def _keep_shard(self, k: int, made: list[Caption], drops: dict) -> None:
+        if not made and not drops:
+            raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
+        _write_captions(self.work / "gen" / f"{k:05d}.jsonl", made)
+        _write_json(self.work / "gen" / f"{k:05d}.done", {"count": len(made), "drops": drops})
 
     # -------------------------------------------------------- 2. clean
 
@@ -216,20 +262,37 @@ class BuildJob:
 
     def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
         model = None
-        parts = []
+
+        def embed(part: list[str]) -> np.ndarray:
+            nonlocal model
+            model = model or load_sentence_model(self.cfg.dedup_model)
+            return embed_sentences(model, part)
+
+        return self._embedded("near-duplicates", "neardup", texts, embed, sentence=self.cfg.dedup_model)
+
+    def _embedded(self, stage: str, folder: str, items: list[str], embed: Callable[[list], np.ndarray],
+                  sentence: str | None = None) -> np.ndarray:
+        """One embedding stage, a checkpointed file per shard: the shards a killed build finished
+        are read back, the others embedded here (``embed``, a bar tick every TICK items) or, with a
+        cluster, by its actors (``runner.embed``; the same model: the build's encoder, or the
+        ``sentence`` model), each written as it arrives, so either kind of build resumes the other."""
         n = self.cfg.shard_size
-        self.progress("near-duplicates", 0, len(texts))
-        for k, start in enumerate(range(0, len(texts), n)):
-            f = self.work / "neardup" / f"{k:05d}.npy"
-            if f.exists():
-                self.reused["near-duplicates"] += 1
-            else:
-                model = model or load_sentence_model(self.cfg.dedup_model)
-                _write_npy(f, self._ticked("near-duplicates", start, len(texts), texts[start : start + n],
-                                           lambda part: embed_sentences(model, part)))
-            parts.append(np.load(f, allow_pickle=False))
-            self.progress("near-duplicates", min(start + n, len(texts)), len(texts))
-        return np.concatenate(parts)
+        path = lambda k: self.work / folder / f"{k:05d}.npy"  # noqa: E731
+        shards = [(k, items[start : start + n]) for k, start in enumerate(range(0, len(items), n))]
+        todo = [(k, part) for k, part in shards if not path(k).exists()]
+        if len(shards) > len(todo):
+            self.reused[stage] += len(shards) - len(todo)
+        done = len(items) - sum(len(part) for _, part in todo)
+        self.progress(stage, done, len(items))
+        if self.runner is not None:
+            made = self.runner.embed(todo, sentence)
+        else:
+            made = ((k, self._ticked(stage, done, len(items), part, embed)) for k, part in todo)
+        for k, vectors in made:
+            _write_npy(path(k), vectors)
+            done += len(vectors)
+            self.progress(stage, done, len(items))
+        return np.concatenate([np.load(path(k), allow_pickle=False) for k, _ in shards])
 
     def _ticked(self, stage: str, offset: int, total: int, items: list, fn: Callable[[list], np.ndarray]) -> np.ndarray:
         """``fn`` over ``items`` (rows ``offset``... of a stage) in chunks of TICK, telling progress after each."""
@@ -242,19 +305,8 @@ class BuildJob:
     # -------------------------------------------------------- 3. embed
 
     def embed(self, caps: list[Caption]) -> np.ndarray:
-        n = self.cfg.shard_size
-        parts = []
-        self.progress("embed", 0, len(caps))
-        for k, start in enumerate(range(0, len(caps), n)):
-            f = self.work / "embed" / f"{k:05d}.npy"
-            if f.exists():
-                self.reused["embed"] += 1
-            else:
-                prompts = [apply_template(self.cfg.template, c.text, c.anomalous, c.category) for c in caps[start : start + n]]
-                _write_npy(f, self._ticked("embed", start, len(caps), prompts, self.encoder.encode_texts))
-            parts.append(np.load(f, allow_pickle=False))
-            self.progress("embed", min(start + n, len(caps)), len(caps))
-        return np.concatenate(parts)
+        prompts = [apply_template(self.cfg.template, c.text, c.anomalous, c.category) for c in caps]
+        return self._embedded("embed", "embed", prompts, self.encoder.encode_texts)
 
     # -------------------------------------------------------- 4. index and write
 

@@ -44,20 +44,19 @@ def absolute(source):
     return source if source.is_url else VideoSource(str(source.path.resolve()))
 
 
-def score_on_cluster(a, cluster, detector, texts, overlays, sources, cameras, keeper, guard: Guard) -> bool:
-    """Every source scored on the cluster, each result kept on this machine as it arrives; True if
+def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard: Guard) -> bool:
+    """Every (source, region, scopes) of ``work`` scored on the cluster, each result kept on this machine as it arrives; True if
     Ctrl-C stopped it."""
     from ..cluster.connect import disconnect
     from ..cluster.scorer import ClusterScorer, Job
     from .options import encoder_spec
-    from .score import scopes_of
 
     try:
         scorer = ClusterScorer(cluster, detector, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor, texts, overlays)
         where = ", ".join(sorted({p["host"] for p in scorer.placement}))
         say(f"{len(scorer.actors)} encoder actor(s) on {where}; up to {scorer.in_flight} video(s) in flight")
         # workers open files by the path the driver has (a folder every node mounts at the same place)
-        jobs = [Job(absolute(s), cameras.for_file(s.location), frozenset(scopes_of(s, cameras))) for s in sources]
+        jobs = [Job(absolute(source), region, frozenset(scopes)) for source, region, scopes in work]
         with progress_bars(a.quiet) as progress:
             n = len(jobs)
             videos = progress.add_task("videos", total=n, done=f"0/{n} videos")

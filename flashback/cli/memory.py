@@ -13,8 +13,9 @@ from rich.table import Table
 from ..bundle import ALPHA_RANGE, load_bundle, verify_bundle
 from ..templates import TEMPLATES
 from ..text_encoder import require_sentence_model
+from .cluster import add_ray_args, connect_cluster
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, counter, fail, out, progress_bars, usage, warn
-from .options import add_encoder_args
+from .options import add_encoder_args, encoder_spec
 from .setup import image_encoder
 
 
@@ -54,6 +55,7 @@ def add_parser(sub) -> None:
     mb.add_argument("--pairs-per-request", type=setting(B, "pairs_per_request"), default=8, metavar="N",
                     help="caption pairs asked of the LLM per request (8)")
     add_encoder_args(mb)
+    add_ray_args(mb, builds=True)
     mb.set_defaults(run=build)
 
     fc = msub.add_parser("from-captions", help="build a bundle from a JSONL/CSV of labelled captions")
@@ -119,6 +121,12 @@ def build(a: argparse.Namespace) -> int:
     )
     if cfg.near_dup_threshold > 0:
         require_sentence_model(cfg.dedup_model)  # now, not after the generate stage
+    cluster = connect_cluster(a)
+    runner = None
+    if cluster is not None:
+        from memory_builder.cluster import RayShards
+
+        runner = RayShards(cluster, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor)
     encoder = image_encoder(a)
     progress = progress_bars()
     tasks: dict[str, int] = {}
@@ -128,7 +136,7 @@ def build(a: argparse.Namespace) -> int:
             tasks[stage] = progress.add_task(f"{stage:16s}", total=total, done="")
         progress.update(tasks[stage], completed=done, total=total, done=f"{done:,}/{total:,}" if total else f"{done:,}")
 
-    job = BuildJob(cfg, encoder, a.out, on_progress)
+    job = BuildJob(cfg, encoder, a.out, on_progress, runner=runner)
     if job.work.exists():
         out.print(f"resuming the build in {job.work}")
     try:
@@ -137,6 +145,11 @@ def build(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         warn(f"interrupted: finished shards are kept in {job.work}; run the same command again to resume")
         return EXIT_INTERRUPTED
+    finally:
+        if cluster is not None:
+            from ..cluster.connect import disconnect
+
+            disconnect()
     if job.reused:
         out.print("resumed: reused " + ", ".join(f"{n} {stage} shard(s)" for stage, n in job.reused.items()))
     b = manifest.build

@@ -59,7 +59,8 @@ def run(a: argparse.Namespace) -> int:
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays)
     keeper = Keeper(a, store, RunRecord.of(detector))
     if cluster is not None:
-        interrupted = score_on_cluster(a, cluster, detector, texts, overlays, expansion.sources, cameras, keeper, guard)
+        work = [(s, cameras.for_file(s.location), scopes_of(s, cameras)) for s in expansion.sources]
+        interrupted = score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard)
     else:
         interrupted = score_here(a, detector, expansion.sources, cameras, keeper, guard)
     return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
+from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
 from ..cameras import Region
 from ..encoder_registry import EncoderSpec
@@ -30,7 +30,8 @@ from ..store import RunRecord
 from .connect import Cluster
 from .workers import VideoEncoder, bundle_files, decode_batches
 
-MAX_ATTEMPTS = 2  # a video whose worker dies twice is reported, not retried forever
+MAX_DEATHS = 2  # a video whose own decoding worker dies twice is reported, not retried forever
+MAX_LOSSES = 3  # nor one that loses a shared actor or node three times
 WINDOW = 4  # encoded batches a video may have in flight (bounds the object store per video)
 ACTOR_START_S = 300.0
 
@@ -78,7 +79,12 @@ class ClusterReport:
 
 
 class _Crash(Exception):
-    """A worker, actor or node died under a video: worth one more attempt."""
+    """A worker, actor or node died under a video: worth another attempt.  ``own``: the video's own
+    decoding worker (which the video itself may have killed) rather than something it shared."""
+
+    def __init__(self, reason: str, own: bool):
+        super().__init__(reason)
+        self.own = own
 
 
 class ClusterScorer:
@@ -196,7 +202,7 @@ class ClusterScorer:
         except RayError as e:
             if isinstance(e, RayActorError):
                 self._replace(e.actor_id)
-            raise _Crash(_reason(e)) from None
+            raise _Crash(_reason(e), own=isinstance(e, WorkerCrashedError)) from None
         finally:
             with self._lock:
                 self._running.discard(gen)
@@ -236,15 +242,18 @@ class ClusterScorer:
                 except queue.Empty:
                     continue
                 active -= 1
-                attempts[job] = attempts.get(job, 0) + 1
-                if isinstance(error, _Crash) and attempts[job] < MAX_ATTEMPTS:
+                if isinstance(error, _Crash):
+                    key = (job, error.own)
+                    attempts[key] = deaths = attempts.get(key, 0) + 1
+                if isinstance(error, _Crash) and deaths < (MAX_DEATHS if error.own else MAX_LOSSES):
                     report.retried += 1
                     with self._lock:
                         self._seconds.pop(job.source, None)
                     todo.append(job)  # next to start
                 elif error is not None:
                     report.failed += 1
-                    reason = (f"{job.source}: its worker died {attempts[job]} times ({error}); not retried again"
+                    what = "its worker died" if isinstance(error, _Crash) and error.own else "lost a worker it shared"
+                    reason = (f"{job.source}: {what} {deaths} times ({error}); not retried again"
                               if isinstance(error, _Crash) else str(error) if isinstance(error, FlashbackError)
                               else f"{job.source}: internal error ({type(error).__name__}: {one_line(error)})")
                     on_failure(job, reason)

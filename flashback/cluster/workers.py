@@ -27,8 +27,8 @@ from ..manifest import MANIFEST
 from ..pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
 from ..settings import ScoringSettings
 from ..sources import VideoSource
-from ..timegrid import TimeGrid
 from ..store import RunRecord
+from ..timegrid import TimeGrid
 
 
 @dataclass(frozen=True)
