@@ -14,7 +14,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from .bundle import CaptionTable
 from .retrieval import MemorySearcher
@@ -171,4 +170,6 @@ def smooth(scores: np.ndarray, sigma_frames: float) -> np.ndarray:
     repeat the first and last frame, scipy's ``nearest`` mode)."""
     if sigma_frames <= 0 or len(scores) < 2:
         return scores.astype(np.float64, copy=True)
+    from scipy.ndimage import gaussian_filter1d  # here: a fifth of a second that commands which never smooth skip
+
     return gaussian_filter1d(scores.astype(np.float64), sigma=sigma_frames, mode="nearest")

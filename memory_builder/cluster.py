@@ -76,22 +76,23 @@ class RayShards:
         if self.n * self.options["num_cpus"] > cluster.cpus:
             raise ClusterError(f"{cluster.describe()}: {self.n} actor(s) need more CPUs than it has; ask for fewer --actors")
 
-    def _actors(self, cls, *args) -> list:
-        return [cls.options(**self.options, scheduling_strategy="SPREAD").remote(*args) for _ in range(self.n)]
+    def _actors(self, cls, shards: int, *args) -> list:
+        """The stage's actors: no more than it has shards (each loads a model, which is not free)."""
+        return [cls.options(**self.options, scheduling_strategy="SPREAD").remote(*args) for _ in range(min(self.n, shards))]
 
     def generate(self, c: BuildConfig, shards: list[tuple[int, int]]) -> Iterator[tuple[int, list[Caption], dict]]:
         if not shards:
             return iter(())
         if c.generator == "offline":
             return _as_finished([_grammar_shard.remote(c, k, n) for k, n in shards])
-        actors = self._actors(_Generator, c)
+        actors = self._actors(_Generator, len(shards), c)
         turns = itertools.cycle(actors)
         return _as_finished([next(turns).shard.remote(k, n) for k, n in shards], actors)
 
     def embed(self, shards: list[tuple[int, list[str]]], sentence: str | None) -> Iterator[tuple[int, np.ndarray]]:
         if not shards:
             return iter(())
-        actors = self._actors(_Embedder, self.spec, self.device, self.precision, sentence)
+        actors = self._actors(_Embedder, len(shards), self.spec, self.device, self.precision, sentence)
         turns = itertools.cycle(actors)
         return _as_finished([next(turns).shard.remote(k, texts) for k, texts in shards], actors)
 
