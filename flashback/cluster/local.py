@@ -67,9 +67,9 @@ class LocalCluster:
     def __enter__(self) -> "LocalCluster":
         try:
             self.nodes.append(self._start(["--head", "--port", str(self.port), "--include-dashboard=false"], self.head_cpus, True))
-            for cpus in self.worker_cpus:  # at once: a worker node waits for the head's GCS by itself
-                self.add_node(cpus, wait=False)
             self.wait_for(self.nodes)
+            for cpus in self.worker_cpus:  # one at a time: nodes of one machine number their sockets as they start
+                self.add_node(cpus)
         except BaseException:
             self.stop()
             raise
