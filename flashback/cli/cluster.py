@@ -63,11 +63,16 @@ def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard:
             seconds = progress.add_task("video seconds", total=None, done="")
             start = time.perf_counter()
 
+            frames = 0
+
             def advance() -> None:
                 k = int(progress.tasks[videos].completed) + 1
-                progress.update(videos, completed=k, done=f"{k}/{n} videos")
+                fps = frames / max(time.perf_counter() - start, 1e-9)
+                progress.update(videos, completed=k, done=f"{k}/{n} videos, {fps:,.0f} video FPS")
 
             def on_result(job, result) -> float:
+                nonlocal frames
+                frames += len(result.frame_times)
                 t0 = time.perf_counter()
                 if not keeper.duplicate(result.video_id, job.source):
                     guard.run(str(job.source), lambda: keeper.keep(job.source, result))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ClusterError, one_line
 
@@ -43,7 +45,7 @@ class Cluster:
 
 def _probe(address: str) -> None:
     """A ``host:port`` that nothing answers fails in a second, with the reason, instead of Ray's
-    own minute of retries."""
+    own retries."""
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
@@ -55,17 +57,30 @@ def _probe(address: str) -> None:
         raise ClusterError(f"--ray {address}: cannot connect ({e.strerror or e})") from None
 
 
+CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where ``ray start --head`` says it is
+
+
+def _auto() -> str:
+    """What ``auto`` means to Ray: $RAY_ADDRESS, else the cluster ``ray start`` last started on this
+    machine.  Checked here, because Ray waits without end on a cluster that has since gone."""
+    found = os.environ.get("RAY_ADDRESS") or (CURRENT_CLUSTER.read_text().strip() if CURRENT_CLUSTER.exists() else "")
+    if not found:
+        raise ClusterError("--ray auto: no Ray cluster on this machine (start one with ray start --head, "
+                           "or give its address; --ray local starts a one-machine Ray for this run)")
+    return found
+
+
 def connect(address: str) -> Cluster:
     """Join the cluster at ``address`` as this job's driver (``local``: start a one-machine Ray)."""
     ray = ray_module()
-    if address not in ("auto", "local"):
-        _probe(address)
+    if address != "local":
+        _probe(_auto() if address == "auto" else address)
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     kwargs = {"runtime_env": {"env_vars": env} if env else None, "log_to_driver": False,
               "logging_level": logging.ERROR, "configure_logging": True}
     try:
-        if address == "local":
-            ray.init(include_dashboard=False, **kwargs)
+        if address == "local":  # a new one, even where a cluster runs (Ray's address "local")
+            ray.init(address="local", include_dashboard=False, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:

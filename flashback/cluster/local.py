@@ -128,6 +128,10 @@ class LocalCluster:
                 pass
             _kill_session(node.process.pid, signal.SIGKILL)  # whatever of the node is left
             node.process.wait(timeout=30)
+        from .connect import CURRENT_CLUSTER
+
+        if CURRENT_CLUSTER.exists() and CURRENT_CLUSTER.read_text().strip().endswith(f":{self.port}"):
+            CURRENT_CLUSTER.unlink()  # as ``ray stop`` does: --ray auto must not find a cluster that is gone
 
 
 def _kill_session(sid: int, sig: int) -> None:
