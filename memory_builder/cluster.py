@@ -16,9 +16,9 @@ import numpy as np
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from flashback.cluster.connect import Cluster
+from flashback.cluster.connect import ActorPlan, Cluster, first_line, task_failure
 from flashback.encoder_registry import EncoderSpec
-from flashback.errors import BuildError, ClusterError, FlashbackError, one_line
+from flashback.errors import BuildError, ClusterError
 
 from .grammar import Caption
 from .job import BuildConfig, caption_generator, make_shard
@@ -67,18 +67,14 @@ class RayShards:
     def __init__(self, cluster: Cluster, spec: EncoderSpec, precision: str = "auto", actors: int | None = None,
                  gpus_per_actor: float = 1.0):
         self.spec, self.precision = spec, precision
-        if cluster.gpus > 0 and gpus_per_actor > 0:
-            self.n = actors or max(1, int(cluster.gpus // gpus_per_actor))
-            self.options, self.device = {"num_gpus": gpus_per_actor, "num_cpus": 1}, "cuda"
-        else:
-            self.n = actors or max(1, int(cluster.cpus // 2))
-            self.options, self.device = {"num_cpus": 1}, "cpu"
-        if self.n * self.options["num_cpus"] > cluster.cpus:
-            raise ClusterError(f"{cluster.describe()}: {self.n} actor(s) need more CPUs than it has; ask for fewer --actors")
+        self.plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=2)
+        if self.plan.cpus > cluster.cpus:
+            raise ClusterError(f"{cluster.describe()}: {self.plan.n} actor(s) need more CPUs than it has; ask for fewer --actors")
 
     def _actors(self, cls, shards: int, *args) -> list:
         """The stage's actors: no more than it has shards (each loads a model, which is not free)."""
-        return [cls.options(**self.options, scheduling_strategy="SPREAD").remote(*args) for _ in range(min(self.n, shards))]
+        n = min(self.plan.n, shards)
+        return [cls.options(**self.plan.options, scheduling_strategy="SPREAD").remote(*args) for _ in range(n)]
 
     def generate(self, c: BuildConfig, shards: list[tuple[int, int]]) -> Iterator[tuple[int, list[Caption], dict]]:
         if not shards:
@@ -92,7 +88,7 @@ class RayShards:
     def embed(self, shards: list[tuple[int, list[str]]], sentence: str | None) -> Iterator[tuple[int, np.ndarray]]:
         if not shards:
             return iter(())
-        actors = self._actors(_Embedder, len(shards), self.spec, self.device, self.precision, sentence)
+        actors = self._actors(_Embedder, len(shards), self.spec, self.plan.device, self.precision, sentence)
         turns = itertools.cycle(actors)
         return _as_finished([next(turns).shard.remote(k, texts) for k, texts in shards], actors)
 
@@ -108,13 +104,10 @@ def _as_finished(refs: list, actors: list = ()) -> Iterator:
             try:
                 yield ray.get(ready[0])
             except RayTaskError as e:
-                cause = getattr(e, "cause", None)
-                if isinstance(cause, FlashbackError):
-                    raise BuildError(str(cause)) from None
-                raise BuildError(f"a shard failed on the cluster ({type(cause).__name__}: {one_line(cause)})") from None
+                what, ours = task_failure(e)
+                raise BuildError(what if ours else f"a shard failed on the cluster ({what})") from None
             except RayError as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise BuildError(f"a shard was lost on the cluster ({one_line(first)}); run the same command again to resume") from None
+                raise BuildError(f"a shard was lost on the cluster ({first_line(e)}); run the same command again to resume") from None
     finally:
         for ref in pending:  # Ctrl-C or a failure: nothing is left running for this build
             try:

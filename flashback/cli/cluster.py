@@ -45,8 +45,8 @@ def absolute(source):
 
 
 def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard: Guard) -> bool:
-    """Every (source, region, scopes) of ``work`` scored on the cluster, each result kept on this machine as it arrives; True if
-    Ctrl-C stopped it."""
+    """Every (source, region, scopes) of ``work`` scored on the cluster, each result kept here as
+    it arrives; True if Ctrl-C stopped it."""
     from ..cluster.connect import disconnect
     from ..cluster.scorer import ClusterScorer, Job
     from .options import encoder_spec
@@ -61,9 +61,7 @@ def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard:
             n = len(jobs)
             videos = progress.add_task("videos", total=n, done=f"0/{n} videos")
             seconds = progress.add_task("video seconds", total=None, done="")
-            start = time.perf_counter()
-
-            frames = 0
+            start, frames = time.perf_counter(), 0
 
             def advance() -> None:
                 k = int(progress.tasks[videos].completed) + 1

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ClusterError, one_line
+from ..errors import ClusterError, FlashbackError, one_line
 
 PASSED_ENV = ("FLASHBACK_MODEL_CONFIGS", "FLASHBACK_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE",
               "TRANSFORMERS_OFFLINE", "XDG_CACHE_HOME")
@@ -94,3 +94,38 @@ def disconnect() -> None:
     ray = ray_module()
     if ray.is_initialized():
         ray.shutdown()
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many actors hold a model, with what: one per GPU (or per ``gpus_per_actor``) where the
+    cluster has GPUs, else one per ``cpus_per`` CPUs; ``actors`` overrides the count."""
+
+    n: int
+    options: dict  # Ray resources of each
+    device: str
+
+    @classmethod
+    def for_cluster(cls, cluster: Cluster, actors: int | None, gpus_per_actor: float, cpus_per: int) -> "ActorPlan":
+        if cluster.gpus > 0 and gpus_per_actor > 0:
+            return cls(actors or max(1, int(cluster.gpus // gpus_per_actor)), {"num_gpus": gpus_per_actor, "num_cpus": 1}, "cuda")
+        return cls(actors or max(1, int(cluster.cpus // cpus_per)), {"num_cpus": 1}, "cpu")
+
+    @property
+    def cpus(self) -> float:
+        return self.n * self.options["num_cpus"]
+
+
+def first_line(e: BaseException) -> str:
+    """Ray's errors run to many lines; the first says what happened."""
+    text = str(e).strip()
+    return one_line(text.splitlines()[0]) if text else type(e).__name__
+
+
+def task_failure(e: BaseException) -> tuple[str, bool]:
+    """What a task's own exception (a ``RayTaskError``) said, and whether it was ours: a
+    ``FlashbackError`` keeps its one line, anything else is named with its type (a bug)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, FlashbackError):
+        return str(cause), True
+    return (f"{type(cause).__name__}: {one_line(cause)}" if cause is not None else first_line(e)), False

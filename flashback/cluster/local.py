@@ -58,7 +58,10 @@ class LocalCluster:
 
     def __init__(self, head_cpus: int = 1, workers: list[int] = (), env: dict | None = None, log_dir: Path | None = None):
         self.head_cpus, self.worker_cpus = head_cpus, list(workers)
-        self.env = {**os.environ, **(env or {})}
+        # no token authentication on this loopback-only cluster: Ray turns it on for a head when it
+        # finds ~/.ray/auth_token (which a ``--ray local`` run leaves), but not for the worker nodes
+        # that then try to join it, and those fail ("InvalidAuthToken")
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []

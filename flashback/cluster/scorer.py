@@ -27,7 +27,7 @@ from ..errors import ClusterError, FlashbackError, one_line
 from ..pipeline import Detector, VideoResult
 from ..sources import VideoSource
 from ..store import RunRecord
-from .connect import Cluster
+from .connect import ActorPlan, Cluster, first_line, task_failure
 from .workers import VideoEncoder, bundle_files, decode_batches
 
 MAX_DEATHS = 2  # a video whose own decoding worker dies twice is reported, not retried forever
@@ -94,21 +94,15 @@ class ClusterScorer:
         every actor must reproduce."""
         self.detector = detector
         self.run_id = RunRecord.of(detector).run_id
-        use_gpu = cluster.gpus > 0 and gpus_per_actor > 0
-        if use_gpu:
-            n = actors or max(1, int(cluster.gpus // gpus_per_actor))
-            options, device = {"num_gpus": gpus_per_actor, "num_cpus": 1}, "cuda"
-        else:
-            n = actors or max(1, int(cluster.cpus // 4))
-            options, device = {"num_cpus": 1}, "cpu"
-        self.decode_slots = int(cluster.cpus - n * options["num_cpus"])
+        plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=4)
+        self.decode_slots = int(cluster.cpus - plan.cpus)
         if self.decode_slots < 1:
-            raise ClusterError(f"{cluster.describe()}: {n} encoder actor(s) take {n * options['num_cpus']:g} CPU(s), "
+            raise ClusterError(f"{cluster.describe()}: {plan.n} encoder actor(s) take {plan.cpus:g} CPU(s), "
                                "leaving none for decoding; add a node or ask for fewer --actors")
         self._memory = ray.put(bundle_files(detector.memory.path))  # sent once through the object store
-        self._make = lambda: VideoEncoder.options(**options, scheduling_strategy="SPREAD").remote(
-            spec, device, precision, self._memory, detector.settings, detector.batch_size, list(texts), overlays)
-        self.actors = [self._make() for _ in range(n)]
+        self._make = lambda: VideoEncoder.options(**plan.options, scheduling_strategy="SPREAD").remote(
+            spec, plan.device, precision, self._memory, detector.settings, detector.batch_size, list(texts), overlays)
+        self.actors = [self._make() for _ in range(plan.n)]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.placement = self._check_actors(self.actors, cluster.describe())
@@ -125,7 +119,7 @@ class ClusterScorer:
             raise ClusterError(f"{where}: the encoder actors did not start within {ACTOR_START_S:.0f} s "
                                "(not enough free CPUs/GPUs?)") from None
         except RayError as e:
-            raise ClusterError(f"{where}: an encoder actor failed to start ({_reason(e)})") from None
+            raise ClusterError(f"{where}: an encoder actor failed to start ({first_line(e)})") from None
         for i in ids:
             if i.get("error"):
                 raise ClusterError(f"encoder actor on {i['host']}: {i['error']}")
@@ -192,17 +186,14 @@ class ClusterScorer:
             result.captions = d.captions
             return result, t
         except RayTaskError as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, FlashbackError):
-                raise FlashbackError(str(cause)) from None
-            what = f"{type(cause).__name__}: {one_line(cause)}" if cause is not None else _reason(e)
-            raise FlashbackError(f"{job.source}: internal error on a worker ({what})") from None
+            what, ours = task_failure(e)
+            raise FlashbackError(what if ours else f"{job.source}: internal error on a worker ({what})") from None
         except TaskCancelledError:
             raise
         except RayError as e:
             if isinstance(e, RayActorError):
                 self._replace(e.actor_id)
-            raise _Crash(_reason(e), own=isinstance(e, WorkerCrashedError)) from None
+            raise _Crash(first_line(e), own=isinstance(e, WorkerCrashedError)) from None
         finally:
             with self._lock:
                 self._running.discard(gen)
@@ -289,9 +280,3 @@ class ClusterScorer:
                 ray.kill(a)
             except RayError:
                 pass
-
-
-def _reason(e: BaseException) -> str:
-    """Ray's errors run to many lines; the first says what happened."""
-    text = str(e).strip()
-    return one_line(text.splitlines()[0]) if text else type(e).__name__
