@@ -32,7 +32,8 @@ from .workers import VideoEncoder, bundle_files, decode_batches
 
 MAX_DEATHS = 2  # a video whose own decoding worker dies twice is reported, not retried forever
 MAX_LOSSES = 3  # nor one that loses a shared actor or node three times
-WINDOW = 4  # encoded batches a video may have in flight (bounds the object store per video)
+WINDOW = 4  # batches of one video being encoded at once
+BACKLOG = 8  # batches of one video decoded but not yet handed to an actor
 ACTOR_START_S = 300.0
 
 
@@ -149,7 +150,10 @@ class ClusterScorer:
 
     def _attempt(self, job: Job, progress: Callable[[], None]) -> tuple[VideoResult, Timings]:
         d, t = self.detector, Timings()
-        gen = decode_batches.options(name=f"flashback-decode {job.name}", scheduling_strategy="SPREAD").remote(
+        # the decoder pauses once BACKLOG batches wait unread, and the driver stops reading while WINDOW
+        # batches are being encoded: a long video never piles its frames up in the object store
+        gen = decode_batches.options(name=f"flashback-decode {job.name}", scheduling_strategy="SPREAD",
+                                     _generator_backpressure_num_objects=BACKLOG).remote(
             job.source, d.frame_fit(job.region, str(job.source)), d.grid, d.batch_size, 1)
         with self._lock:
             self._running.add(gen)
