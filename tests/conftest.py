@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -103,6 +104,13 @@ def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
 
 
 FLASHBACK = str(Path(sys.executable).with_name("flashback"))
+
+
+def sigint_as_a_terminal_sends_it() -> None:
+    """``preexec_fn`` of a command a test presses Ctrl-C on: SIGINT back to its default action.  A
+    shell's background job (one way CI starts the suite) inherits SIGINT ignored, and a Python
+    started that way never raises KeyboardInterrupt, so the test would see nothing stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

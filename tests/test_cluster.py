@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import FLASHBACK, TINY_CLI, flashback
+from conftest import FLASHBACK, TINY_CLI, flashback, sigint_as_a_terminal_sends_it
 from streams import FFMPEG
 
 from flashback.cluster.local import LocalCluster
@@ -158,7 +158,7 @@ def test_ctrl_c_on_the_driver_cancels_the_cluster_work(cluster, clips, seed_memo
     db = tmp_path / "r.duckdb"
     p = subprocess.Popen([FLASHBACK, "score", *map(str, short), str(long["heavy"]), *TINY_CLI, "--memory",
                           str(seed_memory.path), "--db", str(db), "--ray", cluster.address],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_a_terminal_sends_it)
     deadline = time.monotonic() + 120
     while not processes(f"ray::flashback-decode {long['heavy'].name}") and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI
+from conftest import TINY_CLI, sigint_as_a_terminal_sends_it
 
 from flashback.annotations import load_ground_truth
 from flashback.embedding_cache import EmbeddingCache
@@ -185,7 +185,8 @@ def test_ctrl_c_during_eval_reports_what_was_scored(tmp_path):
     db, out = tmp_path / "e.duckdb", tmp_path / "report"
     proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime",
                              "--videos", str(tmp_path), "--annotations", str(ann), "--db", str(db), "--out", str(out),
-                             "--no-cache", *TINY_CLI], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--no-cache", *TINY_CLI], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_a_terminal_sends_it)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         try:
