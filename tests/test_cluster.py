@@ -229,7 +229,7 @@ def test_a_memory_build_on_the_cluster_resumes_and_equals_a_local_build(cluster,
     p.kill()
     p.wait()
     done = len(list(tmp_path.glob(".mem.build-*/gen/*.done")))
-    assert 1 <= done <= 4  # of the 4 full shards of 300 the cluster makes at once (1,380 wanted; the last, 180, after)
+    assert done >= 1 and not (tmp_path / "mem").exists()  # 1,380 wanted: 4 shards of 300 at once, then one of 180
     r = flashback(*args, env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr
     assert f"resumed: reused {done} generate shard(s)" in r.stdout
