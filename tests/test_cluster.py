@@ -52,8 +52,11 @@ def clips(tmp_path_factory):
     return short, d / "broken.mp4", long
 
 
-def score_on(cluster, db: Path, *videos, memory, extra=()) -> subprocess.CompletedProcess:
-    return flashback("score", *videos, *TINY_CLI, "--memory", memory, "--db", db, "--ray", cluster.address, *extra)
+ALERT = "a car burns"  # a run-time text: it must reach the actors too (their run id covers it)
+
+
+def score_on(cluster, db: Path, *videos, memory) -> subprocess.CompletedProcess:
+    return flashback("score", *videos, *TINY_CLI, "--memory", memory, "--db", db, "--ray", cluster.address, "--alert", ALERT)
 
 
 def stored(db: Path) -> dict[str, tuple[int, int]]:
@@ -108,6 +111,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def test_a_cluster_run_stores_what_a_local_run_computes(cluster, clips, seed_memory, tiny_encoder, store):
+    from flashback.extras import user_texts
     from flashback.pipeline import Detector
 
     short, broken, _ = clips
@@ -118,7 +122,7 @@ def test_a_cluster_run_stores_what_a_local_run_computes(cluster, clips, seed_mem
     assert f"{broken}: not a readable video" in r.stderr  # a bad input fails alone, named, with its reason
     assert "cluster: 3 video(s) scored, 1 failed" in r.stderr
     assert "video FPS" in r.stderr
-    det = Detector(seed_memory, tiny_encoder)
+    det = Detector(seed_memory, tiny_encoder, texts=user_texts([ALERT], None))
     with duckdb.connect(str(db), read_only=True) as con:
         for v in short:
             local = det.score(str(v))
