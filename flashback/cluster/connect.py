@@ -106,14 +106,21 @@ class ActorPlan:
     device: str
 
     @classmethod
-    def for_cluster(cls, cluster: Cluster, actors: int | None, gpus_per_actor: float, cpus_per: int) -> "ActorPlan":
+    def for_cluster(cls, cluster: Cluster, actors: int | None, gpus_per_actor: float, cpus_per: int,
+                    reserve_cpu: bool = True) -> "ActorPlan":
+        """``reserve_cpu=False``: each actor still uses a CPU, but Ray does not hold one for it.
+        Scoring needs that: its decoding tasks wait, CPU held, for actors to take their batches, so
+        an actor restarted after its node was lost could otherwise find every CPU held by tasks that
+        wait for it.  The driver then keeps its decoding tasks to the CPUs the actors leave."""
+        cpu = {"num_cpus": 1 if reserve_cpu else 0}
         if cluster.gpus > 0 and gpus_per_actor > 0:
-            return cls(actors or max(1, int(cluster.gpus // gpus_per_actor)), {"num_gpus": gpus_per_actor, "num_cpus": 1}, "cuda")
-        return cls(actors or max(1, int(cluster.cpus // cpus_per)), {"num_cpus": 1}, "cpu")
+            return cls(actors or max(1, int(cluster.gpus // gpus_per_actor)), {"num_gpus": gpus_per_actor, **cpu}, "cuda")
+        return cls(actors or max(1, int(cluster.cpus // cpus_per)), cpu, "cpu")
 
     @property
-    def cpus(self) -> float:
-        return self.n * self.options["num_cpus"]
+    def cpus(self) -> int:
+        """The CPUs the actors use, held by Ray or not."""
+        return self.n
 
 
 def first_line(e: BaseException) -> str:

@@ -95,10 +95,10 @@ class ClusterScorer:
         every actor must reproduce."""
         self.detector = detector
         self.run_id = RunRecord.of(detector).run_id
-        plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=4)
+        plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=4, reserve_cpu=False)
         self.decode_slots = int(cluster.cpus - plan.cpus)
         if self.decode_slots < 1:
-            raise ClusterError(f"{cluster.describe()}: {plan.n} encoder actor(s) take {plan.cpus:g} CPU(s), "
+            raise ClusterError(f"{cluster.describe()}: {plan.n} encoder actor(s) take {plan.cpus} CPU(s), "
                                "leaving none for decoding; add a node or ask for fewer --actors")
         self._memory = ray.put(bundle_files(detector.memory.path))  # sent once through the object store
         self._make = lambda: VideoEncoder.options(**plan.options, scheduling_strategy="SPREAD").remote(
@@ -111,7 +111,7 @@ class ClusterScorer:
         self._running: set = set()
         self._seconds: dict[VideoSource, float] = {}
         self.replaced = 0
-        self.in_flight = self.decode_slots + 1  # one more than can decode, so no slot waits on the driver
+        self.in_flight = self.decode_slots  # Ray holds no CPU for the actors: the driver keeps them free
 
     def _check_actors(self, actors: list, where: str) -> list[dict]:
         try:
@@ -190,11 +190,13 @@ class ClusterScorer:
             result.captions = d.captions
             return result, t
         except RayTaskError as e:
+            _drop(gen)
             what, ours = task_failure(e)
             raise FlashbackError(what if ours else f"{job.source}: internal error on a worker ({what})") from None
         except TaskCancelledError:
             raise
         except RayError as e:
+            _drop(gen)  # its decoding task, if still alive, would wait for a reader that has gone
             if isinstance(e, RayActorError):
                 self._replace(e.actor_id)
             raise _Crash(first_line(e), own=isinstance(e, WorkerCrashedError)) from None
@@ -275,12 +277,17 @@ class ClusterScorer:
         with self._lock:
             running = list(self._running)
         for gen in running:
-            try:
-                ray.cancel(gen, force=True)
-            except (RayError, TypeError, ValueError):
-                pass
+            _drop(gen)
         for a in self.actors:
             try:
                 ray.kill(a)
             except RayError:
                 pass
+
+
+def _drop(gen) -> None:
+    """Cancel a video's decoding task (best effort: it may have ended, or died with its node)."""
+    try:
+        ray.cancel(gen, force=True)
+    except (RayError, TypeError, ValueError):
+        pass
