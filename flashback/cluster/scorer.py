@@ -155,9 +155,13 @@ class ClusterScorer:
         gen = decode_batches.options(name=f"flashback-decode {job.name}", scheduling_strategy="SPREAD",
                                      _generator_backpressure_num_objects=BACKLOG).remote(
             job.source, d.frame_fit(job.region, str(job.source)), d.grid, d.batch_size, 1)
-        with self._lock:
+        with self._lock:  # cancel() either finds it here or, having set _stop first, is seen below
             self._running.add(gen)
+            stopping = self._stop.is_set()
         try:
+            if stopping:
+                _drop(gen)
+                raise TaskCancelledError()
             video_id = ray.get(next(gen))
             parts, marks, costs = [], [], []
             held = None
