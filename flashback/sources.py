@@ -28,6 +28,11 @@ class VideoSource:
     def path(self) -> Path | None:
         return None if self.is_url else Path(self.location)
 
+    @property
+    def name(self) -> str:
+        """How bars and process titles name it: a file by its name, a URL whole."""
+        return self.location if self.is_url else Path(self.location).name
+
     def __str__(self) -> str:
         return self.location
 

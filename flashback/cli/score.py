@@ -73,7 +73,7 @@ def score_here(a, detector: Detector, sources, cameras, keeper: "Keeper", guard:
         overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
 
         def one(source) -> None:
-            task = progress.add_task(f"  {display_name(source)[:40]}", total=None, done="")
+            task = progress.add_task(f"  {source.name[:40]}", total=None, done="")
 
             def on_progress(done: float, total: float | None) -> None:
                 label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
@@ -125,10 +125,6 @@ class Keeper:
             if failed:
                 warn(f"{source}: no clip for {len(failed)} of {len(media)} event(s) ({failed[0]})")
         self.store.save(self.run, result, media)
-
-
-def display_name(source) -> str:
-    return Path(source.location).name if not source.is_url else source.location
 
 
 def scopes_of(source, cameras) -> set:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
@@ -42,10 +41,6 @@ class Job:
     source: VideoSource
     region: Region | None = None
     scope: frozenset = frozenset()
-
-    @property
-    def name(self) -> str:
-        return self.source.location if self.source.is_url else Path(self.source.location).name
 
 
 @dataclass
@@ -152,7 +147,7 @@ class ClusterScorer:
         d, t = self.detector, Timings()
         # the decoder pauses once BACKLOG batches wait unread, and the driver stops reading while WINDOW
         # batches are being encoded: a long video never piles its frames up in the object store
-        gen = decode_batches.options(name=f"flashback-decode {job.name}", scheduling_strategy="SPREAD",
+        gen = decode_batches.options(name=f"flashback-decode {job.source.name}", scheduling_strategy="SPREAD",
                                      _generator_backpressure_num_objects=BACKLOG).remote(
             job.source, d.frame_fit(job.region, str(job.source)), d.grid, d.batch_size, 1)
         with self._lock:  # cancel() either finds it here or, having set _stop first, is seen below
@@ -231,7 +226,7 @@ class ClusterScorer:
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     done.put((job, None, e))
 
-            threading.Thread(target=work, daemon=True, name=f"flashback-{job.name}").start()
+            threading.Thread(target=work, daemon=True, name=f"flashback-{job.source.name}").start()
 
         try:
             while todo or active:
