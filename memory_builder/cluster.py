@@ -71,26 +71,25 @@ class RayShards:
         if self.plan.cpus > cluster.cpus:
             raise ClusterError(f"{cluster.describe()}: {self.plan.n} actor(s) need more CPUs than it has; ask for fewer --actors")
 
-    def _actors(self, cls, shards: int, *args) -> list:
-        """The stage's actors: no more than it has shards (each loads a model, which is not free)."""
-        n = min(self.plan.n, shards)
-        return [cls.options(**self.plan.options, scheduling_strategy="SPREAD").remote(*args) for _ in range(n)]
+    def _on_actors(self, cls, args: tuple, shards: list[tuple]) -> Iterator:
+        """Each shard's ``shard`` call, in turn on the stage's actors: no more actors than shards
+        (each loads a model, which is not free)."""
+        actors = [cls.options(**self.plan.options, scheduling_strategy="SPREAD").remote(*args)
+                  for _ in range(min(self.plan.n, len(shards)))]
+        turns = itertools.cycle(actors)
+        return _as_finished([next(turns).shard.remote(*shard) for shard in shards], actors)
 
     def generate(self, c: BuildConfig, shards: list[tuple[int, int]]) -> Iterator[tuple[int, list[Caption], dict]]:
         if not shards:
             return iter(())
         if c.generator == "offline":
             return _as_finished([_grammar_shard.remote(c, k, n) for k, n in shards])
-        actors = self._actors(_Generator, len(shards), c)
-        turns = itertools.cycle(actors)
-        return _as_finished([next(turns).shard.remote(k, n) for k, n in shards], actors)
+        return self._on_actors(_Generator, (c,), shards)
 
     def embed(self, shards: list[tuple[int, list[str]]], sentence: str | None) -> Iterator[tuple[int, np.ndarray]]:
         if not shards:
             return iter(())
-        actors = self._actors(_Embedder, len(shards), self.spec, self.plan.device, self.precision, sentence)
-        turns = itertools.cycle(actors)
-        return _as_finished([next(turns).shard.remote(k, texts) for k, texts in shards], actors)
+        return self._on_actors(_Embedder, (self.spec, self.plan.device, self.precision, sentence), shards)
 
 
 def _as_finished(refs: list, actors: list = ()) -> Iterator:

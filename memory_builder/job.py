@@ -188,7 +188,7 @@ class BuildJob:
         fresh = set()
         self.progress("generate", 0, wanted)
         if self.runner is not None:
-            full = [k for k in range(wanted // c.shard_size) if not (self.work / "gen" / f"{k:05d}.done").exists()]
+            full = [k for k in range(wanted // c.shard_size) if not self._gen_files(k)[1].exists()]
             done = (wanted // c.shard_size - len(full)) * c.shard_size
             for k, made, shard_drops in self.runner.generate(c, [(k, c.shard_size) for k in full]):
                 self._keep_shard(k, made, shard_drops)
@@ -197,7 +197,7 @@ class BuildJob:
                 self.progress("generate", min(done, wanted), wanted)
         k = 0
         while len(caps) < wanted:
-            shard, meta = self.work / "gen" / f"{k:05d}.jsonl", self.work / "gen" / f"{k:05d}.done"
+            shard, meta = self._gen_files(k)
             n = min(c.shard_size, wanted - len(caps))
             if meta.exists():
                 if k not in fresh:
@@ -216,11 +216,16 @@ class BuildJob:
         self.stats["llm_drops"] = dict(sorted(drops.items()))
         return caps
 
+    def _gen_files(self, k: int) -> tuple[Path, Path]:
+        """Generation shard ``k``'s captions, and its marker: the shard is done once the marker exists."""
+        return self.work / "gen" / f"{k:05d}.jsonl", self.work / "gen" / f"{k:05d}.done"
+
     def _keep_shard(self, k: int, made: list[Caption], drops: dict) -> None:
         if not made and not drops:
             raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
-        _write_captions(self.work / "gen" / f"{k:05d}.jsonl", made)
-        _write_json(self.work / "gen" / f"{k:05d}.done", {"count": len(made), "drops": drops})
+        shard, meta = self._gen_files(k)
+        _write_captions(shard, made)
+        _write_json(meta, {"count": len(made), "drops": drops})
 
     # -------------------------------------------------------- 2. clean
 

@@ -84,7 +84,7 @@ def connect(address: str) -> Cluster:
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ClusterError(f"--ray {address}: cannot join the cluster ({one_line(str(e).strip().splitlines()[0])})") from None
+        raise ClusterError(f"--ray {address}: cannot join the cluster ({first_line(e)})") from None
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return Cluster(address, nodes, float(res.get("CPU", 0)), float(res.get("GPU", 0)))

@@ -4,9 +4,10 @@ back to the one writer of the store.
 Each video in flight has a driver thread that only waits on Ray (the work happens on the workers).
 Rows are written by the caller, on the main thread, one transaction per video and keyed by (run,
 video) as in a local run, so a video scored twice (a retry, or a re-run) replaces its rows rather
-than adding to them.  A video whose worker dies (a killed process, a lost node) is started again
-once; if that attempt dies too it is reported as failed, with the reason.  Ctrl-C cancels every
-task of the job and returns; what was stored stays stored.
+than adding to them.  A video whose worker dies (a killed process, a lost node) is started again;
+if its own decoding worker dies twice (or it loses a shared actor or node three times) it is
+reported as failed, with the reason.  Ctrl-C cancels every task of the job and returns; what was
+stored stays stored.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
@@ -51,6 +52,9 @@ class Timings:
     encode_s: float = 0.0
     score_s: float = 0.0
     store_s: float = 0.0
+
+    def __add__(self, other: "Timings") -> "Timings":
+        return Timings(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 @dataclass
@@ -259,8 +263,7 @@ class ClusterScorer:
                     report.videos += 1
                     report.frames += len(result.frame_times)
                     report.video_s += result.duration_s
-                    for k in ("decode_s", "encode_s", "score_s", "store_s"):
-                        setattr(report.timings, k, getattr(report.timings, k) + getattr(t, k))
+                    report.timings += t
                 tick()
         except KeyboardInterrupt:
             self.cancel()

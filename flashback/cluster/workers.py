@@ -38,7 +38,6 @@ class DecodeEnd:
     timeline: Timeline
     info: VideoInfo
     decode_s: float
-    node: str
 
 
 def bundle_files(path: Path) -> dict[str, bytes]:
@@ -68,7 +67,7 @@ def decode_batches(source: VideoSource, fit: FrameFit, grid: TimeGrid, batch_siz
     yield video_id_for(source)
     with VideoReader(source, fit, threads=threads) as reader:
         yield from sample_batches(reader.samples(grid), batch_size)
-        yield DecodeEnd(reader.timeline, reader.info, time.perf_counter() - t0, socket.gethostname())
+        yield DecodeEnd(reader.timeline, reader.info, time.perf_counter() - t0)
 
 
 @ray.remote(max_restarts=0)
