@@ -33,7 +33,8 @@ from flashback.pipeline import Detector  # noqa: E402
 from flashback.settings import PRESETS  # noqa: E402
 from flashback.text_encoder import SentenceEncoder  # noqa: E402
 from flashback.variants import stored_vectors, with_template  # noqa: E402
-from memory_builder.job import BuildConfig, BuildJob, centroid_angle  # noqa: E402
+from memory_builder.job import BuildConfig, BuildJob  # noqa: E402
+from memory_builder.quality import centroid_angle  # noqa: E402
 
 FPS = 30.0
 

@@ -9,6 +9,7 @@ kept caption is closer than the threshold: the first phrasing wins, deterministi
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -59,3 +60,28 @@ def near_duplicate_keep(vectors: np.ndarray, threshold: float, k: int = 8) -> np
                 keep[i] = False
                 break
     return keep
+
+
+class Halves(NamedTuple):
+    """Captions of each label: wanted, or had after cleaning."""
+
+    normal: int
+    anomalous: int
+
+    def ratio(self, have: "Halves") -> float:
+        """How many times what was generated it would take to fill both halves at the yield seen."""
+        return max(w / max(h, 1) for w, h in zip(self, have))
+
+    def gain(self, before: "Halves", want: "Halves") -> int:
+        """New captions of the labels still short."""
+        return sum(h - b for h, b, w in zip(self, before, want) if b < w)
+
+    def shortfall(self, have: "Halves", generated: int, rounds: int, stats: dict) -> str | None:
+        """Why ``have`` cannot fill the halves, in words; None when it can."""
+        short = [(label, h, w) for label, h, w in zip(("normal", "anomalous"), have, self) if h < w]
+        if not short:
+            return None
+        what = "; ".join(f"{h:,} distinct {label} captions of the {w:,} wanted" for label, h, w in short)
+        k = min(have)
+        return (f"{what} after {rounds} generation round(s) of {generated:,} captions in all ({stats['exact_duplicates']:,} "
+                f"exact and {stats['near_duplicates']:,} near-duplicates dropped); kept {k:,} of each label, {2 * k:,} in all")

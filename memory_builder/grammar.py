@@ -205,7 +205,8 @@ class OfflineGenerator:
         self.domain = domain
         cats = list(ANOMALOUS)
         if categories:
-            wanted = [CATEGORY_ALIASES.get(c.lower(), c) for c in categories]
+            by_name = {**{k.lower(): k for k in ANOMALOUS}, **CATEGORY_ALIASES}  # "smoke" is Smoke
+            wanted = [by_name.get(c.lower(), c) for c in categories]
             unknown = [c for c in wanted if c not in ANOMALOUS]
             if unknown:
                 raise UsageError(f"--categories: unknown anomaly categories {unknown}; known: {', '.join(ANOMALOUS)}")

@@ -31,13 +31,16 @@ from flashback.manifest import Manifest
 from flashback.templates import TEMPLATES, apply_template
 from flashback.text_encoder import load_sentence_model
 
-from .clean import DEFAULT_DEDUP_MODEL, DEFAULT_NEAR_DUP_THRESHOLD, embed_sentences, exact_key, near_duplicate_keep, normalise
+from .clean import DEFAULT_DEDUP_MODEL, DEFAULT_NEAR_DUP_THRESHOLD, Halves, embed_sentences, exact_key, near_duplicate_keep, normalise
 from .grammar import Caption, OfflineGenerator
+from .quality import centroid_angle, recall_at_10
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 GENERATORS = ("offline", "llamacpp", "vllm")
 TICK = 512  # captions between progress updates inside a shard: a bar moves every few seconds even on a CPU
 EXACT_UP_TO = 100_000  # auto: exact search below this many captions, IVF with 8-bit codes above
+ROUNDS = 4  # generation rounds at most, when cleaning leaves a label short of its half
+EXHAUSTED = 0.05  # a round whose new captions of the short label are under 5% of what it asked for ends the rounds
 
 
 @dataclass(frozen=True)
@@ -155,12 +158,12 @@ class BuildJob:
         self.stats: dict = {}
         self.reused: Counter = Counter()  # finished shards found from an earlier, interrupted run
         self.runner = runner
+        self._made: set[int] = set()  # generation shards this run made
 
     def run(self) -> Manifest:
         self.work.mkdir(parents=True, exist_ok=True)
         _write_json(self.work / "config.json", {**dataclasses.asdict(self.cfg), "encoder": self.encoder.identity.key})
-        raw = self.generate()
-        captions = self.clean(raw)
+        captions = self.captions()
         vectors = self.embed(captions)
         manifest = self.index_and_write(captions, vectors)
         shutil.rmtree(self.work, ignore_errors=True)
@@ -173,26 +176,58 @@ class BuildJob:
         self._engine = getattr(gen, "engine", None)
         return gen
 
-    def generate(self) -> list[Caption]:
-        """Shards of at most ``shard_size`` captions until ``size × oversample`` are made: a small
+    def captions(self) -> list[Caption]:
+        """Generate, clean, and cut to ``size``: ``size // 2`` normal captions and the rest anomalous.
+
+        Cleaning removes an unknown share of each label (the grammar's samples collide across
+        shards: 345k raw at ``--size 300000`` left 133,740 distinct normal ones), so when a label
+        comes up short more is generated, in rounds sized by the yield seen so far, until both
+        halves are full, the generator stops giving new captions of that label (under
+        ``EXHAUSTED`` of what a round added), or ``ROUNDS`` rounds were made.  Short, both labels
+        are cut to the shorter one (the memory stays balanced) and ``short_reason`` says why."""
+        c = self.cfg
+        done = self.work / "clean.done"
+        if done.exists():
+            self.reused["clean"] += 1
+            self.stats.update(json.loads(done.read_text()))
+            return _read_captions(self.work / "clean.jsonl")
+        want = Halves(c.size // 2, c.size - c.size // 2)
+        wanted, before, last = math.ceil(c.size * c.oversample), None, 0
+        for rounds in range(1, ROUNDS + 1):
+            raw = self.generate(wanted)
+            normal, anomalous, stats = self.clean(raw, wanted)
+            have = Halves(len(normal), len(anomalous))
+            reason = want.shortfall(have, len(raw), rounds, stats)
+            if reason is None or rounds == ROUNDS or (before is not None and have.gain(before, want) < EXHAUSTED * (wanted - last) / 2):
+                break
+            before, last = have, wanted
+            wanted = min(4 * wanted, math.ceil(wanted * want.ratio(have) * 1.1) + 2)  # the yield so far, with a margin
+        n_n, n_a = (want.normal, want.anomalous) if reason is None else (min(have),) * 2
+        kept = normal[:n_n] + anomalous[:n_a]
+        stats.update({"generated": len(raw), "rounds": rounds, "kept": len(kept), "kept_normal": n_n, "kept_anomalous": n_a,
+                      "requested": c.size, "short_reason": reason})
+        _write_captions(self.work / "clean.jsonl", kept)
+        _write_json(done, stats)
+        self.stats.update(stats)
+        return kept
+
+    def generate(self, wanted: int) -> list[Caption]:
+        """Shards of at most ``shard_size`` captions until ``wanted`` are made: a small
         memory asks for what it needs, not a whole shard.  Each shard's count depends only on the
         settings and the shards before it, so a resumed build asks for the same ones.
 
         With a cluster (``runner``) the full shards, whose count cannot depend on the ones before
         them, are made at once on its workers; the last, partial one after them, as here."""
         c = self.cfg
-        wanted = math.ceil(c.size * c.oversample)
         gen = None
         caps: list[Caption] = []
         drops: Counter = Counter()
-        fresh = set()
         self.progress("generate", 0, wanted)
         if self.runner is not None:
             full = [k for k in range(wanted // c.shard_size) if not self._gen_files(k)[1].exists()]
             done = (wanted // c.shard_size - len(full)) * c.shard_size
             for k, made, shard_drops in self.runner.generate(c, [(k, c.shard_size) for k in full]):
                 self._keep_shard(k, made, shard_drops)
-                fresh.add(k)
                 done += len(made)
                 self.progress("generate", min(done, wanted), wanted)
         k = 0
@@ -200,7 +235,7 @@ class BuildJob:
             shard, meta = self._gen_files(k)
             n = min(c.shard_size, wanted - len(caps))
             if meta.exists():
-                if k not in fresh:
+                if k not in self._made:
                     self.reused["generate"] += 1
             else:
                 gen = gen or self._generator()
@@ -221,6 +256,7 @@ class BuildJob:
         return self.work / "gen" / f"{k:05d}.jsonl", self.work / "gen" / f"{k:05d}.done"
 
     def _keep_shard(self, k: int, made: list[Caption], drops: dict) -> None:
+        self._made.add(k)  # made by this run: read again by a later round, but not reused from an earlier run
         if not made and not drops:
             raise BuildError(f"{self.cfg.llm}: the LLM returned nothing at all; check the model")
         shard, meta = self._gen_files(k)
@@ -229,13 +265,10 @@ class BuildJob:
 
     # -------------------------------------------------------- 2. clean
 
-    def clean(self, raw: list[Caption]) -> list[Caption]:
+    def clean(self, raw: list[Caption], wanted: int) -> tuple[list[Caption], list[Caption], dict]:
+        """Normalised, without exact duplicates and (``near_dup_threshold``) near-duplicates: the
+        normal captions, the anomalous ones, and the counts of what was dropped."""
         c = self.cfg
-        done, path = self.work / "clean.done", self.work / "clean.jsonl"
-        if done.exists():
-            self.reused["clean"] += 1
-            self.stats.update(json.loads(done.read_text()))
-            return _read_captions(path)
         seen, unique = set(), []
         for cap in raw:
             text = normalise(cap.text)
@@ -243,29 +276,17 @@ class BuildJob:
             if text and key not in seen:
                 seen.add(key)
                 unique.append(dataclasses.replace(cap, text=text))
-        stats = {"exact_duplicates": len(raw) - len(unique)}
+        stats = {"exact_duplicates": len(raw) - len(unique), "near_duplicates": 0, "near_dup_threshold": c.near_dup_threshold,
+                 "dedup_model": c.dedup_model if c.near_dup_threshold > 0 else None}
         if c.near_dup_threshold > 0 and len(unique) > 1:
-            vecs = self._sentence_vectors([u.text for u in unique])
+            vecs = self._sentence_vectors([u.text for u in unique], f"neardup-{wanted}")  # one folder per round's captions
             keep = near_duplicate_keep(vecs, c.near_dup_threshold)
             stats["near_duplicates"] = int((~keep).sum())
             unique = [u for u, k in zip(unique, keep) if k]
-        else:
-            stats["near_duplicates"] = 0
-        normal = [u for u in unique if not u.anomalous]
-        anomalous = [u for u in unique if u.anomalous]
-        half = c.size // 2
-        n_a = min(len(anomalous), c.size - min(len(normal), half))
-        n_n = min(len(normal), c.size - n_a)
-        kept = normal[:n_n] + anomalous[:n_a]
-        stats.update({"after_cleaning": len(unique), "kept": len(kept), "kept_normal": n_n, "kept_anomalous": n_a,
-                      "requested": c.size, "near_dup_threshold": c.near_dup_threshold,
-                      "dedup_model": c.dedup_model if c.near_dup_threshold > 0 else None})
-        _write_captions(path, kept)
-        _write_json(done, stats)
-        self.stats.update(stats)
-        return kept
+        stats["after_cleaning"] = len(unique)
+        return [u for u in unique if not u.anomalous], [u for u in unique if u.anomalous], stats
 
-    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+    def _sentence_vectors(self, texts: list[str], folder: str) -> np.ndarray:
         model = None
 
         def embed(part: list[str]) -> np.ndarray:
@@ -273,7 +294,7 @@ class BuildJob:
             model = model or load_sentence_model(self.cfg.dedup_model)
             return embed_sentences(model, part)
 
-        return self._embedded("near-duplicates", "neardup", texts, embed, sentence=self.cfg.dedup_model)
+        return self._embedded("near-duplicates", folder, texts, embed, sentence=self.cfg.dedup_model)
 
     def _embedded(self, stage: str, folder: str, items: list[str], embed: Callable[[list], np.ndarray],
                   sentence: str | None = None) -> np.ndarray:
@@ -365,29 +386,3 @@ class BuildJob:
     def _untemplated_sample(self, table: CaptionTable) -> np.ndarray:
         ids = self._sample_ids(table)
         return self.encoder.encode_texts([table.texts[i] for i in ids])
-
-
-def centroid_angle(vectors: np.ndarray, anomalous: np.ndarray) -> float:
-    """Angle in degrees between the normal and the anomalous centroid (the paper: 8.12 -> 33.29 with templates)."""
-    a = vectors[~anomalous].mean(axis=0)
-    b = vectors[anomalous].mean(axis=0)
-    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return round(math.degrees(math.acos(max(-1.0, min(1.0, cos)))), 2)
-
-
-def recall_at_10(indexes: dict, table: CaptionTable, vectors: np.ndarray, alpha: float, n_queries: int = 200) -> float:
-    """Top-10 agreement of the built indexes with exact search, alpha applied, on caption-vector queries."""
-    from flashback.bundle import MemoryBundle
-    from flashback.retrieval import MemorySearcher
-
-    rng = np.random.default_rng(1)
-    q = vectors[rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)]
-    q = q + rng.normal(0, 0.05, q.shape).astype(np.float32)  # not the stored points themselves
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    manifest = Manifest(None, {}, {}, alpha, "", 1.0, "")
-    got = MemorySearcher(MemoryBundle(Path("."), manifest, table, indexes), alpha, 10).search(q).ids
-    sims = q @ vectors.T
-    sims[:, table.anomalous] *= alpha
-    exact = np.argsort(-sims, axis=1)[:, :10]
-    k = min(10, len(vectors))
-    return round(float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(got, exact)])), 4)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FLASHBACK, SMALL_MODEL
+from conftest import FLASHBACK, SMALL_MODEL, TINY_CLI
 
 from flashback.bundle import load_bundle, verify_bundle
 from flashback.errors import UsageError
@@ -120,7 +120,7 @@ def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
     p = subprocess.run([FLASHBACK, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "resuming the build" in p.stdout and f"{len(done_before)} embed shard(s)" in p.stdout
-    assert "46 generate shard(s)" in p.stdout and "1 clean shard(s)" in p.stdout  # 2300 wanted: 46 shards of 50
+    assert "1 clean shard(s)" in p.stdout and "generate" not in p.stdout  # cleaned before the kill: its 46 shards are not even read
 
     fresh = tmp_path / "fresh"
     p = subprocess.run([FLASHBACK, *args, "--out", str(fresh)], capture_output=True, text=True, timeout=600)
@@ -130,3 +130,34 @@ def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
     assert a.memory_id == b.memory_id
     assert a.manifest.files == b.manifest.files
     np.testing.assert_array_equal(a.indexes["anomalous"].reconstruct_n(0, 10), b.indexes["anomalous"].reconstruct_n(0, 10))
+
+
+def test_a_label_short_after_cleaning_is_topped_up_to_exactly_the_size_asked(tiny_encoder, tmp_path):
+    """The grammar's samples collide across shards (at --size 300000, 345k raw captions left
+    133,740 distinct normal ones).  A one-category build in a small place collides at a few
+    thousand: its first round leaves the anomalous half short, so the build generates more, and
+    delivers exactly the size asked, 50/50."""
+    calls = []
+    cfg = BuildConfig(size=4000, shard_size=250, near_dup_threshold=0, domain="loading dock at night",
+                      categories=("wrong-way driving",))
+    m = BuildJob(cfg, tiny_encoder, tmp_path / "mem", lambda *c: calls.append(c)).run()
+    b = m.build
+    assert m.counts == {"normal": 2000, "anomalous": 2000} and b["kept"] == 4000 and b["short_reason"] is None
+    assert b["rounds"] >= 2 and b["generated"] > 4600 and b["exact_duplicates"] > 0
+    assert {t for s, _, t in calls if s == "generate"} == {4600, b["generated"]} or b["rounds"] > 2
+
+
+def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_path):
+    """Asking more than the generator can say: every round is made, the memory stays 50/50 at
+    the shorter label's count, and the command says so in one line, with the numbers."""
+    out = tmp_path / "mem"
+    r = subprocess.run([FLASHBACK, "memory", "build", "--out", str(out), "--size", "30000", "--shard-size", "5000",
+                        "--near-dup-threshold", "0", "--domain", "loading dock at night", "--categories", "wrong-way driving",
+                        *TINY_CLI], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" not in r.stdout  # a later round reads the shards of the first: that is not a resume
+    b = load_bundle(out).manifest.build
+    assert b["kept_normal"] == b["kept_anomalous"] == b["kept"] // 2 < 15000
+    warning = [line for line in r.stderr.splitlines() if "warning" in line and "RANDOM" not in line]
+    assert len(warning) == 1 and f"{b['kept_anomalous']:,} distinct anomalous captions of the 15,000 wanted" in warning[0]
+    assert f"kept {b['kept_anomalous']:,} of each label" in warning[0]

@@ -80,7 +80,8 @@ def info_(a: argparse.Namespace) -> int:
         out.print("  provenance   " + ", ".join(f"{k}={v}" for k, v in m.provenance.items() if v is not None))
     st = m.build  # builder statistics: written by flashback's builder, but read defensively like any file
     if st.get("generated") is not None:
-        out.print(f"  cleaning     generated {st['generated']}; exact duplicates {st.get('exact_duplicates', 0)}; "
+        rounds = f" in {st['rounds']} rounds" if isinstance(st.get("rounds"), int) and st["rounds"] > 1 else ""
+        out.print(f"  cleaning     generated {st['generated']}{rounds}; exact duplicates {st.get('exact_duplicates', 0)}; "
                   f"near-duplicates {st.get('near_duplicates', 0)} (cosine >= {st.get('near_dup_threshold')}); "
                   f"kept {st.get('kept', 0)} of {st.get('requested', 0)} requested")
     if isinstance(st.get("llm_drops"), dict) and st["llm_drops"]:
@@ -153,10 +154,9 @@ def build(a: argparse.Namespace) -> int:
     if job.reused:
         out.print("resumed: reused " + ", ".join(f"{n} {stage} shard(s)" for stage, n in job.reused.items()))
     b = manifest.build
-    if b.get("kept", 0) < b.get("requested", 0) or b.get("kept_normal") != b.get("kept_anomalous"):
-        warn(f"{a.out}: kept {b.get('kept_normal', 0):,} normal + {b.get('kept_anomalous', 0):,} anomalous of "
-             f"{b.get('requested', 0):,} requested: the generator ran short of distinct captions after cleaning "
-             "(a lower --near-dup-threshold, another --seed or an LLM generator gives more)")
+    if b.get("short_reason"):
+        warn(f"{a.out}: {b['kept']:,} captions of the {b['requested']:,} requested: {b['short_reason']} "
+             "(another --seed, a broader --domain or --categories, a lower --near-dup-threshold or an LLM generator gives more)")
     out.print(f"{a.out}: memory {manifest.memory_id}: {manifest.counts['normal']:,} normal + "
               f"{manifest.counts['anomalous']:,} anomalous captions, index {b['index']['factory']} "
               f"(recall@10 {b['index']['recall_at_10']:.3f})")
