@@ -62,6 +62,21 @@ class Timeline:
         n = len(self.frame_times)
         return n / self.duration_s if self.duration_s > 0 else 0.0
 
+    def close(self, fallback_step: float) -> float:
+        """The duration once every frame is in: the last frame lasts the median frame interval.
+        Returns the time up to which grid samples exist (one at least, for a single frame)."""
+        times = self.frame_times
+        step = float(np.median(np.diff(times))) if len(times) > 1 else fallback_step
+        self.duration_s = times[-1] + step
+        return self.duration_s
+
+    def check_declared(self, declared: float | None) -> None:
+        """Far less video than the container declares: a truncated file, said in the result's note."""
+        if not self.truncated and declared and self.duration_s < 0.9 * declared - 1.0:
+            self.truncated = True
+            self.note = (f"only {self.duration_s:.2f} s of the declared {declared:.2f} s could be decoded "
+                         "(truncated file?); scored up to there")
+
 
 def _describe(error: Exception) -> str:
     """FFmpeg's reason without the errno and file name the caller already prints."""
@@ -212,7 +227,7 @@ class VideoReader:
     def samples(self, grid: TimeGrid) -> Iterator[tuple[int, np.ndarray]]:
         tl = self.timeline
         name = str(self.source)
-        fallback_step = 1.0 / self.info.average_fps if self.info.average_fps else 1.0 / 30
+        fallback_step = self.fallback_step
         pending: av.VideoFrame | None = None
         pending_rgb: np.ndarray | None = None
         t0: float | None = None
@@ -247,16 +262,25 @@ class VideoReader:
             tl.note = f"decoding stopped at {tl.frame_times[-1]:.2f} s ({_describe(e)}); scored up to there"
         if pending is None:
             raise InputError(name, "no decodable video frames (zero-frame video)")
-        times = tl.frame_times
-        step = float(np.median(np.diff(times))) if len(times) > 1 else fallback_step
-        tl.duration_s = times[-1] + step
+        duration = tl.close(fallback_step)
         # a video shorter than half a grid step (one frame, a still image) still gets its one sample
-        yield from emit_until(max(tl.duration_s, grid.sample_time(0) + 1e-9))
+        yield from emit_until(max(duration, grid.sample_time(0) + 1e-9))
         tl.n_samples = next_i
-        declared = self.info.declared_duration_s
-        if not tl.truncated and declared and tl.duration_s < 0.9 * declared - 1.0:
-            tl.truncated = True
-            tl.note = (
-                f"only {tl.duration_s:.2f} s of the declared {declared:.2f} s could be decoded "
-                "(truncated file?); scored up to there"
-            )
+        tl.check_declared(self.info.declared_duration_s)
+
+    @property
+    def container(self):
+        return self._container
+
+    @property
+    def stream(self):
+        return self._stream
+
+    @property
+    def fallback_step(self) -> float:
+        return fallback_step(self.info)
+
+
+def fallback_step(info: VideoInfo) -> float:
+    """A frame's duration when timestamps say nothing: from the declared rate, else 30 FPS."""
+    return 1.0 / info.average_fps if info.average_fps else 1.0 / 30

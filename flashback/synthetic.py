@@ -33,10 +33,12 @@ def make_video(
     draw=None,
     options: dict | None = None,
     container: str | None = None,
+    key_frames: set[int] = frozenset(),
 ) -> Path:
     """Encode frames; ``times`` (seconds) gives variable frame rate timestamps.  ``draw(i)`` gives
     frame i (default: ``frame_image`` in scene ``scene_of(i)``), ``options`` the encoder's, and
-    ``container`` the format where the file name does not say it."""
+    ``container`` the format where the file name does not say it; ``key_frames`` are frames forced
+    to be key frames (besides the encoder's own)."""
     path = Path(path)
     draw = draw or (lambda i: frame_image(i, *size, scene=scene_of(i)))
     with av.open(str(path), mode="w", format=container) as c:
@@ -48,6 +50,8 @@ def make_video(
             stream.time_base = Fraction(1, 1000)
         for i in range(n_frames):
             frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
+            if i in key_frames:
+                frame.pict_type = av.video.frame.PictureType.I
             if times is not None:
                 frame.pts = int(round(times[i] * 1000))
                 frame.time_base = Fraction(1, 1000)

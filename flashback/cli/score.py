@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..cameras import camera_of, load_cameras
+from ..checks import Range
 from ..errors import UsageError
 from ..extras import user_texts
 from ..media import file_event_media
@@ -13,7 +15,7 @@ from ..pipeline import Detector, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
 from .cluster import add_ray_args, connect_cluster, score_on_cluster
-from .common import Guard, nothing_to_do, progress_bars, warn
+from .common import Guard, nothing_to_do, progress_bars, say, warn
 from .options import add_media_arg, add_memory_arg, add_output_args, add_region_args, settings_from_args
 from .output import export_and_summarise
 from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, overlays_for
@@ -30,8 +32,21 @@ def add_parser(sub) -> None:
     add_memory_arg(s)
     add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
+    s.add_argument("--workers", type=WORKERS.argtype(), metavar="N",
+                   help="decode in N worker processes feeding one encoder; a file that is a large share of the work is "
+                        "decoded in time spans at once, with the same scores (default: one per core but one with "
+                        "--device cuda, 0 on a CPU, where the encoder needs the cores; 0: in this process)")
     add_ray_args(s, builds=False)
     s.set_defaults(run=run)
+
+
+WORKERS = Range(0, 1024, integer=True)
+
+
+def default_workers(a: argparse.Namespace, device: str) -> int:
+    if a.workers is not None:
+        return a.workers
+    return max(1, len(os.sched_getaffinity(0)) - 1) if device.startswith("cuda") else 0
 
 
 def run(a: argparse.Namespace) -> int:
@@ -58,9 +73,11 @@ def run(a: argparse.Namespace) -> int:
     overlays = overlays_for(a, store, encoder)
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays)
     keeper = Keeper(a, store, RunRecord.of(detector))
+    work = [(s, cameras.for_file(s.location), scopes_of(s, cameras)) for s in expansion.sources]
     if cluster is not None:
-        work = [(s, cameras.for_file(s.location), scopes_of(s, cameras)) for s in expansion.sources]
         interrupted = score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard)
+    elif workers := default_workers(a, encoder.device):
+        interrupted = score_in_pool(a, detector, workers, work, keeper, guard)
     else:
         interrupted = score_here(a, detector, expansion.sources, cameras, keeper, guard)
     return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
@@ -91,6 +108,53 @@ def score_here(a, detector: Detector, sources, cameras, keeper: "Keeper", guard:
 
         return guard.each(sources, one, "videos",
                           after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
+
+
+def score_in_pool(a, detector: Detector, workers: int, work, keeper: "Keeper", guard: Guard) -> bool:
+    """Decoding in ``workers`` processes, encoding here (``flashback.parallel``): the same bars,
+    results and store rows as ``score_here``; True if Ctrl-C stopped it."""
+    from ..parallel import PoolScorer, Work
+
+    items = [Work(source, region, frozenset(scopes)) for source, region, scopes in work]
+    scorer = PoolScorer(detector, workers)
+    with progress_bars(a.quiet) as progress:
+        n = len(items)
+        overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
+        bars: dict = {}
+
+        def on_seconds(w: Work, done: float, total: float | None) -> None:
+            if w not in bars:
+                bars[w] = progress.add_task(f"  {w.source.name[:40]}", total=None, done="")
+            label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
+            progress.update(bars[w], completed=round(done, 1), total=round(total, 1) if total else None, done=label)
+
+        def finished(w: Work) -> None:
+            if w in bars:
+                progress.remove_task(bars.pop(w))
+            k = int(progress.tasks[overall].completed) + 1
+            progress.update(overall, completed=k, done=f"{k}/{n} videos")
+
+        def on_result(w: Work, result) -> None:
+            if not keeper.duplicate(result.video_id, w.source):
+                guard.run(str(w.source), lambda: keeper.keep(w.source, result, lambda note: on_note(w, note)))
+            finished(w)
+
+        def on_note(w: Work, note: str) -> None:
+            if w in bars:
+                progress.update(bars[w], done=note)
+
+        def on_failure(w: Work, reason: str) -> None:
+            guard.problem(str(w.source), reason)
+            finished(w)
+
+        interrupted = scorer.run(items, on_result, on_failure, on_seconds)
+    order = {str(w.source): k for k, w in enumerate(items)}  # results arrive as they finish; list them as given
+    keeper.results.sort(key=lambda r: order.get(r.source, len(order)))
+    if interrupted:
+        warn("interrupted: the decoding workers are stopped; videos finished so far are stored and exported")
+    if not a.quiet:
+        say(scorer.report.line(workers))
+    return interrupted
 
 
 class Keeper:
