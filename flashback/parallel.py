@@ -49,11 +49,12 @@ class _Video:
     pooler: SegmentPooler | None = None
     fed: int = 0  # samples the pooler has taken
     waiting: int = 0  # batches not yet encoded
+    received: int = 0  # samples encoded, in any order (what the bar shows)
     sequential: bool = False
 
     def reset(self, pooler: SegmentPooler, spans: list) -> None:
         self.spans, self.parts = spans, max(1, len(spans))
-        self.ends, self.rows, self.fed, self.waiting, self.pooler = {}, {}, 0, 0, pooler
+        self.ends, self.rows, self.fed, self.waiting, self.received, self.pooler = {}, {}, 0, 0, 0, pooler
 
 
 @dataclass
@@ -200,17 +201,15 @@ class PoolScorer:
     def _add(self, video: _Video, idx: np.ndarray, rows: np.ndarray) -> None:
         """Rows in any order in, the pooler fed in sample order."""
         video.rows.update(zip(idx.tolist(), rows))
+        video.received += len(idx)
         run = []
         while video.fed in video.rows:
             run.append(video.rows.pop(video.fed))
             video.fed += 1
         if run:
             video.pooler.add(np.arange(video.fed - len(run), video.fed), np.stack(run))
-        if not video.fed:
-            return
-        grid = self.detector.grid
         total = video.info.declared_duration_s if video.info is not None else None
-        self._done["seconds"](video.work, min(grid.sample_time(video.fed - 1), total or np.inf), total)
+        self._done["seconds"](video.work, min(video.received * self.detector.grid.step_s, total or np.inf), total)
 
     def _finish_if_done(self, video: _Video) -> None:
         if not video.keys or len(video.ends) < video.parts or video.waiting:

@@ -64,7 +64,10 @@ def plan_spans(reader: VideoReader, grid: TimeGrid, most: int) -> list[Span]:
     if most < 2 or reader.source.is_url or not declared or declared < 2 * MIN_SPAN_S:
         return []
     n = min(most, int(declared // MIN_SPAN_S))
-    first = next(reader.container.decode(reader.stream), None)
+    try:
+        first = next(reader.container.decode(reader.stream), None)
+    except av.FFmpegError:
+        return []  # the worker reads it sequentially, and reports what is wrong with it
     if first is None or first.time is None:
         return []
     t0 = float(first.time)

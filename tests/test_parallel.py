@@ -1,0 +1,171 @@
+"""``score --workers N``: decoding in worker processes, a long file in time spans, and always the
+result of a sequential run: the same samples, scores, store rows and exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from conftest import TINY_CLI, flashback
+
+from flashback.decode import FrameFit, VideoReader
+from flashback.parallel import PoolScorer, Work
+from flashback.pipeline import Detector
+from flashback.settings import ScoringSettings
+from flashback.sources import VideoSource
+from flashback.spans import SpanEnd, plan_spans, span_samples, stitch
+from flashback.synthetic import make_video
+from flashback.timegrid import TimeGrid
+
+N_LONG = 2000  # ~290 s of variable frame rate: four spans of at least 60 s
+
+
+def _long_video(path, container_options=None):
+    """Variable frame rate (40-250 ms between frames), B-frames, and key frames forced at odd
+    places beside the encoder's own; scene 5 (anomalous for ``scene_memory``) from frame 1200 to 1500."""
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.uniform(0.04, 0.25, N_LONG))
+    times += 0.37 - times[0]  # a first frame that is not at 0
+    return make_video(path, n_frames=N_LONG, size=(64, 48), times=list(times),
+                      scene_of=lambda i: 5 if 1200 <= i < 1500 else (i // 300) % 3,
+                      options={"x264-params": "keyint=300:bframes=3", "preset": "ultrafast"},
+                      key_frames=set(rng.choice(N_LONG, 9, replace=False).tolist()))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    _long_video(d / "long.mp4")
+    for k in range(3):
+        make_video(d / f"short{k}.mp4", n_frames=90 + 30 * k, size=(96, 64), scene_of=lambda i, k=k: 5 if i > 30 else k)
+    (d / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    return d
+
+
+def test_spans_give_exactly_the_samples_and_frame_times_of_a_sequential_read(folder):
+    grid = TimeGrid.from_settings(ScoringSettings())
+    fit, src = FrameFit("pad", 32), VideoSource(str(folder / "long.mp4"))
+    with VideoReader(src, fit) as r:
+        sequential = [(i, rgb.copy()) for i, rgb in r.samples(grid)]
+        timeline = r.timeline
+    with VideoReader(src, fit) as r:
+        spans = plan_spans(r, grid, 8)
+    assert len(spans) == 4 and spans[0].t0 == pytest.approx(0.37)
+    got, ends = [], []
+    for span in reversed(spans):  # any order: each span stands alone
+        with VideoReader(src, fit) as r:
+            end = SpanEnd(span.part, [], 0)
+            got = [(i, rgb.copy()) for i, rgb in span_samples(r, grid, span, end)] + got
+            ends.insert(0, end)
+            info = r.info
+    joined, tail = stitch(ends, grid, info, spans[-1].first)
+    got += [(len(got) + k, ends[-1].tail) for k in range(tail)]
+    assert joined.frame_times == timeline.frame_times and len(joined.frame_times) == N_LONG
+    assert (joined.duration_s, joined.n_samples) == (timeline.duration_s, timeline.n_samples)
+    assert [i for i, _ in got] == [i for i, _ in sequential]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, sequential))
+
+
+def _score(folder, memory, out, workers: int):
+    r = flashback("score", folder, "--memory", memory.path, "--workers", workers, "--db", out / "r.duckdb",
+                  "--json", out / "r.json", *TINY_CLI)
+    return r, json.loads((out / "r.json").read_text())
+
+
+def _rows(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        frames = con.execute("SELECT v.path, f.frame, f.score FROM frame_scores f JOIN videos v USING (video_id) "
+                             "ORDER BY 1, 2").fetchall()
+        events = con.execute("SELECT video_id, start_frame, end_frame, peak_score FROM events ORDER BY 1, 2").fetchall()
+        clips = con.execute("SELECT count(*) FROM event_media WHERE clip_path IS NOT NULL").fetchone()[0]
+    return frames, events, clips
+
+
+def test_a_folder_scored_with_workers_is_the_sequential_run(folder, scene_memory, tmp_path):
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "par").mkdir()
+    seq, a = _score(folder, scene_memory, tmp_path / "seq", 0)
+    par, b = _score(folder, scene_memory, tmp_path / "par", 2)
+    assert seq.returncode == par.returncode == 1  # the broken file fails, in both
+    assert "2 decoding worker(s): 4 video(s) scored, 1 failed, 1 decoded in spans" in par.stderr
+    assert a["videos"] == b["videos"] and a["failures"] == b["failures"]
+    assert [v["source"].rsplit("/", 1)[1] for v in b["videos"]] == ["long.mp4", "short0.mp4", "short1.mp4", "short2.mp4"]
+    assert "broken.mp4: not a readable video" in par.stderr
+    assert all(v["events"] for v in b["videos"])  # each one cuts to the anomalous scene
+    frames, events, clips = _rows(tmp_path / "par" / "r.duckdb")
+    assert (frames, events, clips) == _rows(tmp_path / "seq" / "r.duckdb") and clips == len(events) >= 4
+
+
+def test_a_worker_killed_mid_file_fails_that_file_only(folder, scene_memory, tiny_encoder):
+    detector = Detector(scene_memory, tiny_encoder, ScoringSettings())
+    scorer = PoolScorer(detector, workers=2)
+    long = VideoSource(str(folder / "long.mp4"))
+    work = [Work(long)] + [Work(VideoSource(str(folder / f"short{k}.mp4"))) for k in range(3)]
+    results, failures, killed = {}, {}, []
+
+    def on_seconds(w, done, total):
+        if w.source == long and not killed:  # SIGKILL the process decoding it, as a crashing codec would die
+            pid = next(s.proc.pid for s in scorer.pool._slots if s.job is not None and s.job.source == long)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    interrupted = scorer.run(work, lambda w, r: results.__setitem__(w.source.name, r),
+                             lambda w, why: failures.__setitem__(w.source.name, why), on_seconds)
+    assert not interrupted and killed
+    assert list(failures) == ["long.mp4"] and "its decoding worker died (exit code -9)" in failures["long.mp4"]
+    assert sorted(results) == ["short0.mp4", "short1.mp4", "short2.mp4"]
+    assert scorer.pool.restarted == 0 or scorer.report.failed == 1
+    for name, r in results.items():
+        assert np.array_equal(r.scores, detector.score(str(folder / name)).scores)
+
+
+def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(scene_memory, tmp_path):
+    """Matroska declares its duration up front: a recording cut at 60 % (173 s of frames) still
+    claims 288 s.  In two spans the last one meets the end of the data, which the stitch reports as
+    truncation, as a sequential read does; in four, spans find no frames where the plan put them,
+    and the file is read again sequentially."""
+    whole = _long_video(tmp_path / "whole.mkv")
+    data = whole.read_bytes()
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    (folder / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
+    whole.unlink()
+    runs = {}
+    for workers in (0, 2, 4):
+        (tmp_path / str(workers)).mkdir()
+        runs[workers] = _score(folder, scene_memory, tmp_path / str(workers), workers)
+        assert runs[workers][0].returncode == 0, runs[workers][0].stderr
+    assert "1 decoded in spans;" in runs[2][0].stderr
+    assert "1 decoded in spans (1 read again sequentially)" in runs[4][0].stderr
+    videos = runs[0][1]["videos"]
+    assert videos[0]["truncated"] and "only 172.70 s of the declared 288.06 s" in videos[0]["note"]
+    assert runs[2][1]["videos"] == videos == runs[4][1]["videos"]
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memory, tmp_path):
+    import subprocess
+    import time
+
+    from conftest import FLASHBACK, sigint_as_a_terminal_sends_it
+
+    p = subprocess.Popen([FLASHBACK, "score", str(folder), "--memory", str(scene_memory.path), "--workers", "2",
+                          "--db", str(tmp_path / "r.duckdb"), *TINY_CLI], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, preexec_fn=sigint_as_a_terminal_sends_it, env={**os.environ, "FLASHBACK_LOG_EVERY_S": "0"})
+    seen, deadline = "", time.monotonic() + 120
+    while "long.mp4: " not in seen and time.monotonic() < deadline:
+        seen += p.stderr.readline()
+    workers = [int(c) for t in Path(f"/proc/{p.pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    assert len(workers) >= 2  # the decoding workers (and multiprocessing's resource tracker)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted: the decoding workers are stopped" in err and "Traceback" not in seen + err
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends a moment after the command
+    while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # nothing outlives the command
