@@ -7,6 +7,7 @@ on CUDA), because everything downstream (FAISS, scoring, the store) works in flo
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -113,6 +114,7 @@ class ClipEncoder:
             dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
         self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
         self.images_encoded = 0
+        self._staging = threading.local()  # page-locked buffers for frames on their way to a GPU
 
     @property
     def dim(self) -> int:
@@ -123,12 +125,28 @@ class ClipEncoder:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+            x = self._to_device(np.ascontiguousarray(rgb))
             x = x.permute(0, 3, 1, 2).to(self._dtype)
             x = (x - self._mean) / self._std
             feats = self._model.encode_image(x, normalize=True)
         self.images_encoded += len(rgb)
         return feats.float().cpu().numpy()
+
+    def _to_device(self, rgb: np.ndarray):
+        """uint8 frames onto the device.  On CUDA through a reused page-locked buffer, so the copy is
+        a DMA that does not stall on pageable memory (and is issued asynchronously; the result's
+        ``.cpu()`` waits for it).  uint8 is a quarter of float32 on the bus: normalising happens there."""
+        import torch
+
+        x = torch.from_numpy(rgb)
+        if not self.device.startswith("cuda"):
+            return x
+        pinned = getattr(self._staging, "buffer", None)  # one per thread: live feeds share an encoder
+        if pinned is None or pinned.shape[1:] != x.shape[1:] or len(pinned) < len(x):
+            pinned = self._staging.buffer = torch.empty((max(len(x), 256), *x.shape[1:]), dtype=torch.uint8).pin_memory()
+        staged = pinned[: len(x)]
+        staged.copy_(x)
+        return staged.to(self.device, non_blocking=True)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress=None) -> np.ndarray:
         import torch

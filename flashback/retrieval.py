@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import search
+from indexes import on_device, search
 
 from .bundle import MemoryBundle
 from .extras import Extras
@@ -34,8 +34,10 @@ class MemorySearcher:
     which get ids after the memory's; anomalous ones are scaled by alpha like anomalous captions."""
 
     def __init__(self, memory: MemoryBundle, alpha: float, top_k: int, extras: Extras | None = None,
-                 exemplar_gate: float | None = None):
+                 exemplar_gate: float | None = None, device: str = "cpu"):
+        """``device``: where the encoder runs; on a GPU the memory is searched there (``indexes.on_device``)."""
         self.memory = memory
+        self._indexes = {label: on_device(memory.indexes[label], device) for label in ("normal", "anomalous")}
         self.alpha = float(alpha)
         self.extras = extras if extras is not None and len(extras) else None
         self.exemplar_gate = exemplar_gate
@@ -46,8 +48,8 @@ class MemorySearcher:
         """``allowed`` (Q, E): which extra entries each query may retrieve (None: all of them)."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = self.top_k
-        s_n, i_n = search(self.memory.indexes["normal"], q, k)
-        s_a, i_a = search(self.memory.indexes["anomalous"], q, k)
+        s_n, i_n = search(self._indexes["normal"], q, k)
+        s_a, i_a = search(self._indexes["anomalous"], q, k)
         s_a = s_a * np.float32(self.alpha)
         i_a = np.where(i_a >= 0, i_a + self._offset, -1)
         parts = [(s_n, i_n, np.zeros_like(i_n, bool)), (s_a, i_a, np.ones_like(i_a, bool))]
