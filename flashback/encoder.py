@@ -7,8 +7,11 @@ on CUDA), because everything downstream (FAISS, scoring, the store) works in flo
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import warnings
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,6 +117,7 @@ class ClipEncoder:
             dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
         self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
         self.images_encoded = 0
+        self.tokenize_workers = max(0, len(os.sched_getaffinity(0)) - 1) if self.device.startswith("cuda") else 0
         self._staging = threading.local()  # page-locked buffers for frames on their way to a GPU
 
     @property
@@ -148,16 +152,60 @@ class ClipEncoder:
         staged.copy_(x)
         return staged.to(self.device, non_blocking=True)
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress=None) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> np.ndarray:
+        """(N, D) unit vectors.  Batches of 1,024 on a GPU (256 on a CPU).  open_clip's tokenizer is
+        pure Python, about 18k captions/s on one core, while a GPU's text tower takes 28k/s: from
+        ``PARALLEL_TOKENS`` captions on, on a GPU, tokenizing runs in worker processes, ahead of the GPU."""
         import torch
 
+        size = batch_size or (1024 if self.device.startswith("cuda") else 256)
+        chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+        parallel = self.tokenize_workers if len(texts) >= PARALLEL_TOKENS else 0
         out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                tokens = self._tokenizer(list(texts[i : i + batch_size])).to(self.device)
+            for tokens in tokenized(chunks, self.spec.model, parallel, self._tokenizer):
+                tokens = torch.from_numpy(tokens).to(self.device, non_blocking=True)
                 out.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
                 if progress is not None:
                     progress(len(tokens))
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(out)
+
+
+PARALLEL_TOKENS = 20_000  # below this, starting tokenizer processes costs more than it saves
+AHEAD = 4  # chunks each tokenizer process works ahead of the encoder
+
+_worker_tokenizer = None
+
+
+def _start_tokenizer(model: str) -> None:
+    global _worker_tokenizer
+    import open_clip
+
+    from .encoder_registry import register_extra_model_configs
+
+    register_extra_model_configs()
+    _worker_tokenizer = open_clip.get_tokenizer(model)
+
+
+def _tokenize(texts: list[str]) -> np.ndarray:
+    return _worker_tokenizer(texts).numpy()
+
+
+def tokenized(chunks: list[list[str]], model: str, workers: int, tokenizer):
+    """Token arrays of ``chunks``, in order: here, or (``workers`` > 0) from processes a few chunks ahead."""
+    if workers < 1 or len(chunks) < 2:
+        for chunk in chunks:
+            yield tokenizer(chunk).numpy()
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that holds CUDA
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_tokenizer, initargs=(model,)) as pool:
+        window = deque(pool.submit(_tokenize, c) for c in chunks[: workers * AHEAD])
+        for chunk in chunks[workers * AHEAD :]:
+            yield window.popleft().result()
+            window.append(pool.submit(_tokenize, chunk))
+        while window:
+            yield window.popleft().result()

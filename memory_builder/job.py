@@ -320,8 +320,18 @@ class BuildJob:
             self.progress(stage, done, len(items))
         return np.concatenate([np.load(path(k), allow_pickle=False) for k, _ in shards])
 
-    def _ticked(self, stage: str, offset: int, total: int, items: list, fn: Callable[[list], np.ndarray]) -> np.ndarray:
-        """``fn`` over ``items`` (rows ``offset``... of a stage) in chunks of TICK, telling progress after each."""
+    def _ticked(self, stage: str, offset: int, total: int, items: list, fn: Callable[..., np.ndarray]) -> np.ndarray:
+        """``fn`` over ``items`` (rows ``offset``... of a stage) in chunks of TICK, telling progress after
+        each; the text tower takes a whole shard and tells its batches itself (a GPU wants large batches)."""
+        if fn == self.encoder.encode_texts:
+            done = offset
+
+            def told(m: int) -> None:
+                nonlocal done
+                done += m
+                self.progress(stage, min(done, total), total)
+
+            return fn(items, progress=told)
         parts = []
         for i in range(0, len(items), TICK):
             parts.append(fn(items[i : i + TICK]))

@@ -161,3 +161,18 @@ def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_pa
     warning = [line for line in r.stderr.splitlines() if "warning" in line and "RANDOM" not in line]
     assert len(warning) == 1 and f"{b['kept_anomalous']:,} distinct anomalous captions of the 15,000 wanted" in warning[0]
     assert f"kept {b['kept_anomalous']:,} of each label" in warning[0]
+
+
+def test_tokenizing_in_worker_processes_gives_the_same_vectors(tiny_encoder, monkeypatch):
+    """On a GPU the text tower outruns open_clip's Python tokenizer, so a large build tokenizes in
+    processes; here the same path is forced on the CPU and must give the same vectors, in order."""
+    import flashback.encoder as enc
+    from memory_builder.grammar import OfflineGenerator
+
+    texts = [c.text for c in OfflineGenerator(5).generate(3000)]
+    here = tiny_encoder.encode_texts(texts)
+    monkeypatch.setattr(enc, "PARALLEL_TOKENS", 100)
+    monkeypatch.setattr(tiny_encoder, "tokenize_workers", 2)
+    ticks = []
+    there = tiny_encoder.encode_texts(texts, progress=ticks.append)
+    assert np.array_equal(here, there) and sum(ticks) == 3000 and len(ticks) == 12
