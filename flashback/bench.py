@@ -26,6 +26,7 @@ from .bundle import CaptionTable, MemoryBundle
 from .checks import Range
 from .decode import FrameFit, VideoReader
 from .default_memory import default_memory
+from .efficiency import EnergyMeter, efficiency, model_cost
 from .encoder import ClipEncoder
 from .encoder_registry import EncoderSpec
 from .manifest import Manifest
@@ -141,15 +142,19 @@ def run(seconds: float = 20, size=(320, 240), model: str = "ViT-B-32", device: s
     log(f"builder: {report['builder']}")
 
     report["search"] = bench_search(encoder, list(search_sizes), ["Flat", "HNSW32", "IVF{nlist},Flat"])
+    cost, report["efficiency"] = model_cost(encoder), {}
     log(f"search: {[(r['memory_size'], r['index'], r['ms_per_batch']) for r in report['search']]}")
 
     for name, settings in PRESETS.items():
         det = Detector(memory, encoder, settings, batch_size=32)
         before = encoder.images_encoded
-        t, _ = _best(lambda: det.score(str(video)), 1)
+        with EnergyMeter(encoder.device) as meter:
+            t, _ = _best(lambda: det.score(str(video)), 1)
+        per_s = (encoder.images_encoded - before) / seconds
         report["end_to_end"][name] = {"feeds": 1, "video_fps": round(n_frames / t, 1),
                                       "realtime_factor": round(seconds / t, 2),
-                                      "frames_encoded_per_video_second": round((encoder.images_encoded - before) / seconds, 1)}
+                                      "frames_encoded_per_video_second": round(per_s, 1)}
+        report["efficiency"][name] = efficiency(cost, per_s, meter.joules, seconds)
     if feeds > 1:  # N feeds in parallel threads, one shared encoder
         det = Detector(memory, encoder, PRESETS["fast"], batch_size=32)
         copies = [make_video(tmp / f"feed{i}.mp4", n_frames=n_frames, fps=fps, size=size, scene_of=lambda i: i // 90)
@@ -191,6 +196,11 @@ def markdown(r: dict) -> str:
         lines.append(f"| search | {s['memory_size']:,} captions, {s['index']} | {s['ms_per_batch']:.2f} ms / {s['queries_per_batch']} queries{rec} |")
     for k, v in r["end_to_end"].items():
         lines.append(f"| end to end | {k} | {v['video_fps']:,.1f} video FPS ({v['realtime_factor']:.2f}x real time) |")
+    for k, e in r.get("efficiency", {}).items():
+        energy = "" if e["joules_per_video_hour"] is None else f", {e['joules_per_video_hour'] / 3600:,.2f} Wh per video-hour"
+        lines.append(f"| efficiency | {k} preset | {e['params_image_tower_m']:.1f} M image-tower parameters, "
+                     f"{e['gmacs_per_frame']:.2f} GMACs/frame x {e['frames_encoded_per_video_s']:.1f} frames/video-s "
+                     f"= {e['gmacs_per_video_s']:,.1f} GMACs per video-second{energy} |")
     lines.append(f"| memory | peak RSS | {r['peak_rss_mb']:,.0f} MB |")
     if "peak_gpu_mb" in r:
         lines.append(f"| memory | peak GPU | {r['peak_gpu_mb']:,.0f} MB |")

@@ -143,4 +143,21 @@ def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
     assert [r["index"].split(" ")[0] for r in report["search"]][0] == "Flat" and report["search"][0]["recall_at_10"] == 1.0
     assert report["end_to_end"]["fast x2 feeds"]["feeds"] == 2 and report["end_to_end"]["default"]["video_fps"] > 0
     assert report["peak_rss_mb"] > 0 and "| end to end |" in (out / "bench-cpu.md").read_text()
+    e = report["efficiency"]["default"]
+    assert e["macs_per_frame"] == 1_869_824 and e["gmacs_per_frame"] == 0.00187  # fb-test-tiny, counted by hand below
+    assert e["frames_encoded_per_video_s"] == report["end_to_end"]["default"]["frames_encoded_per_video_second"]
+    assert e["gmacs_per_video_s"] == pytest.approx(e["gmacs_per_frame"] * e["frames_encoded_per_video_s"], abs=0.05)
+    assert e["joules_per_video_hour"] is None and "GMACs per video-second" in (out / "bench-cpu.md").read_text()
     assert "| decode |" in p.stdout
+
+
+def test_the_efficiency_report_counts_what_a_hand_count_gives(tiny_encoder):
+    """fb-test-tiny: a 32-pixel frame in 8-pixel patches is 16 patches + 1 class token, width 64, 2 layers.
+    Patch embedding 16 x 64 x 192; per layer qkv 17 x 64 x 192, output 17 x 64 x 64, MLP 2 x 17 x 64 x 256;
+    projection 64 x 32.  (The attention-score products are not counted: about 1 % of a real ViT.)"""
+    from flashback.efficiency import model_cost
+
+    macs = 16 * 64 * 192 + 2 * (17 * 64 * 192 + 17 * 64 * 64 + 2 * 17 * 64 * 256) + 64 * 32
+    cost = model_cost(tiny_encoder)
+    assert cost["macs_per_frame"] == macs
+    assert cost["params_image_tower_m"] == round(sum(p.numel() for p in tiny_encoder._model.visual.parameters()) / 1e6, 2)
