@@ -18,6 +18,7 @@ ceil(long / short) square tiles spread evenly over the longer side, each one a v
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from .cameras import Region
 from .errors import InputError
 from .sources import VideoSource
 from .timegrid import TimeGrid
+
+log = logging.getLogger("flashback")
 
 MAX_SIDE = 16384  # larger than any real camera; beyond this the header is corrupt or hostile
 MIN_SIDE = 2
@@ -87,6 +90,48 @@ def _describe(error: Exception) -> str:
 
 
 MAX_TILES = 8
+HWACCELS = ("auto", "cuda", "none")
+_NO_HARDWARE: dict[str, str] = {}  # device type -> why it cannot be had in this process
+
+
+def open_input(name: str, hwaccel: str | None = None, **kw) -> av.container.InputContainer:
+    """``av.open``, decoding on the hardware decoder ``hwaccel`` names when it can be had (FFmpeg
+    falls back to software for a stream the hardware cannot take).  A device that cannot be opened
+    at all (no driver, no GPU) is said once per process, and everything decodes in software: the
+    pixels are the same, since H.264 and HEVC decoding is bit-exact; only where the work runs differs."""
+    if hwaccel and hwaccel not in _NO_HARDWARE:
+        from av.codec.hwaccel import HWAccel
+
+        try:
+            return av.open(name, hwaccel=HWAccel(hwaccel, allow_software_fallback=True), **kw)
+        except (av.FFmpegError, OSError) as e:
+            container = av.open(name, **kw)  # the input's own problem raises here, and blames no device
+            _NO_HARDWARE[hwaccel] = _describe(e)
+            log.warning("hardware decoding on %s is not available here (%s); decoding in software", hwaccel, _describe(e))
+            return container
+    return av.open(name, **kw)
+
+
+def hardware_for(hwaccel: str | None, probe: str) -> str | None:
+    """``hwaccel`` if its device opens here (tried on the file ``probe``), else None: worker
+    processes are then told to decode in software, rather than each finding it out and saying so."""
+    if hwaccel and hwaccel not in _NO_HARDWARE:
+        try:
+            open_input(probe, hwaccel).close()
+        except (av.FFmpegError, OSError):
+            pass  # the probe file's own problem: its job reports it
+    return None if hwaccel in _NO_HARDWARE else hwaccel
+
+
+def resolve_hwaccel(choice: str, device: str) -> str | None:
+    """``--hwaccel``: auto is NVDEC when the encoder runs on CUDA and this FFmpeg build has it."""
+    if choice == "none":
+        return None
+    if choice == "auto" and not device.startswith("cuda"):
+        return None
+    from av.codec.hwaccel import hwdevices_available
+
+    return "cuda" if "cuda" in hwdevices_available() else None
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:
@@ -120,6 +165,7 @@ class FrameFit:
     fill: tuple[int, int, int] = (0, 0, 0)  # pad colour: the encoder's normalisation mean, i.e. 0 after it
     region: Region | None = None  # the part of the frame the encoder sees (cameras.py); None: all of it
     source: str = ""  # for the message when the region does not fit the frame
+    hwaccel: str | None = None  # where frames are decoded: None (software) or an FFmpeg device type ("cuda": NVDEC)
 
     def views(self, width: int, height: int) -> int:
         """Views per frame: 1, or for tiles as many squares as it takes to cover the longer side."""
@@ -176,9 +222,8 @@ class VideoReader:
             if not os.access(path, os.R_OK):
                 raise InputError(name, "not readable (permission denied)")
         try:
-            self._container = av.open(
-                name, mode="r", options=OPEN_OPTIONS_URL if source.is_url else {}, timeout=None
-            )
+            self._container = open_input(name, fit.hwaccel, mode="r", options=OPEN_OPTIONS_URL if source.is_url else {},
+                                         timeout=None)
         except av.FFmpegError as e:
             raise InputError(name, f"not a readable video ({_describe(e)})") from None
         except OSError as e:

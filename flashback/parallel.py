@@ -10,6 +10,7 @@ are pooled into segments in sample order (``SegmentPooler``) and the video ends 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cameras import Region
-from .decode import VideoReader
+from .decode import VideoReader, hardware_for
 from .errors import FlashbackError, InputError
 from .pipeline import Detector, SampleBatch, SegmentPooler, VideoResult
 from .pool import DecodeJob, DecodePool
@@ -86,6 +87,7 @@ class PoolScorer:
         self._videos: dict[int, _Video] = {}  # job key -> its video
         self._pending: list[tuple[_Video, SampleBatch]] = []
         self.report = PoolReport()
+        self._hwaccel = detector.hwaccel
 
     def close(self) -> None:
         self.pool.close()
@@ -103,7 +105,7 @@ class PoolScorer:
     def _plan(self, video: _Video, share: float) -> None:
         """Spans for a file that is a large share of the work (by bytes), else one job."""
         d, src = self.detector, video.work.source
-        fit = d.frame_fit(video.work.region, str(src))
+        fit = dataclasses.replace(d.frame_fit(video.work.region, str(src)), hwaccel=self._hwaccel)
         parts = min(self.pool.workers, int(round(share * self.pool.workers)))
         spans = []
         if parts >= 2 and not video.sequential:
@@ -125,6 +127,8 @@ class PoolScorer:
         """Every item of ``work`` scored or failed, in the order they finish; True if Ctrl-C stopped it."""
         start = time.perf_counter()
         sizes = [w.source.path.stat().st_size if not w.source.is_url and w.source.path.is_file() else 0 for w in work]
+        if work:
+            self._hwaccel = hardware_for(self._hwaccel, str(work[0].source))
         total = max(sum(sizes), 1)
         self._done = {"result": on_result, "failure": on_failure, "seconds": on_seconds}
         try:

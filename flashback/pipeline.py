@@ -194,9 +194,11 @@ class Detector:
 
     def __init__(self, memory: MemoryBundle, encoder: TextEncoder | ImageEncoder,
                  settings: ScoringSettings = ScoringSettings(), batch_size: int = 32, texts: list[UserText] = (),
-                 overlays: Extras | None = None):
+                 overlays: Extras | None = None, hwaccel: str | None = None):
         """``texts``: what the operator asked at run time (``--alert``/``--ignore``); ``overlays``: the
-        exemplars of reviewers' verdicts (``overlays.load_extras``); both searched beside the memory."""
+        exemplars of reviewers' verdicts (``overlays.load_extras``); both searched beside the memory.
+        ``hwaccel``: the hardware decoder frames are decoded on (``decode.open_input``), None: software."""
+        self.hwaccel = hwaccel
         memory.require_encoder(encoder.identity)
         self.memory = memory
         self.encoder = encoder
@@ -218,7 +220,7 @@ class Detector:
 
     def frame_fit(self, region: Region | None = None, source: str = "") -> FrameFit:
         """What the encoder is shown of each frame of ``source`` (an image encoder only)."""
-        return FrameFit(self.settings.frame_fit, self.encoder.image_size, self.encoder.pad_rgb, region, source)
+        return FrameFit(self.settings.frame_fit, self.encoder.image_size, self.encoder.pad_rgb, region, source, self.hwaccel)
 
     # ------------------------------------------------------------ video front end
 

@@ -169,3 +169,17 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memo
     while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # nothing outlives the command
+
+
+def test_hardware_decoding_that_cannot_be_had_falls_back_to_software_once(folder, scene_memory, tmp_path):
+    """This machine has no NVIDIA driver: --hwaccel cuda (NVDEC) cannot open its device.  Scoring goes
+    on in software with the same results, and says so once, not once per worker or per file."""
+    runs = {}
+    for name, flags in (("soft", ["--hwaccel", "none"]), ("hard", ["--hwaccel", "cuda"])):
+        runs[name] = flashback("score", *[folder / f"short{k}.mp4" for k in range(3)], "--memory", scene_memory.path,
+                               "--workers", 2, "--no-db", "--json", tmp_path / f"{name}.json", *TINY_CLI, *flags)
+        assert runs[name].returncode == 0, runs[name].stderr
+    said = [line for line in runs["hard"].stderr.splitlines() if "hardware decoding" in line]
+    assert len(said) == 1 and "hardware decoding on cuda is not available here" in said[0] and "software" in said[0]
+    soft, hard = (json.loads((tmp_path / f"{n}.json").read_text())["videos"] for n in ("soft", "hard"))
+    assert soft == hard

@@ -15,7 +15,16 @@ from ..report import write_report
 from ..sources import expand_inputs
 from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Guard, fail, out, progress_bars, warn
-from .options import add_caption_input_args, add_encoder_args, add_memory_arg, add_settings_args, add_store_args, settings_from_args
+from .options import (
+    add_caption_input_args,
+    add_decode_arg,
+    add_encoder_args,
+    add_memory_arg,
+    add_settings_args,
+    add_store_args,
+    hwaccel_for,
+    settings_from_args,
+)
 from .setup import caption_encoder, image_encoder, memory_for, open_store
 
 
@@ -37,6 +46,7 @@ def add_parser(sub) -> None:
     e.add_argument("--sweep", action="store_true", help="ablation table over K, alpha, template, frames per segment, sigma, memory size")
     add_encoder_args(e)
     add_settings_args(e)
+    add_decode_arg(e)
     e.set_defaults(run=run)
 
 
@@ -71,7 +81,7 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
     store = open_store(a)
     encoder = image_encoder(a)
     memory = memory_for(a, encoder)
-    detector = Detector(memory, encoder, settings, batch_size=a.batch_size)
+    detector = Detector(memory, encoder, settings, batch_size=a.batch_size, hwaccel=hwaccel_for(a, encoder))
     cache = None if a.no_cache else EmbeddingCache(cache_dir() / "embeddings", encoder.identity.key, detector.settings.frame_fit)
     ev = Evaluation(detector, cache, store)
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..checks import Range, field_range
+from ..decode import HWACCELS, resolve_hwaccel
 from ..encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
 from ..settings import FRAME_FITS, PRESETS, ScoringSettings, preset
 
@@ -35,6 +36,16 @@ def add_encoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="encoder precision: auto = fp16 on CUDA, fp32 on CPU")
+
+
+def add_decode_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hwaccel", choices=HWACCELS, default="auto",
+                   help="decode on the GPU's video decoder (NVDEC): auto = when --device is CUDA and FFmpeg has it; "
+                        "falls back to software, with a warning, where it cannot be had (same pixels either way)")
+
+
+def hwaccel_for(a: argparse.Namespace, encoder) -> str | None:
+    return resolve_hwaccel(getattr(a, "hwaccel", "none"), str(getattr(encoder, "device", "cpu")))
 
 
 def encoder_spec(a: argparse.Namespace) -> EncoderSpec:

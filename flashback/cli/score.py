@@ -16,7 +16,7 @@ from ..sources import expand_inputs
 from ..store import RunRecord
 from .cluster import add_ray_args, connect_cluster, score_on_cluster
 from .common import Guard, nothing_to_do, progress_bars, say, warn
-from .options import add_media_arg, add_memory_arg, add_output_args, add_region_args, settings_from_args
+from .options import add_decode_arg, add_media_arg, add_memory_arg, add_output_args, add_region_args, hwaccel_for, settings_from_args
 from .output import export_and_summarise
 from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, overlays_for
 
@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
     add_memory_arg(s)
     add_region_args(s, "its name a glob matched against each file's path")
     add_output_args(s)
+    add_decode_arg(s)
     s.add_argument("--workers", type=WORKERS.argtype(), metavar="N",
                    help="decode in N worker processes feeding one encoder; a file that is a large share of the work is "
                         "decoded in time spans at once, with the same scores (default: one per core but one with "
@@ -71,7 +72,8 @@ def run(a: argparse.Namespace) -> int:
     cluster = connect_cluster(a)  # before any model loads: an unreachable cluster fails in a second
     encoder = image_encoder(a)
     overlays = overlays_for(a, store, encoder)
-    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays)
+    detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays,
+                        hwaccel=hwaccel_for(a, encoder))
     keeper = Keeper(a, store, RunRecord.of(detector))
     work = [(s, cameras.for_file(s.location), scopes_of(s, cameras)) for s in expansion.sources]
     if cluster is not None:

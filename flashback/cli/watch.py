@@ -19,7 +19,18 @@ from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from .common import EXIT_FAILED, EXIT_OK, fail, say
-from .options import add_encoder_args, add_media_arg, add_memory_arg, add_region_args, add_settings_args, add_store_args, setting, settings_from_args
+from .options import (
+    add_decode_arg,
+    add_encoder_args,
+    add_media_arg,
+    add_memory_arg,
+    add_region_args,
+    add_settings_args,
+    add_store_args,
+    hwaccel_for,
+    setting,
+    settings_from_args,
+)
 from .prune import DAYS
 from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, overlays_for
 
@@ -62,6 +73,7 @@ def add_parser(sub) -> None:
                    help="per-feed latency/drop report interval (10)")
     add_region_args(w, "its name a feed's NAME")
     add_encoder_args(w)
+    add_decode_arg(w)
     add_settings_args(w)
     w.set_defaults(run=run)
 
@@ -86,6 +98,7 @@ def run(a: argparse.Namespace) -> int:
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
     sinks: list[LiveSink] = [events]
+    config = dataclasses.replace(config, hwaccel=hwaccel_for(a, encoder))
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
     store_sink = webhook = media = None
     if store is not None:

@@ -23,7 +23,7 @@ import av
 import numpy as np
 
 from ..cameras import Region
-from ..decode import MAX_SIDE, MIN_SIDE, FrameFit
+from ..decode import MAX_SIDE, MIN_SIDE, FrameFit, open_input
 from ..errors import InputError, UsageError
 from ..sources import is_url
 from .packets import PacketRing, StreamInfo
@@ -196,7 +196,8 @@ class FeedReader:
         try:
             while not self._stop.is_set():
                 try:
-                    container = av.open(self.spec.location, mode="r", format="v4l2" if self.spec.is_device else None,
+                    container = open_input(self.spec.location, self.fit.hwaccel, mode="r",
+                                           format="v4l2" if self.spec.is_device else None,
                                         options=self.spec.open_options(self.read_timeout_s),
                                         timeout=(self.read_timeout_s, self.read_timeout_s))
                 except (av.FFmpegError, OSError) as e:

@@ -52,6 +52,7 @@ class WatchConfig:
     stats_every_s: float = knob(10.0, Range(0.1, 86_400), "--stats-every")
     duration_s: float | None = knob(None, POSITIVE, "--duration", optional=True)  # None: until the feeds end or a signal
     clips: bool = False  # keep a ring of each feed's packets, for event clips (live/media_sink.py)
+    hwaccel: str | None = None  # the hardware decoder feeds are decoded on (decode.open_input); None: software
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self), "watch")
@@ -87,7 +88,7 @@ class Watcher:
                  sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None,
                  texts: list[UserText] = (), overlays: Extras | None = None):
         check_unique_names(feeds)
-        self.detector = Detector(memory, encoder, settings, texts=texts, overlays=overlays)
+        self.detector = Detector(memory, encoder, settings, texts=texts, overlays=overlays, hwaccel=config.hwaccel)
         self.settings, self.grid = self.detector.settings, self.detector.grid
         self.memory, self.encoder, self.config, self.sinks, self.log = memory, encoder, config, sinks, log
         self.specs = feeds
