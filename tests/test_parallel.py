@@ -183,3 +183,10 @@ def test_hardware_decoding_that_cannot_be_had_falls_back_to_software_once(folder
     assert len(said) == 1 and "hardware decoding on cuda is not available here" in said[0] and "software" in said[0]
     soft, hard = (json.loads((tmp_path / f"{n}.json").read_text())["videos"] for n in ("soft", "hard"))
     assert soft == hard
+
+
+def test_workers_and_a_cluster_are_refused_together_and_a_bad_count_is_named(folder):
+    r = flashback("score", folder / "short0.mp4", "--workers", 2, "--ray", "local", *TINY_CLI)
+    assert r.returncode == 2 and "--workers decodes on this machine and --ray on a cluster's workers" in r.stderr
+    r = flashback("score", folder / "short0.mp4", "--workers", -1, *TINY_CLI)
+    assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr

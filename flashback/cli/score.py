@@ -57,6 +57,8 @@ def run(a: argparse.Namespace) -> int:
     check_overlay_dirs(a)
     if not a.paths and not a.sample:
         raise UsageError("score: give at least one PATH (a video, a folder or a URL), or --sample")
+    if a.ray and a.workers is not None:
+        raise UsageError("score: --workers decodes on this machine and --ray on a cluster's workers: choose one")
     paths = list(a.paths)
     if a.sample:
         from ..default_memory import cache_dir
