@@ -51,11 +51,13 @@ class _Video:
     fed: int = 0  # samples the pooler has taken
     waiting: int = 0  # batches not yet encoded
     received: int = 0  # samples encoded, in any order (what the bar shows)
+    tail_row: np.ndarray | None = None  # the embedding of a split video's last frame
     sequential: bool = False
 
     def reset(self, pooler: SegmentPooler, spans: list) -> None:
         self.spans, self.parts = spans, max(1, len(spans))
         self.ends, self.rows, self.fed, self.waiting, self.received, self.pooler = {}, {}, 0, 0, 0, pooler
+        self.tail_row = None
 
 
 @dataclass
@@ -196,6 +198,8 @@ class PoolScorer:
         at = 0
         for video, batch in pending:
             m = len(batch.rgb)
+            if m > int(batch.take.max()) + 1:  # a row no sample takes: the last frame of a video in spans
+                video.tail_row = rows[at + m - 1]
             self._add(video, batch.idx, rows[at : at + m][batch.take])
             at += m
             video.waiting -= 1
@@ -226,7 +230,7 @@ class PoolScorer:
                 ends = [video.ends[k] for k in range(video.parts)]
                 tl, extra = stitch(ends, d.grid, video.info, video.spans[-1].first)
                 if extra:
-                    tail = encode_views(d.encoder, ends[-1].tail[None])
+                    tail = video.tail_row[None] if video.tail_row is not None else encode_views(d.encoder, ends[-1].tail[None])
                     self._add(video, np.arange(tl.n_samples - extra, tl.n_samples), np.repeat(tail, extra, axis=0))
             result = d.video_result(video.pooler.finish(tl.n_samples), tl, video.info, video.video_id,
                                     video.work.region, video.work.scope)

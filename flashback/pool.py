@@ -24,9 +24,11 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+import numpy as np
+
 from .decode import FrameFit, VideoReader
 from .errors import FlashbackError
-from .pipeline import sample_batches, video_id_for
+from .pipeline import SampleBatch, sample_batches, video_id_for
 from .sources import VideoSource
 from .spans import Span, SpanEnd, Unsplittable, span_samples
 from .timegrid import TimeGrid
@@ -65,8 +67,18 @@ def _run(job: DecodeJob, send) -> None:
         else:
             end = SpanEnd(job.span.part, [], 0)
             samples = span_samples(reader, job.grid, job.span, end)
+        last = None
         for batch in sample_batches(samples, job.batch_size):
-            send("batch", batch)
+            if last is not None:
+                send("batch", last)
+            last = batch
+        if end is not None and end.tail is not None and last is not None:
+            # the last frame rides in the span's last batch as a row no sample takes: encoded among
+            # other frames, as a sequential read encodes it (a batch of one can round differently)
+            last = SampleBatch(last.idx, last.take, np.concatenate([last.rgb, end.tail[None]]))
+            end.tail = None
+        if last is not None:
+            send("batch", last)
         send("end", reader.timeline if end is None else end)
 
 
