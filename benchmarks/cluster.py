@@ -58,10 +58,10 @@ def main() -> int:
     from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
     from flashback.cluster.connect import connect, disconnect
     from flashback.cluster.local import LocalCluster
-    from flashback.cluster.scorer import ClusterScorer, Job
+    from flashback.cluster.scorer import ClusterScorer
     from flashback.encoder import ClipEncoder
     from flashback.encoder_registry import EncoderSpec
-    from flashback.pipeline import Detector
+    from flashback.pipeline import Detector, Work
     from flashback.sources import VideoSource
     from flashback.store import ResultStore, RunRecord
     from flashback.synthetic import make_video
@@ -102,7 +102,7 @@ def main() -> int:
                     store.save(run, result)
                     return time.perf_counter() - t
 
-                report, _ = scorer.run([Job(VideoSource(str(v))) for v in videos], keep, lambda job, why: print(why))
+                report, _ = scorer.run([Work(VideoSource(str(v))) for v in videos], keep, lambda job, why: print(why))
             finally:
                 disconnect()
         t = report.timings

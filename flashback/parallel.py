@@ -18,23 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cameras import Region
 from .decode import VideoReader, hardware_for
 from .errors import FlashbackError, InputError
-from .pipeline import Detector, SampleBatch, SegmentPooler, VideoResult
+from .pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, Work
 from .pool import DecodeJob, DecodePool
 from .protocols import encode_views
-from .sources import VideoSource
 from .spans import Span, Unsplittable, plan_spans, stitch
 
 ENCODE_BATCH = 256  # frames per encoder call, drawn from every video in flight
-
-
-@dataclass(frozen=True)
-class Work:
-    source: VideoSource
-    region: Region | None = None
-    scope: frozenset = frozenset()
 
 
 @dataclass

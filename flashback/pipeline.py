@@ -56,6 +56,16 @@ class VideoResult:
         return len(self.frame_times) / self.duration_s if self.duration_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Work:
+    """A video to score, and how: the part of each frame that counts, and the cameras it belongs to
+    (for camera-specific texts and overlays).  What ``score`` hands to a pool or a cluster."""
+
+    source: VideoSource
+    region: Region | None = None
+    scope: frozenset = frozenset()
+
+
 def video_id_for(source: VideoSource) -> str:
     """Content address of a file (so a moved or renamed file is still the same video; two
     byte-identical files are one video too).  A URL's id is the hash of the URL."""

@@ -7,6 +7,7 @@ writer), the exports and the summary; the cluster decodes and encodes (``flashba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from ..checks import Range
@@ -45,10 +46,10 @@ def absolute(source):
 
 
 def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard: Guard) -> bool:
-    """Every (source, region, scopes) of ``work`` scored on the cluster, each result kept here as
-    it arrives; True if Ctrl-C stopped it."""
+    """Every ``pipeline.Work`` of ``work`` scored on the cluster, each result kept here as it
+    arrives; True if Ctrl-C stopped it."""
     from ..cluster.connect import disconnect
-    from ..cluster.scorer import ClusterScorer, Job
+    from ..cluster.scorer import ClusterScorer
     from .options import encoder_spec
 
     try:
@@ -56,7 +57,7 @@ def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard:
         where = ", ".join(sorted({p["host"] for p in scorer.placement}))
         say(f"{len(scorer.actors)} encoder actor(s) on {where}; up to {scorer.in_flight} video(s) in flight")
         # workers open files by the path the driver has (a folder every node mounts at the same place)
-        jobs = [Job(absolute(source), region, frozenset(scopes)) for source, region, scopes in work]
+        jobs = [dataclasses.replace(w, source=absolute(w.source)) for w in work]
         with progress_bars(a.quiet) as progress:
             n = len(jobs)
             videos = progress.add_task("videos", total=n, done=f"0/{n} videos")

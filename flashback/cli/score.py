@@ -11,7 +11,7 @@ from ..checks import Range
 from ..errors import UsageError
 from ..extras import user_texts
 from ..media import file_event_media
-from ..pipeline import Detector, video_id_for
+from ..pipeline import Detector, Work, video_id_for
 from ..sources import expand_inputs
 from ..store import RunRecord
 from .cluster import add_ray_args, connect_cluster, score_on_cluster
@@ -77,60 +77,59 @@ def run(a: argparse.Namespace) -> int:
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays,
                         hwaccel=hwaccel_for(a, encoder))
     keeper = Keeper(a, store, RunRecord.of(detector))
-    work = [(s, cameras.for_file(s.location), scopes_of(s, cameras)) for s in expansion.sources]
+    work = [Work(s, cameras.for_file(s.location), frozenset(scopes_of(s, cameras))) for s in expansion.sources]
     if cluster is not None:
         interrupted = score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard)
     elif workers := default_workers(a, encoder.device):
         interrupted = score_in_pool(a, detector, workers, work, keeper, guard)
     else:
-        interrupted = score_here(a, detector, expansion.sources, cameras, keeper, guard)
+        interrupted = score_here(a, detector, work, keeper, guard)
     return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
 
 
-def score_here(a, detector: Detector, sources, cameras, keeper: "Keeper", guard: Guard) -> bool:
-    """One video after another on this machine; True if Ctrl-C stopped it."""
+def score_here(a, detector: Detector, work: list[Work], keeper: "Keeper", guard: Guard) -> bool:
+    """One video after another in this process; True if Ctrl-C stopped it."""
     with progress_bars(a.quiet) as progress:
-        n = len(sources)
+        n = len(work)
         overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
 
-        def one(source) -> None:
-            task = progress.add_task(f"  {source.name[:40]}", total=None, done="")
-
-            def on_progress(done: float, total: float | None) -> None:
-                label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
-                progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None, done=label)
-
+        def one(w: Work) -> None:
+            task = progress.add_task(f"  {w.source.name[:40]}", total=None, done="")
             try:
-                video_id = video_id_for(source)
-                if keeper.duplicate(video_id, source):
+                video_id = video_id_for(w.source)
+                if keeper.duplicate(video_id, w.source):
                     return
-                result = detector.score(source, on_progress, video_id=video_id, region=cameras.for_file(source.location),
-                                        scope=scopes_of(source, cameras))
-                keeper.keep(source, result, lambda note: progress.update(task, done=note))
+                result = detector.score(w.source, lambda done, total: seconds_bar(progress, task, done, total),
+                                        video_id=video_id, region=w.region, scope=w.scope)
+                keeper.keep(w.source, result, lambda note: progress.update(task, done=note))
             finally:
                 progress.remove_task(task)
 
-        return guard.each(sources, one, "videos",
+        return guard.each(work, one, "videos", name=lambda w: str(w.source),
                           after=lambda k: progress.update(overall, advance=1, done=f"{k + 1}/{n} videos"))
+
+
+def seconds_bar(progress, task, done: float, total: float | None) -> None:
+    """A video's bar: seconds of video scored, of how many (when the container says)."""
+    label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
+    progress.update(task, completed=round(done, 1), total=round(total, 1) if total else None, done=label)
 
 
 def score_in_pool(a, detector: Detector, workers: int, work, keeper: "Keeper", guard: Guard) -> bool:
     """Decoding in ``workers`` processes, encoding here (``flashback.parallel``): the same bars,
     results and store rows as ``score_here``; True if Ctrl-C stopped it."""
-    from ..parallel import PoolScorer, Work
+    from ..parallel import PoolScorer
 
-    items = [Work(source, region, frozenset(scopes)) for source, region, scopes in work]
     scorer = PoolScorer(detector, workers)
     with progress_bars(a.quiet) as progress:
-        n = len(items)
+        n = len(work)
         overall = progress.add_task("all videos", total=n, done=f"0/{n} videos")
         bars: dict = {}
 
         def on_seconds(w: Work, done: float, total: float | None) -> None:
             if w not in bars:
                 bars[w] = progress.add_task(f"  {w.source.name[:40]}", total=None, done="")
-            label = f"{done:.0f}/{total:.0f} s of video" if total else f"{done:.0f} s of video"
-            progress.update(bars[w], completed=round(done, 1), total=round(total, 1) if total else None, done=label)
+            seconds_bar(progress, bars[w], done, total)
 
         def finished(w: Work) -> None:
             if w in bars:
@@ -151,8 +150,8 @@ def score_in_pool(a, detector: Detector, workers: int, work, keeper: "Keeper", g
             guard.problem(str(w.source), reason)
             finished(w)
 
-        interrupted = scorer.run(items, on_result, on_failure, on_seconds)
-    order = {str(w.source): k for k, w in enumerate(items)}  # results arrive as they finish; list them as given
+        interrupted = scorer.run(work, on_result, on_failure, on_seconds)
+    order = {str(w.source): k for k, w in enumerate(work)}  # results arrive as they finish; list them as given
     keeper.results.sort(key=lambda r: order.get(r.source, len(order)))
     if interrupted:
         warn("interrupted: the decoding workers are stopped; videos finished so far are stored and exported")

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field, fields
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
-from ..cameras import Region
 from ..encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError, one_line
-from ..pipeline import Detector, VideoResult
+from ..pipeline import Detector, VideoResult, Work
 from ..sources import VideoSource
 from ..store import RunRecord
 from .connect import ActorPlan, Cluster, first_line, task_failure
@@ -35,13 +34,6 @@ MAX_LOSSES = 3  # nor one that loses a shared actor or node three times
 WINDOW = 4  # batches of one video being encoded at once
 BACKLOG = 8  # batches of one video decoded but not yet handed to an actor
 ACTOR_START_S = 300.0
-
-
-@dataclass(frozen=True)
-class Job:
-    source: VideoSource
-    region: Region | None = None
-    scope: frozenset = frozenset()
 
 
 @dataclass
@@ -147,7 +139,7 @@ class ClusterScorer:
 
     # ---------------------------------------------------------------- one video, on a driver thread
 
-    def _attempt(self, job: Job, progress: Callable[[], None]) -> tuple[VideoResult, Timings]:
+    def _attempt(self, job: Work, progress: Callable[[], None]) -> tuple[VideoResult, Timings]:
         d, t = self.detector, Timings()
         # the decoder pauses once BACKLOG batches wait unread, and the driver stops reading while WINDOW
         # batches are being encoded: a long video never piles its frames up in the object store
@@ -209,8 +201,8 @@ class ClusterScorer:
 
     # ---------------------------------------------------------------- the run, on the main thread
 
-    def run(self, jobs: list[Job], on_result: Callable[[Job, VideoResult], float],
-            on_failure: Callable[[Job, str], None], progress: Callable[[float], None] = lambda s: None) -> tuple[ClusterReport, bool]:
+    def run(self, jobs: list[Work], on_result: Callable[[Work, VideoResult], float],
+            on_failure: Callable[[Work, str], None], progress: Callable[[float], None] = lambda s: None) -> tuple[ClusterReport, bool]:
         """Score ``jobs``; ``on_result`` stores a result and returns the seconds it took; returns the
         report and whether Ctrl-C stopped the run."""
         report, todo, attempts = ClusterReport(), list(reversed(jobs)), {}
@@ -223,7 +215,7 @@ class ClusterScorer:
                 total = sum(self._seconds.values())
             progress(total)
 
-        def launch(job: Job) -> None:
+        def launch(job: Work) -> None:
             def work() -> None:
                 try:
                     done.put((job, self._attempt(job, tick), None))
