@@ -7,7 +7,6 @@ on CUDA), because everything downstream (FAISS, scoring, the store) works in flo
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 import warnings
@@ -18,6 +17,7 @@ import numpy as np
 
 from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
 from .errors import EncoderError
+from .processes import main_module_hidden, spawn_context
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,9 @@ def tokenized(chunks: list[list[str]], model: str, workers: int, tokenizer):
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that holds CUDA
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_tokenizer, initargs=(model,)) as pool:
-        window = deque(pool.submit(_tokenize, c) for c in chunks[: workers * AHEAD])
+    with ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=_start_tokenizer, initargs=(model,)) as pool:
+        with main_module_hidden():  # the processes start with the first submissions
+            window = deque(pool.submit(_tokenize, c) for c in chunks[: workers * AHEAD])
         for chunk in chunks[workers * AHEAD :]:
             yield window.popleft().result()
             window.append(pool.submit(_tokenize, chunk))

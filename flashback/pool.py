@@ -15,7 +15,6 @@ and a bounded queue), so decoding does not wait on the parent's encoding.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import queue
 import signal
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 from .decode import FrameFit, VideoReader
 from .errors import FlashbackError
 from .pipeline import SampleBatch, sample_batches, video_id_for
+from .processes import main_module_hidden, spawn_context
 from .sources import VideoSource
 from .spans import Span, SpanEnd, Unsplittable, span_samples
 from .timegrid import TimeGrid
@@ -117,7 +117,8 @@ class _Slot:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child,), daemon=True, name="flashback-decode")
-        self.proc.start()
+        with main_module_hidden():
+            self.proc.start()
         child.close()
         self.job: DecodeJob | None = None
 
@@ -126,7 +127,7 @@ class DecodePool:
     """``workers`` decoding processes; ``submit`` jobs, then ``receive`` their messages until ``busy`` is False."""
 
     def __init__(self, workers: int):
-        self._ctx = mp.get_context("spawn")
+        self._ctx = spawn_context()
         self._slots = [_Slot(self._ctx) for _ in range(workers)]
         self._todo: deque[DecodeJob] = deque()
         self.restarted = 0

@@ -191,3 +191,24 @@ def test_workers_and_a_cluster_are_refused_together_and_a_bad_count_is_named(fol
     assert r.returncode == 2 and "--workers decodes on this machine and --ray on a cluster's workers" in r.stderr
     r = flashback("score", folder / "short0.mp4", "--workers", -1, *TINY_CLI)
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_workers_do_not_run_the_parents_main_script(folder, scene_memory, tiny_encoder, tmp_path, monkeypatch):
+    """``spawn`` re-runs the parent's ``__main__`` in each child (found when a Streamlit app test had
+    left its script there: every worker ran the app and died).  A parent whose main script would
+    leave a mark must see no mark, and its videos scored."""
+    import sys
+    import types
+
+    mark = tmp_path / "ran"
+    script = tmp_path / "app.py"
+    script.write_text(f"open({str(mark)!r}, 'w').write('the parent script ran in a worker')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__, fake.__spec__ = str(script), None
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    results, failures = {}, {}
+    PoolScorer(Detector(scene_memory, tiny_encoder, ScoringSettings()), workers=2).run(
+        [Work(VideoSource(str(folder / "short0.mp4")))], lambda w, r: results.__setitem__(w.source.name, r),
+        lambda w, why: failures.__setitem__(w.source.name, why), lambda *a: None)
+    assert not failures and list(results) == ["short0.mp4"] and not mark.exists()
+    assert fake.__file__ == str(script)  # put back for the parent
