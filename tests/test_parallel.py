@@ -124,27 +124,25 @@ def test_a_worker_killed_mid_file_fails_that_file_only(folder, scene_memory, tin
         assert np.array_equal(r.scores, detector.score(str(folder / name)).scores)
 
 
-def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(scene_memory, tmp_path):
+def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(scene_memory, tiny_encoder, tmp_path):
     """Matroska declares its duration up front: a recording cut at 60 % (173 s of frames) still
     claims 288 s.  In two spans the last one meets the end of the data, which the stitch reports as
     truncation, as a sequential read does; in four, spans find no frames where the plan put them,
     and the file is read again sequentially."""
     whole = _long_video(tmp_path / "whole.mkv")
-    data = whole.read_bytes()
-    folder = tmp_path / "cut"
-    folder.mkdir()
-    (folder / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
-    whole.unlink()
-    runs = {}
-    for workers in (0, 2, 4):  # 0: the sequential run, which the others must give
-        (tmp_path / str(workers)).mkdir()
-        runs[workers] = _score(folder, scene_memory, tmp_path / str(workers), workers)
-        assert runs[workers][0].returncode == 0, runs[workers][0].stderr
-    assert "1 decoded in spans;" in runs[2][0].stderr
-    assert "1 decoded in spans (1 read again sequentially)" in runs[4][0].stderr
-    videos = runs[0][1]["videos"]
-    assert videos[0]["truncated"] and "only 172.70 s of the declared 288.06 s" in videos[0]["note"]
-    assert runs[2][1]["videos"] == videos == runs[4][1]["videos"]
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    detector = Detector(scene_memory, tiny_encoder, ScoringSettings())
+    sequential = detector.score(str(cut))
+    assert sequential.truncated and "only 172.70 s of the declared 288.06 s" in sequential.note
+    for workers, resequenced in ((2, 0), (4, 1)):
+        scorer, got = PoolScorer(detector, workers), []
+        scorer.run([Work(VideoSource(str(cut)))], lambda w, r: got.append(r), lambda w, why: pytest.fail(why), lambda *a: None)
+        (r,) = got
+        assert (scorer.report.split, scorer.report.resequenced) == (1, resequenced)
+        assert np.array_equal(r.scores, sequential.scores) and np.array_equal(r.frame_times, sequential.frame_times)
+        assert (r.truncated, r.note, r.n_samples, r.duration_s) == (True, sequential.note, sequential.n_samples, sequential.duration_s)
+        assert [(e.start_frame, e.end_frame) for e in r.events] == [(e.start_frame, e.end_frame) for e in sequential.events]
 
 
 def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memory, tmp_path):
