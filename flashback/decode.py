@@ -112,14 +112,18 @@ def open_input(name: str, hwaccel: str | None = None, **kw) -> av.container.Inpu
     return av.open(name, **kw)
 
 
-def hardware_for(hwaccel: str | None, probe: str) -> str | None:
-    """``hwaccel`` if its device opens here (tried on the file ``probe``), else None: worker
-    processes are then told to decode in software, rather than each finding it out and saying so."""
-    if hwaccel and hwaccel not in _NO_HARDWARE:
+def hardware_for(hwaccel: str | None, probes: list[str]) -> str | None:
+    """``hwaccel`` if its device opens here (tried on the first of ``probes`` that opens at all),
+    else None: worker processes are then told to decode in software, rather than each finding it
+    out and saying so."""
+    for probe in probes[:8]:
+        if not hwaccel or hwaccel in _NO_HARDWARE:
+            break
         try:
             open_input(probe, hwaccel).close()
+            break
         except (av.FFmpegError, OSError):
-            pass  # the probe file's own problem: its job reports it
+            continue  # this file's own problem (its job reports it): try the next
     return None if hwaccel in _NO_HARDWARE else hwaccel
 
 

@@ -120,8 +120,7 @@ class PoolScorer:
         """Every item of ``work`` scored or failed, in the order they finish; True if Ctrl-C stopped it."""
         start = time.perf_counter()
         sizes = [w.source.path.stat().st_size if not w.source.is_url and w.source.path.is_file() else 0 for w in work]
-        if work:
-            self._hwaccel = hardware_for(self._hwaccel, str(work[0].source))
+        self._hwaccel = hardware_for(self._hwaccel, [str(w.source) for w in work])
         total = max(sum(sizes), 1)
         self._done = {"result": on_result, "failure": on_failure, "seconds": on_seconds}
         try:

@@ -82,20 +82,35 @@ def _run(job: DecodeJob, send) -> None:
         send("end", reader.timeline if end is None else end)
 
 
+class _ParentGone(BaseException):
+    """The parent's end of the pipe is closed: the worker stops (not an Exception, so that no job's
+    error handling catches it)."""
+
+
 def _worker(conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     out: queue.Queue = queue.Queue(BACKLOG)
+    gone = threading.Event()
 
     def sender() -> None:
-        while (message := out.get()) is not None:
-            conn.send(message)
+        try:
+            while (message := out.get()) is not None:
+                conn.send(message)
+        except (OSError, ValueError):
+            gone.set()  # the parent died (a kill): nobody reads what is decoded
 
     thread = threading.Thread(target=sender, daemon=True)
     thread.start()
     try:
         while (job := conn.recv()) is not None:
             def send(kind: str, payload, key: int = job.key) -> None:
-                out.put((key, kind, payload))
+                while not gone.is_set():
+                    try:
+                        out.put((key, kind, payload), timeout=1.0)
+                        return
+                    except queue.Full:
+                        continue
+                raise _ParentGone
 
             try:
                 _run(job, send)
@@ -106,10 +121,13 @@ def _worker(conn) -> None:
             except Exception:
                 send("bug", traceback.format_exc())
             send("done", None)
-    except (EOFError, OSError):
-        pass  # the parent is gone
+    except (EOFError, OSError, _ParentGone):
+        pass  # the parent is gone: so is this worker
     finally:
-        out.put(None)
+        try:
+            out.put_nowait(None)
+        except queue.Full:
+            pass
         thread.join(timeout=STOP_S)
 
 

@@ -59,7 +59,8 @@ class SpanEnd:
 
 
 def plan_spans(reader: VideoReader, grid: TimeGrid, most: int) -> list[Span]:
-    """Up to ``most`` spans of at least ``MIN_SPAN_S`` seconds, or one span (read it sequentially)."""
+    """Up to ``most`` spans of at least ``MIN_SPAN_S`` seconds; none when the file is short, a URL,
+    declares no duration, or its first frame has no timestamp (it is then read sequentially)."""
     declared = reader.info.declared_duration_s
     if most < 2 or reader.source.is_url or not declared or declared < 2 * MIN_SPAN_S:
         return []
@@ -93,6 +94,8 @@ def span_samples(reader: VideoReader, grid: TimeGrid, span: Span, end: SpanEnd) 
                 yield item
             return
         except _LateSeek:
+            if span.part == 0:
+                raise Unsplittable("a first frame other than the one planned with") from None
             if started:
                 raise Unsplittable("a seek landed after its span's start") from None
     raise Unsplittable(f"no key frame within {SEEK_BACK_S[-1]:.0f} s before {span.begin_s:.1f} s")
