@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,8 +159,9 @@ class PoolScorer:
         elif kind in ("error", "bug", "died"):
             if kind == "bug":
                 sys.stderr.write(payload)  # the worker's traceback, as a bug in this process would show it
-            reason = {"error": lambda: payload, "bug": lambda: f"internal error while decoding (a bug in flashback): "
-                                                                f"{payload.strip().splitlines()[-1]}",
+            reason = {"error": lambda: payload,
+                      "bug": lambda: f"{video.work.source}: internal error while decoding (a bug in flashback): "
+                                     f"{payload.strip().splitlines()[-1]}",
                       "died": lambda: f"{video.work.source}: its decoding worker died (exit code {payload})"}[kind]()
             self._fail(video, reason)
 
@@ -229,6 +231,10 @@ class PoolScorer:
             return
         except FlashbackError as e:
             self._fail(video, str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - as Guard does locally: a bug on one video does not end the run
+            traceback.print_exc()
+            self._fail(video, f"{video.work.source}: internal error (a bug in flashback): {type(e).__name__}: {e}")
             return
         video.keys.clear()
         self.report.videos += 1
