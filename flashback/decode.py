@@ -65,13 +65,14 @@ class Timeline:
         n = len(self.frame_times)
         return n / self.duration_s if self.duration_s > 0 else 0.0
 
-    def close(self, fallback_step: float) -> float:
-        """The duration once every frame is in: the last frame lasts the median frame interval.
-        Returns the time up to which grid samples exist (one at least, for a single frame)."""
+    def close(self, fallback_step: float, grid: TimeGrid) -> float:
+        """Sets the duration once every frame is in (the last frame lasts the median frame interval)
+        and returns the time up to which ``grid`` samples exist: a video shorter than half a grid
+        step (one frame, a still image) still gets its one sample."""
         times = self.frame_times
         step = float(np.median(np.diff(times))) if len(times) > 1 else fallback_step
         self.duration_s = times[-1] + step
-        return self.duration_s
+        return max(self.duration_s, grid.sample_time(0) + 1e-9)
 
     def check_declared(self, declared: float | None) -> None:
         """Far less video than the container declares: a truncated file, said in the result's note."""
@@ -91,7 +92,7 @@ def _describe(error: Exception) -> str:
 
 MAX_TILES = 8
 HWACCELS = ("auto", "cuda", "none")
-_NO_HARDWARE: dict[str, str] = {}  # device type -> why it cannot be had in this process
+_NO_HARDWARE: set[str] = set()  # device types that cannot be had in this process (said once)
 
 
 def open_input(name: str, hwaccel: str | None = None, **kw) -> av.container.InputContainer:
@@ -106,7 +107,7 @@ def open_input(name: str, hwaccel: str | None = None, **kw) -> av.container.Inpu
             return av.open(name, hwaccel=HWAccel(hwaccel, allow_software_fallback=True), **kw)
         except (av.FFmpegError, OSError) as e:
             container = av.open(name, **kw)  # the input's own problem raises here, and blames no device
-            _NO_HARDWARE[hwaccel] = _describe(e)
+            _NO_HARDWARE.add(hwaccel)
             log.warning("hardware decoding on %s is not available here (%s); decoding in software", hwaccel, _describe(e))
             return container
     return av.open(name, **kw)
@@ -311,9 +312,7 @@ class VideoReader:
             tl.note = f"decoding stopped at {tl.frame_times[-1]:.2f} s ({_describe(e)}); scored up to there"
         if pending is None:
             raise InputError(name, "no decodable video frames (zero-frame video)")
-        duration = tl.close(fallback_step)
-        # a video shorter than half a grid step (one frame, a still image) still gets its one sample
-        yield from emit_until(max(duration, grid.sample_time(0) + 1e-9))
+        yield from emit_until(tl.close(fallback_step, grid))
         tl.n_samples = next_i
         tl.check_declared(self.info.declared_duration_s)
 

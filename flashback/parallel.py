@@ -32,7 +32,6 @@ ENCODE_BATCH = 256  # frames per encoder call, drawn from every video in flight
 @dataclass
 class _Video:
     work: Work
-    parts: int = 1
     keys: set = field(default_factory=set)  # the jobs whose messages count
     video_id: str | None = None
     info: object = None
@@ -44,10 +43,13 @@ class _Video:
     waiting: int = 0  # batches not yet encoded
     received: int = 0  # samples encoded, in any order (what the bar shows)
     tail_row: np.ndarray | None = None  # the embedding of a split video's last frame
-    sequential: bool = False
+
+    @property
+    def parts(self) -> int:
+        return max(1, len(self.spans))
 
     def reset(self, pooler: SegmentPooler, spans: list) -> None:
-        self.spans, self.parts = spans, max(1, len(spans))
+        self.spans = spans
         self.ends, self.rows, self.fed, self.waiting, self.received, self.pooler = {}, {}, 0, 0, 0, pooler
         self.tail_row = None
 
@@ -102,7 +104,7 @@ class PoolScorer:
         fit = dataclasses.replace(d.frame_fit(video.work.region, str(src)), hwaccel=self._hwaccel)
         parts = min(self.pool.workers, int(round(share * self.pool.workers)))
         spans = []
-        if parts >= 2 and not video.sequential:
+        if parts >= 2:
             try:
                 with VideoReader(src, fit) as reader:
                     spans = plan_spans(reader, d.grid, parts)
@@ -121,7 +123,7 @@ class PoolScorer:
         """Every item of ``work`` scored or failed, in the order they finish; True if Ctrl-C stopped it."""
         start = time.perf_counter()
         sizes = [w.source.path.stat().st_size if not w.source.is_url and w.source.path.is_file() else 0 for w in work]
-        self._hwaccel = hardware_for(self._hwaccel, [str(w.source) for w in work])
+        self._hwaccel = hardware_for(self._hwaccel, [str(w.source) for w in work if not w.source.is_url])
         total = max(sum(sizes), 1)
         self._done = {"result": on_result, "failure": on_failure, "seconds": on_seconds}
         try:
@@ -179,8 +181,7 @@ class PoolScorer:
         """A span could not be exact: the whole video again, as one job."""
         self._drop(video)
         self.report.resequenced += 1
-        video.sequential = True
-        self._plan(video, 0.0)
+        self._plan(video, 0.0)  # a share of nothing: one job
 
     def _encode(self) -> None:
         t0 = time.perf_counter()

@@ -65,7 +65,7 @@ def _run(job: DecodeJob, send) -> None:
         if job.span is None:
             samples, end = reader.samples(job.grid), None
         else:
-            end = SpanEnd(job.span.part, [], 0)
+            end = SpanEnd()
             samples = span_samples(reader, job.grid, job.span, end)
         last = None
         for batch in sample_batches(samples, job.batch_size):

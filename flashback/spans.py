@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import numpy as np
@@ -39,7 +39,6 @@ class Span:
     seconds of its stream; frame times in [``begin_s``, ``end_s``) counted from that frame."""
 
     part: int
-    parts: int
     first: int
     stop: int | None
     t0: float
@@ -52,9 +51,8 @@ class SpanEnd:
     """What a span found: its frame times, the samples it gave, and for the last span the last frame
     (the samples after the last frame, up to the duration only the whole file knows, show it)."""
 
-    part: int
-    frame_times: list[float]
-    n_samples: int
+    frame_times: list[float] = field(default_factory=list)
+    n_samples: int = 0
     tail: np.ndarray | None = None
 
 
@@ -74,7 +72,7 @@ def plan_spans(reader: VideoReader, grid: TimeGrid, most: int) -> list[Span]:
     t0 = float(first.time)
     total = grid.n_samples(declared)
     cuts = [round(k * total / n) for k in range(n)]
-    return [Span(k, n, cuts[k], cuts[k + 1] if k + 1 < n else None, t0,
+    return [Span(k, cuts[k], cuts[k + 1] if k + 1 < n else None, t0,
                  grid.sample_time(cuts[k]) if k else -math.inf, grid.sample_time(cuts[k + 1]) if k + 1 < n else None)
             for k in range(n)]
 
@@ -170,10 +168,10 @@ def stitch(ends: list[SpanEnd], grid: TimeGrid, info: VideoInfo, first_of_last: 
     if any(b <= a for a, b in zip(times, times[1:])):
         raise Unsplittable("frame times that do not join up")
     tl = Timeline(frame_times=times)
-    duration = tl.close(fallback_step(info))
+    limit = tl.close(fallback_step(info), grid)
     emitted = first_of_last + ends[-1].n_samples
     n = emitted
-    while grid.sample_time(n) < max(duration, grid.sample_time(0) + 1e-9):
+    while grid.sample_time(n) < limit:
         n += 1
     tl.n_samples = n
     tl.check_declared(info.declared_duration_s)

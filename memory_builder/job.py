@@ -37,7 +37,7 @@ from .quality import centroid_angle, recall_at_10
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 GENERATORS = ("offline", "llamacpp", "vllm")
-TICK = 512  # captions between progress updates inside a shard: a bar moves every few seconds even on a CPU
+TICK = 512  # sentences the near-duplicate model embeds between progress updates: a bar moves every few seconds even on a CPU
 EXACT_UP_TO = 100_000  # auto: exact search below this many captions, IVF with 8-bit codes above
 ROUNDS = 4  # generation rounds at most, when cleaning leaves a label short of its half
 EXHAUSTED = 0.05  # a round whose new captions of the short label are under 5% of what it asked for ends the rounds
@@ -289,17 +289,22 @@ class BuildJob:
     def _sentence_vectors(self, texts: list[str], folder: str) -> np.ndarray:
         model = None
 
-        def embed(part: list[str]) -> np.ndarray:
+        def embed(part: list[str], progress: Callable[[int], None]) -> np.ndarray:
             nonlocal model
             model = model or load_sentence_model(self.cfg.dedup_model)
-            return embed_sentences(model, part)
+            vectors = []
+            for i in range(0, len(part), TICK):
+                vectors.append(embed_sentences(model, part[i : i + TICK]))
+                progress(len(vectors[-1]))
+            return np.concatenate(vectors)
 
         return self._embedded("near-duplicates", folder, texts, embed, sentence=self.cfg.dedup_model)
 
-    def _embedded(self, stage: str, folder: str, items: list[str], embed: Callable[[list], np.ndarray],
+    def _embedded(self, stage: str, folder: str, items: list[str], embed: Callable[..., np.ndarray],
                   sentence: str | None = None) -> np.ndarray:
         """One embedding stage, a checkpointed file per shard: the shards a killed build finished
-        are read back, the others embedded here (``embed``, a bar tick every TICK items) or, with a
+        are read back, the others embedded here (``embed(part, progress)``, which tells the bar of
+        each batch it finishes: the text tower takes a whole shard, as a GPU wants) or, with a
         cluster, by its actors (``runner.embed``; the same model: the build's encoder, or the
         ``sentence`` model), each written as it arrives, so either kind of build resumes the other."""
         n = self.cfg.shard_size
@@ -313,30 +318,23 @@ class BuildJob:
         if self.runner is not None:
             made = self.runner.embed(todo, sentence)
         else:
-            made = ((k, self._ticked(stage, done, len(items), part, embed)) for k, part in todo)
+            made = ((k, embed(part, progress=self._told(stage, done, len(items)))) for k, part in todo)
         for k, vectors in made:
             _write_npy(path(k), vectors)
             done += len(vectors)
             self.progress(stage, done, len(items))
         return np.concatenate([np.load(path(k), allow_pickle=False) for k, _ in shards])
 
-    def _ticked(self, stage: str, offset: int, total: int, items: list, fn: Callable[..., np.ndarray]) -> np.ndarray:
-        """``fn`` over ``items`` (rows ``offset``... of a stage) in chunks of TICK, telling progress after
-        each; the text tower takes a whole shard and tells its batches itself (a GPU wants large batches)."""
-        if fn == self.encoder.encode_texts:
-            done = offset
+    def _told(self, stage: str, offset: int, total: int) -> Callable[[int], None]:
+        """The ``progress`` of a stage's part that starts at row ``offset``: told how many more rows are done."""
+        done = offset
 
-            def told(m: int) -> None:
-                nonlocal done
-                done += m
-                self.progress(stage, min(done, total), total)
+        def told(m: int) -> None:
+            nonlocal done
+            done += m
+            self.progress(stage, min(done, total), total)
 
-            return fn(items, progress=told)
-        parts = []
-        for i in range(0, len(items), TICK):
-            parts.append(fn(items[i : i + TICK]))
-            self.progress(stage, min(offset + i + len(parts[-1]), total), total)
-        return np.concatenate(parts)
+        return told
 
     # -------------------------------------------------------- 3. embed
 

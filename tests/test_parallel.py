@@ -59,7 +59,7 @@ def test_spans_give_exactly_the_samples_and_frame_times_of_a_sequential_read(fol
     got, ends = [], []
     for span in reversed(spans):  # any order: each span stands alone
         with VideoReader(src, fit) as r:
-            end = SpanEnd(span.part, [], 0)
+            end = SpanEnd()
             got = [(i, rgb.copy()) for i, rgb in span_samples(r, grid, span, end)] + got
             ends.insert(0, end)
             info = r.info
