@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -101,6 +102,41 @@ def test_locked_by_another_process(tmp_path):
         holder.kill()
         holder.wait()
     ResultStore(db, lock_wait_s=5).initialize()  # free again once the holder is gone
+
+
+def test_a_reader_waits_for_a_writer_in_its_own_process(tmp_path):
+    """DuckDB refuses a read-only connection beside an open read-write one in the same process (a
+    live sink's flush while the app's reader opens): the reader waits for the flush, as it would
+    for another process's lock, and names the file if the writer never lets go."""
+    store = ResultStore(tmp_path / "r.duckdb", lock_wait_s=5.0)
+    store.initialize()
+    release = threading.Event()
+
+    def write():
+        with store.transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS x (a INTEGER)")
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.2)
+    threading.Timer(0.5, release.set).start()
+    t = time.monotonic()
+    with store.connect(read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM x").fetchone()[0] == 0  # opened once the writer committed
+    assert time.monotonic() - t >= 0.3
+    writer.join()
+
+    release.clear()
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.2)
+    try:
+        with pytest.raises(StoreError, match="held open by a writer in this process"):
+            ResultStore(store.path, lock_wait_s=0.3).connect(read_only=True).__enter__()
+    finally:
+        release.set()
+        writer.join()
 
 
 def test_not_a_database(tmp_path):

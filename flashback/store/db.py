@@ -109,13 +109,17 @@ class ResultStore:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as e:
+            except (duckdb.IOException, duckdb.ConnectionException) as e:
                 msg = str(e)
-                if "lock" in msg.lower():
+                # another process holds the write lock, or (same process) a writer's connection is
+                # open with another configuration than this reader's: both last one write, so wait
+                if "lock" in msg.lower() or "different configuration" in msg:
                     if time.monotonic() < deadline:
                         time.sleep(delay)
                         delay = min(delay * 2, 1.0)
                         continue
+                    if "different configuration" in msg:
+                        raise StoreError(f"{self.path}: held open by a writer in this process for over {self.lock_wait_s:g} s") from None
                     holder = msg.split("(PID", 1)[1].split(")")[0].strip() if "(PID" in msg else "?"
                     raise StoreError(
                         f"{self.path}: locked by another process (PID {holder}); "
