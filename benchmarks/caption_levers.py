@@ -146,6 +146,39 @@ def main() -> int:
     normal_side = base_memory[~anomalous]
     add("normal coverage", "share + distance to the 5th normal neighbour",
         run(lambda t: segment_scores(Q[t.video], base_memory, anomalous) + 1 - np.sort(Q[t.video] @ normal_side.T, 1)[:, -5]))
+    # the memory's own geometry, no parameter fitted: every caption shares a "scene description"
+    # component; centring both sides on the memory's mean leaves what tells normal from anomalous
+    mu = base_memory.mean(0)
+    centred = unit(base_memory - mu)
+    add("memory geometry", "centre query and memory on the memory's mean",
+        run(lambda t: segment_scores(unit(Q[t.video] - mu), centred, anomalous)))
+    add("memory geometry", "centred, K 40, σ 4 s",
+        run(lambda t: segment_scores(unit(Q[t.video] - mu), centred, anomalous, k=40), sigma_s=4.0))
+    direction = unit(base_memory[anomalous].mean(0) - base_memory[~anomalous].mean(0))
+    add("memory geometry", "projection on the anomalous-minus-normal centroid direction, sigmoid(10 x)",
+        run(lambda t: 1 / (1 + np.exp(-10 * (Q[t.video] @ direction)))))
+    for g in (1, 2, 4):
+        add("memory geometry", f"share + {g} x that projection",
+            run(lambda t, g=g: segment_scores(Q[t.video], base_memory, anomalous) + g * (Q[t.video] @ direction)))
+    add("memory geometry", "centred share + 2 x that projection",
+        run(lambda t: segment_scores(unit(Q[t.video] - mu), centred, anomalous) + 2 * (Q[t.video] @ direction)))
+
+    def novelty(q: np.ndarray, window: int = 32) -> np.ndarray:
+        """1 - the best cosine with the camera's previous ``window`` captions (causal)."""
+        s = q @ q.T
+        return np.array([0.0] + [1 - s[i, max(0, i - window):i].max() for i in range(1, len(q))])
+
+    add("time", "share + novelty against the last 32 captions (causal)",
+        run(lambda t: segment_scores(Q[t.video], base_memory, anomalous) + novelty(Q[t.video])))
+
+    def minus_past(q: np.ndarray, beta: float = 0.5) -> np.ndarray:
+        """Each caption minus beta x the mean of the camera's captions before it (causal)."""
+        past = np.vstack([np.zeros((1, q.shape[1])), (np.cumsum(q, 0) / np.arange(1, len(q) + 1)[:, None])[:-1]])
+        return unit(q - beta * past)
+
+    for beta in (0.25, 0.5):
+        add("time", f"query minus {beta:g} x the mean of the camera's earlier captions (causal)",
+            run(lambda t, beta=beta: segment_scores(minus_past(Q[t.video], beta), base_memory, anomalous)))
     for n in (1, 2):
         add("time", f"query vector = mean of captions ±{n}",
             run(lambda t, n=n: segment_scores(unit(np.stack([Q[t.video][max(0, i - n): i + n + 1].mean(0) for i in range(len(t.texts))])),
