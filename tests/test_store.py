@@ -110,16 +110,17 @@ def test_a_reader_waits_for_a_writer_in_its_own_process(tmp_path):
     for another process's lock, and names the file if the writer never lets go."""
     store = ResultStore(tmp_path / "r.duckdb", lock_wait_s=5.0)
     store.initialize()
-    release = threading.Event()
+    opened, release = threading.Event(), threading.Event()
 
     def write():
         with store.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS x (a INTEGER)")
+            opened.set()
             release.wait(10)
 
     writer = threading.Thread(target=write)
     writer.start()
-    time.sleep(0.2)
+    assert opened.wait(10)
     threading.Timer(0.5, release.set).start()
     t = time.monotonic()
     with store.connect(read_only=True) as c:
@@ -127,13 +128,15 @@ def test_a_reader_waits_for_a_writer_in_its_own_process(tmp_path):
     assert time.monotonic() - t >= 0.3
     writer.join()
 
+    opened.clear()
     release.clear()
     writer = threading.Thread(target=write)
     writer.start()
-    time.sleep(0.2)
+    assert opened.wait(10)
     try:
-        with pytest.raises(StoreError, match="held open by a writer in this process"):
-            ResultStore(store.path, lock_wait_s=0.3).connect(read_only=True).__enter__()
+        late = ResultStore(store.path, lock_wait_s=0.3)
+        with pytest.raises(StoreError, match="held open by a writer in this process"), late.connect(read_only=True):
+            pass
     finally:
         release.set()
         writer.join()
