@@ -220,7 +220,7 @@ class Detector:
         # verdict exemplars count for near-duplicates only, on both paths (retrieval.py; measured in
         # benchmarks/overlay_verdicts.py: raw exemplars cost 2-8 AUC points elsewhere, gated ones under 0.4)
         self.searcher = MemorySearcher(memory, self.settings.alpha, self.settings.top_k, self.extras, EXEMPLAR_GATE,
-                                       device=str(getattr(encoder, "device", "cpu")))
+                                       device=str(getattr(encoder, "device", "cpu")), centre=self.settings.centre)
 
     def allowed(self, scope, n: int) -> np.ndarray | None:
         """Which extra entries ``n`` segments of one camera (``scope``: a name, or several) may retrieve; None: all."""

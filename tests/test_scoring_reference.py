@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
+from flashback.extras import UserText
 from flashback.pipeline import Detector
-from flashback.settings import ScoringSettings
+from flashback.settings import PRESETS, ScoringSettings
 from flashback.timegrid import TimeGrid
 
 DIM = 32  # the tiny test encoder's; the bundle is written under its identity, vectors given directly
@@ -86,6 +87,32 @@ def test_segment_scores_match_reference(memory, alpha, k, tiny_encoder):
     np.testing.assert_allclose(seg.scores, scores, atol=1e-6)
     np.testing.assert_allclose(result.raw_scores, reference_frames(frame_times, spans, scores), atol=1e-6)
     np.testing.assert_array_equal(result.scores, result.raw_scores)  # sigma 0: no smoothing
+
+
+def test_centred_search_is_the_reference_on_centred_vectors(memory, tiny_encoder):
+    """``centre``: queries, captions and run-time texts less the mean of the memory's vectors, unit
+    length again, then the same rule; the captions preset turns it on, the video presets leave it off."""
+    rng = np.random.default_rng(3)
+    queries = unit(rng, 40)
+    texts = [UserText("a person climbs over the fence", True), UserText("a dog runs in the yard", False)]
+    det = Detector(memory, tiny_encoder, ScoringSettings(alpha=0.9, smoothing_sigma_s=0.0, centre=True), texts=texts)
+    spans = TimeGrid.from_settings(det.settings).segment_spans(len(queries), duration_s=20.7)
+    frame_times = np.sort(rng.uniform(0, 20.7, 500))
+    result = det.score_segment_vectors(queries, spans, frame_times, 20.7)
+
+    stored = vectors_of(memory)
+    mean = stored.mean(0)
+    centred = lambda v: (v - mean) / np.linalg.norm(v - mean, axis=1, keepdims=True)  # noqa: E731
+    everything = np.concatenate([stored, det.extras.vectors])  # extra entries' ids follow the memory's
+    anomalous = np.concatenate([memory.captions.anomalous, [True, False]])
+    top, s, _, scores = reference(centred(queries), centred(everything), anomalous, 0.9, 10, 100.0)
+    assert [set(r) for r in result.segments.ids] == [set(r) for r in top]
+    assert (top >= len(memory.captions)).any()  # the run-time texts were in the race
+    np.testing.assert_allclose(result.segments.sims, s, atol=1e-5)
+    np.testing.assert_allclose(result.segments.scores, scores, atol=1e-5)
+    plain = Detector(memory, tiny_encoder, ScoringSettings(alpha=0.9, smoothing_sigma_s=0.0), texts=texts)
+    assert np.abs(plain.score_segment_vectors(queries, spans, frame_times, 20.7).segments.scores - scores).max() > 0.01
+    assert PRESETS["captions"].centre and not PRESETS["default"].centre and not PRESETS["fast"].centre
 
 
 def test_alpha_changes_which_captions_are_retrieved(memory, tiny_encoder):

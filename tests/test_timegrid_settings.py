@@ -53,3 +53,18 @@ def test_overlap_average_at_edges():
     times = np.array([0.0, 0.49, 0.5, 0.99, 1.0, 1.49, 1.5, 1.79, 1.9])
     got = average_over_covering_segments(times, spans, scores)
     np.testing.assert_allclose(got, [0, 0, 0.5, 0.5, 0.75, 0.75, 0.5, 0.5, 0.5])
+
+
+def test_caption_input_searches_centred_unless_told_not_to():
+    """The captions preset searches the memory centred (retrieval.MemorySearcher); --centre on/off
+    overrides any preset, and the video path stays uncentred unless asked."""
+    from flashback.cli import build_parser
+    from flashback.cli.options import settings_from_args
+
+    parser = build_parser()
+    centre = lambda argv, preset: settings_from_args(parser.parse_args(argv), preset).centre  # noqa: E731
+    assert centre(["score-captions", "c.json"], "captions") is True
+    assert centre(["score-captions", "c.json", "--centre", "off"], "captions") is False
+    assert centre(["score", "v.mp4"], "default") is False
+    assert centre(["score", "v.mp4", "--centre", "on"], "default") is True
+    assert centre(["eval", "--dataset", "ucf-crime", "--captions", "c", "--annotations", "a.txt", "--preset", "fast"], "captions") is False

@@ -74,6 +74,8 @@ def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32) -> No
                    help="how a frame that is not square reaches the encoder: pad (default: all of it, letterboxed), "
                         "crop (centre square: loses the sides), squash, tiles (squares across it, the highest-scoring one counts)")
     g.add_argument("--top-k", type=setting(S, "top_k"), metavar="K", help="captions retrieved per segment (10)")
+    g.add_argument("--centre", choices=("on", "off"),
+                   help="search in the memory's centred space, less the mean of its captions (off; captions preset: on)")
     g.add_argument("--alpha", type=setting(S, "alpha"), metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
     g.add_argument("--logit-scale", type=setting(S, "logit_scale"), metavar="L",
                    help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
@@ -91,6 +93,7 @@ def settings_from_args(a: argparse.Namespace, default_preset: str = "default") -
         "segment_s": a.segment, "overlap_s": a.overlap, "frames_per_segment": a.frames_per_segment,
         "top_k": a.top_k, "alpha": a.alpha, "logit_scale": a.logit_scale, "smoothing_sigma_s": a.sigma,
         "threshold": a.threshold, "min_event_s": a.min_event, "merge_gap_s": a.merge_gap, "frame_fit": a.frame_fit,
+        "centre": None if getattr(a, "centre", None) is None else a.centre == "on",
     }
     return dataclasses.replace(preset(a.preset or default_preset), **{k: v for k, v in overrides.items() if v is not None})
 
