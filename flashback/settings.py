@@ -66,8 +66,13 @@ class ScoringSettings:
         return self.segment_s / self.frames_per_segment
 
     def to_dict(self) -> dict:
-        """What the run record stores (and what a run id is computed from)."""
-        return dataclasses.asdict(self)
+        """What the run record stores (and what a run id is computed from).  ``centre`` is left out
+        while off, so runs recorded before it existed keep their ids (a re-score still replaces
+        them) and read back as uncentred."""
+        d = dataclasses.asdict(self)
+        if not d["centre"]:
+            del d["centre"]
+        return d
 
     def resolved(self, alpha: float, logit_scale: float) -> "ScoringSettings":
         """The same settings with the memory's alpha and logit scale filled in where unset."""
@@ -87,9 +92,10 @@ PRESETS: dict[str, ScoringSettings] = {
     # Scoring from captions: one caption per ~0.5 s window, each a noisy one-sentence summary, so
     # the score needs more temporal pooling than CLIP frames do.  Chosen on UCF-Crime dev captions
     # (sigma 0.5 -> 3 s: AUC 76.6 -> 80.3 with the default memory; 2-6 s is a plateau).  Centred
-    # search: 80.3 -> 81.4 AUC and 37.0 -> 37.8 AP, with label-template memories (the builds' default;
-    # without the label it loses 0.3-0.8: benchmarks/README.md).  Not on the video path: an image query lies across
-    # CLIP's modality gap from the text memory's mean, and no video figure can be made here.
+    # search: 80.3 -> 81.4 AUC and 37.0 -> 37.8 AP with label-template memories, the builds'
+    # default (without the label it loses 0.3-0.8: benchmarks/README.md).  Not on the video path:
+    # an image query lies across CLIP's modality gap from the text memory's mean, and no video
+    # figure can be made here.
     "captions": ScoringSettings(smoothing_sigma_s=3.0, centre=True),
 }
 

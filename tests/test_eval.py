@@ -98,7 +98,7 @@ def test_sweep_costs_retrieval_only(dataset, tiny_encoder, seed_memory, tmp_path
     variants = sweep_variants(ev.detector.settings, seed_memory, tiny_encoder, sizes=(100, 1_000_000))
     params = {(v.parameter, v.value) for v in variants}
     assert {("top_k", "1"), ("alpha", "0.8"), ("frames_per_segment", "4"), ("smoothing_sigma_s", "0.0"),
-            ("template", "none"), ("memory_size", "100")} <= params
+            ("template", "none"), ("memory_size", "100"), ("centre", "on")} <= params
     assert ("memory_size", "1000000") not in params  # larger than the memory: skipped
     before = tiny_encoder.images_encoded
     rows = run_sweep(ev, m.pairs, grids, variants)
@@ -163,7 +163,7 @@ def test_cli_sweep_rescores_from_the_store_run_without_encoding(dataset, tmp_pat
     assert "frames encoded for it)" in p.stdout and ", 0 frames encoded for it)" in p.stdout
     rows = json.loads((out / "sweep.json").read_text())
     params = {r["parameter"] for r in rows}
-    assert {"base", "top_k", "alpha", "frames_per_segment", "smoothing_sigma_s", "template"} <= params
+    assert {"base", "top_k", "alpha", "frames_per_segment", "smoothing_sigma_s", "centre", "template"} <= params
     base = next(r for r in rows if r["parameter"] == "base")
     assert base["auc"] == pytest.approx(json.loads((out / "report.json").read_text())["metrics"]["auc"])
     assert (out / "sweep.md").read_text().startswith("| parameter | value | AUC |")

@@ -68,3 +68,18 @@ def test_caption_input_searches_centred_unless_told_not_to():
     assert centre(["score", "v.mp4"], "default") is False
     assert centre(["score", "v.mp4", "--centre", "on"], "default") is True
     assert centre(["eval", "--dataset", "ucf-crime", "--captions", "c", "--annotations", "a.txt", "--preset", "fast"], "captions") is False
+
+
+def test_runs_recorded_before_centring_keep_their_ids():
+    """``centre`` enters the run record only when on: a video run stored by an earlier flashback has
+    the same settings dict, so its run id, and a re-score replaces it instead of adding a second run."""
+    from flashback.store import RunRecord
+
+    plain = ScoringSettings().to_dict()
+    assert "centre" not in plain and ScoringSettings(**plain) == ScoringSettings()
+    centred = PRESETS["captions"].to_dict()
+    assert centred["centre"] is True and ScoringSettings(**centred) == PRESETS["captions"]
+    before = {"segment_s": 1.0, "overlap_s": 0.5, "frames_per_segment": 16, "top_k": 10, "alpha": 0.95, "logit_scale": 100.0,
+              "smoothing_sigma_s": 0.5, "threshold": 0.5, "min_event_s": 1.0, "merge_gap_s": 1.0, "frame_fit": "pad"}
+    now = ScoringSettings(alpha=0.95, logit_scale=100.0).to_dict()
+    assert RunRecord(now, "m", "", "e", "x").run_id == RunRecord(before, "m", "", "e", "y").run_id
