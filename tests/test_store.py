@@ -142,6 +142,33 @@ def test_a_reader_waits_for_a_writer_in_its_own_process(tmp_path):
         writer.join()
 
 
+def test_ctrl_c_during_a_write_is_a_ctrl_c_and_stores_none_of_it(tmp_path):
+    """DuckDB swallows a SIGINT that lands mid-query and raises RuntimeError('Query interrupted');
+    the store rolls the transaction back and raises KeyboardInterrupt, so a scorer exits 130
+    instead of reporting an internal error and going on (seen once in CI, on the cluster path)."""
+    db = tmp_path / "r.duckdb"
+    script = f"""
+import os, signal, threading
+from flashback.store import ResultStore
+signal.signal(signal.SIGINT, signal.default_int_handler)
+store = ResultStore({str(db)!r})
+with store.transaction() as c:
+    c.execute("CREATE TABLE kept (a INTEGER)")
+    c.execute("INSERT INTO kept VALUES (1)")
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    with store.transaction() as c:
+        c.execute("INSERT INTO kept VALUES (2)")
+        c.execute("SELECT count(*) FROM range(100000000000) a, range(10) b").fetchall()
+except KeyboardInterrupt:
+    print("ctrl-c")
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert p.stdout.strip() == "ctrl-c", p.stderr
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT a FROM kept").fetchall() == [(1,)]
+
+
 def test_not_a_database(tmp_path):
     f = tmp_path / "notes.duckdb"
     f.write_text("these are my notes")

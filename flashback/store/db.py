@@ -67,9 +67,17 @@ class ResultStore:
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False):
+        """One connection, closed at the end.  Ctrl-C during a query stays a Ctrl-C: DuckDB takes
+        the SIGINT, interrupts the query and raises ``RuntimeError('Query interrupted')`` instead
+        of KeyboardInterrupt, which callers would report as a bug in the video at hand and carry
+        on; a transaction around it has been rolled back by then."""
         con = self._open(read_only)
         try:
             yield con
+        except RuntimeError as e:
+            if str(e).strip() == "Query interrupted":
+                raise KeyboardInterrupt from None
+            raise
         finally:
             con.close()
 
