@@ -15,6 +15,7 @@ from indexes import on_device, search
 from .bundle import MemoryBundle, build_indexes
 from .errors import BundleError
 from .extras import Extras
+from .timegrid import unit
 from .variants import stored_vectors
 
 
@@ -29,10 +30,6 @@ class Retrieved:
 
 EXEMPLAR_GATE = 0.9  # cosine to a verdict exemplar from which it counts (both paths; see _gate)
 EXEMPLAR_BONUS = 0.05  # how far above the best caption a perfect match enters: exp(100 * 0.05), ~150x its weight
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 class MemorySearcher:
@@ -57,7 +54,7 @@ class MemorySearcher:
                 raise BundleError(f"{memory.path}: its index does not keep its vectors, so it cannot be searched "
                                   "centred; pass --centre off")
             self._mean = vectors.mean(0, dtype=np.float64).astype(np.float32)
-            indexes = build_indexes(memory.captions, _unit(vectors - self._mean), "Flat")
+            indexes = build_indexes(memory.captions, unit(vectors - self._mean), "Flat")
         self._indexes = {label: on_device(indexes[label], device) for label in ("normal", "anomalous")}
         self.alpha = float(alpha)
         self.extras = extras if extras is not None and len(extras) else None
@@ -68,7 +65,7 @@ class MemorySearcher:
 
     def _centred(self, v: np.ndarray) -> np.ndarray:
         v = np.ascontiguousarray(v, dtype=np.float32)
-        return v if self._mean is None else _unit(v - self._mean)
+        return v if self._mean is None else unit(v - self._mean)
 
     def search(self, queries: np.ndarray, allowed: np.ndarray | None = None) -> Retrieved:
         """``allowed`` (Q, E): which extra entries each query may retrieve (None: all of them)."""

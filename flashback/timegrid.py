@@ -67,7 +67,11 @@ def pool(frame_vectors: np.ndarray) -> np.ndarray:
     The one pooling rule, for files, caches and live feeds alike.  Frames are along axis 0; with
     the ``tiles`` frame fit each frame is (tiles, D) and every tile is pooled on its own.
     """
-    v = np.asarray(frame_vectors, dtype=np.float32).mean(axis=0)
+    return unit(np.asarray(frame_vectors, dtype=np.float32).mean(axis=0))
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """Each vector along the last axis at unit length, float32 (a zero vector stays zero)."""
     return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
