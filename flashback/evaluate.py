@@ -26,7 +26,7 @@ from .protocols import TextEncoder
 from .settings import ScoringSettings
 from .sources import VideoSource
 from .store import ResultStore, RunRecord
-from .variants import stored_vectors, subset, with_template
+from .variants import keeps_vectors, subset, with_template
 
 
 @dataclass
@@ -130,7 +130,7 @@ def sweep_variants(base: ScoringSettings, memory: MemoryBundle, encoder: TextEnc
             for f in (16, 8, 4) if f != base.frames_per_segment and f <= base.frames_per_segment]
     out += [Variant("smoothing_sigma_s", str(s), r(base, smoothing_sigma_s=s), memory)
             for s in (0.0, 0.25, 1.0, 2.0) if s != base.smoothing_sigma_s]
-    if stored_vectors(memory) is not None:  # a centred search is built from them (retrieval.MemorySearcher)
+    if keeps_vectors(memory):  # a centred search is built from them (retrieval.MemorySearcher)
         out.append(Variant("centre", "off" if base.centre else "on", r(base, centre=not base.centre), memory))
     other = "none" if memory.manifest.template != "none" else "label"
     out.append(Variant("template", other, base, with_template(memory, other, encoder)))

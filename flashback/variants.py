@@ -15,6 +15,16 @@ from .errors import BundleError
 from .templates import apply_template
 
 
+def keeps_vectors(memory: MemoryBundle) -> bool:
+    """Whether ``stored_vectors`` can give the vectors back, asked of one row per index (not a copy of all)."""
+    try:
+        for index in memory.indexes.values():
+            index.reconstruct_n(0, min(1, index.ntotal))
+    except RuntimeError:
+        return False
+    return True
+
+
 def stored_vectors(memory: MemoryBundle) -> np.ndarray | None:
     parts = []
     for label in ("normal", "anomalous"):
