@@ -142,7 +142,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
     watch = subprocess.Popen(
         [str(Path(sys.executable).with_name("flashback")), "watch", f"steady=http://127.0.0.1:{pa}/feed",
          f"flaky=http://127.0.0.1:{pb}/feed", "--memory", str(scene_memory.path), "--db", str(db),
-         "--events", str(events_file), "--webhook", f"http://127.0.0.1:{ph}/hook", "--read-timeout", "2", "--reconnect-max", "1",
+         "--events", str(events_file), "--webhook", f"http://127.0.0.1:{ph}/hook", "--read-timeout", "5", "--reconnect-max", "1",  # the kill is an end of file at once; 5 s rides out a loaded machine
          "--sigma", "0.25", "--stats-every", "2", *TINY_CLI],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     restarted = None
