@@ -79,20 +79,59 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "caption_levers.json")
-    a = ap.parse_args()
-    gt, counts, tracks = dev_data()
+def runner(gt, counts, tracks) -> Callable:
+    """``run(seg, sigma_s, post)``: frame AUC/AP over the dev videos, and the AUC of each of two folds
+    (alternate videos by name within each class), for a segment scorer ``seg(track) -> scores``,
+    smoothed as the Detector does; ``post(scores)`` may change a video's frame scores after that."""
     by_class: dict[str, list[str]] = {}
     for t in tracks:
         by_class.setdefault(gt.truth_for(t.video).category or "Normal", []).append(t.video)
     fold = {v: i % 2 for names in by_class.values() for i, v in enumerate(sorted(names))}
 
-    emb = Embeddings(a.work)
+    def run(seg: Callable, sigma_s: float = 3.0, post: Callable | None = None, keep: bool = False) -> dict:
+        videos = []
+        for t in tracks:
+            n = counts.get(t.video) or max(1, int(round(t.duration_s * FPS)))
+            ft = np.arange(n) / FPS
+            s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), sigma_s * FPS)
+            truth = gt.truth_for(t.video)
+            videos.append(ScoredVideo(t.video, truth.category, frame_labels(truth, n, ft), post(s) if post else s))
+        m = compute_metrics(videos).to_dict()
+        folds = [compute_metrics([v for v in videos if fold[v.video] == f]).to_dict()["auc"] for f in (0, 1)]
+        return {"auc": m["auc"], "ap": m["ap"], "fold_auc": folds, **({"videos": videos} if keep else {})}
+
+    return run
+
+
+def dev_setup(work: Path):
+    """The dev half's ground truth and tracks, their runner, the embedding cache in ``work``, and
+    every distinct dev caption with its vector."""
+    gt, counts, tracks = dev_data()
+    emb = Embeddings(work)
     texts = sorted({x for t in tracks for x in t.texts})
-    whole = emb(texts, "q-")
+    return gt, tracks, runner(gt, counts, tracks), emb, texts, emb(texts, "q-")
+
+
+def report(rows: list[tuple[str, str, dict]], out_path: Path) -> None:
+    """Write the rows (the first is the base the changes are taken from) as JSON; print a markdown table."""
+    b = rows[0][2]
+    out = [{"group": g, "lever": n, **r, "delta_auc": round(r["auc"] - b["auc"], 2),
+            "delta_fold_auc": [round(x - y, 2) for x, y in zip(r["fold_auc"], b["fold_auc"])]} for g, n, r in rows]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1) + "\n")
+    print("| group | lever | dev AUC | dev AP | Δ AUC | Δ AUC fold A / B |")
+    print("|---|---|---|---|---|---|")
+    for r in out:
+        fa, fb = r["delta_fold_auc"]
+        print(f"| {r['group']} | {r['lever']} | {r['auc']:.2f} | {r['ap']:.2f} | {r['delta_auc']:+.2f} | {fa:+.2f} / {fb:+.2f} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "caption_auc_work")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "caption_levers.json")
+    a = ap.parse_args()
+    gt, tracks, run, emb, texts, whole = dev_setup(a.work)
     stripped = emb([strip(x) for x in texts], "qs-")
     split = {x: sentences(x) for x in texts}
     sent = emb([s for x in texts for s in split[x]], "sen-")
@@ -109,18 +148,6 @@ def main() -> int:
 
     base_memory = memory("label")
     Q = {t.video: np.stack([whole[x] for x in t.texts]) for t in tracks}
-
-    def run(seg: Callable, sigma_s: float = 3.0, post: Callable | None = None) -> dict:
-        videos = []
-        for t in tracks:
-            n = counts.get(t.video) or max(1, int(round(t.duration_s * FPS)))
-            ft = np.arange(n) / FPS
-            s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), sigma_s * FPS)
-            truth = gt.truth_for(t.video)
-            videos.append(ScoredVideo(t.video, truth.category, frame_labels(truth, n, ft), post(s) if post else s))
-        m = compute_metrics(videos).to_dict()
-        folds = [compute_metrics([v for v in videos if fold[v.video] == f]).to_dict()["auc"] for f in (0, 1)]
-        return {"auc": m["auc"], "ap": m["ap"], "fold_auc": folds}
 
     base = lambda t: segment_scores(Q[t.video], base_memory, anomalous)  # noqa: E731
     rows: list[tuple[str, str, dict]] = [("base", "caption defaults before centring", run(base))]
@@ -198,16 +225,7 @@ def main() -> int:
         run(lambda t: segment_scores(unit(np.stack([np.mean([sent[s] for s in split[x]], 0) for x in t.texts])), base_memory, anomalous, k=40),
             post=lambda s: 0.5 * s + 0.5 * gaussian_filter1d(s, 40 * FPS / 3, mode="nearest")))
 
-    b = rows[0][2]
-    out = [{"group": g, "lever": n, **r, "delta_auc": round(r["auc"] - b["auc"], 2),
-            "delta_fold_auc": [round(x - y, 2) for x, y in zip(r["fold_auc"], b["fold_auc"])]} for g, n, r in rows]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1) + "\n")
-    print("| group | lever | dev AUC | dev AP | Δ AUC | Δ AUC fold A / B |")
-    print("|---|---|---|---|---|---|")
-    for r in out:
-        fa, fb = r["delta_fold_auc"]
-        print(f"| {r['group']} | {r['lever']} | {r['auc']:.2f} | {r['ap']:.2f} | {r['delta_auc']:+.2f} | {fa:+.2f} / {fb:+.2f} |")
+    report(rows, a.out)
     return 0
 
 
