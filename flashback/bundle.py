@@ -38,7 +38,7 @@ from indexes import build_index, load_index, save_index
 
 from .checks import Range
 from .encoder_registry import EncoderIdentity, file_sha256
-from .errors import BundleError, EncoderMismatchError, UsageError
+from .errors import BundleError, EncoderMismatchError, UsageError, ctrl_c_stays_ctrl_c
 from .manifest import CAPTIONS, INDEX_FILES, MANIFEST, Manifest, memory_id_of, read_manifest
 
 LABELS = ("normal", "anomalous")
@@ -190,7 +190,8 @@ def _write_captions(path: Path, t: CaptionTable) -> None:
     }
     con = duckdb.connect()
     try:
-        con.execute(f"COPY (SELECT * FROM caption_rows ORDER BY id) TO '{_sql_path(path)}' (FORMAT parquet)")
+        with ctrl_c_stays_ctrl_c():
+            con.execute(f"COPY (SELECT * FROM caption_rows ORDER BY id) TO '{_sql_path(path)}' (FORMAT parquet)")
     finally:
         con.close()
 
@@ -263,9 +264,10 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
     try:
         con = duckdb.connect()
         try:
-            cols = con.execute(
-                f"SELECT id, text, label, category, provenance FROM read_parquet('{_sql_path(path / CAPTIONS)}') ORDER BY id"
-            ).fetchnumpy()
+            with ctrl_c_stays_ctrl_c():  # else "unreadable bundle (Query interrupted)", which it is not
+                cols = con.execute(
+                    f"SELECT id, text, label, category, provenance FROM read_parquet('{_sql_path(path / CAPTIONS)}') ORDER BY id"
+                ).fetchnumpy()
         finally:
             con.close()
         labels = np.asarray(cols["label"])

@@ -19,6 +19,9 @@ traceback and a request to report it (``flashback/cli/common.py``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 def one_line(text: object) -> str:
     """A name as it may appear inside a one-line message: control characters (a newline in a file
@@ -27,6 +30,20 @@ def one_line(text: object) -> str:
     if s.isprintable():
         return s
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+@contextlib.contextmanager
+def ctrl_c_stays_ctrl_c() -> Iterator[None]:
+    """Around DuckDB work: a Ctrl-C stays a Ctrl-C.  DuckDB takes a SIGINT that lands mid-query,
+    interrupts the query and raises ``RuntimeError('Query interrupted')`` instead of
+    KeyboardInterrupt, which a caller would report as a bug, a bad bundle or a failed video and go
+    on (seen in CI: a scorer reported the video at hand and exited 1 instead of 130)."""
+    try:
+        yield
+    except RuntimeError as e:
+        if str(e).strip() == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
 
 
 class FlashbackError(Exception):

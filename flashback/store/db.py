@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, ctrl_c_stays_ctrl_c
 from ..media import EventMedia, media_dir, sweep
 from ..pipeline import VideoResult
 from ..sources import is_url
@@ -67,17 +67,12 @@ class ResultStore:
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False):
-        """One connection, closed at the end.  Ctrl-C during a query stays a Ctrl-C: DuckDB takes
-        the SIGINT, interrupts the query and raises ``RuntimeError('Query interrupted')`` instead
-        of KeyboardInterrupt, which callers would report as a bug in the video at hand and carry
-        on; a transaction around it has been rolled back by then."""
+        """One connection, closed at the end.  Ctrl-C during a query stays a Ctrl-C
+        (``ctrl_c_stays_ctrl_c``); a transaction around it has been rolled back by then."""
         con = self._open(read_only)
         try:
-            yield con
-        except RuntimeError as e:
-            if str(e).strip() == "Query interrupted":
-                raise KeyboardInterrupt from None
-            raise
+            with ctrl_c_stays_ctrl_c():
+                yield con
         finally:
             con.close()
 
