@@ -188,12 +188,20 @@ def _write_captions(path: Path, t: CaptionTable) -> None:
         "category": np.array(t.categories, dtype=object),
         "provenance": np.array(t.provenance, dtype=object),
     }
-    con = duckdb.connect()
+    con = _connect()
     try:
         with ctrl_c_stays_ctrl_c():
             con.execute(f"COPY (SELECT * FROM caption_rows ORDER BY id) TO '{_sql_path(path)}' (FORMAT parquet)")
     finally:
         con.close()
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that prints nothing: it prints a progress bar to stdout for a query over
+    2 s (a 1M-caption table), into a command's JSON or CSV there."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def _sql_path(path: Path) -> str:
@@ -262,7 +270,7 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
         raise BundleError(f"{path / MANIFEST}: memory_id {manifest.memory_id} does not match the bundle's content "
                           f"({computed}): the manifest was edited after the build; rebuild the memory")
     try:
-        con = duckdb.connect()
+        con = _connect()
         try:
             with ctrl_c_stays_ctrl_c():  # else "unreadable bundle (Query interrupted)", which it is not
                 cols = con.execute(

@@ -173,6 +173,19 @@ except KeyboardInterrupt:
         assert c.execute("SELECT a FROM kept").fetchall() == [(1,)]
 
 
+def test_a_long_store_query_prints_nothing(tmp_path):
+    """DuckDB prints a progress bar to stdout for a query over 2 s, terminal or not; through the
+    store it would land inside a command's --json or CSV output."""
+    db = tmp_path / "r.duckdb"
+    script = f"""
+from flashback.store import ResultStore
+with ResultStore({str(db)!r}).connect() as c:
+    c.execute("SELECT sum(range) FROM range(4000000000)").fetchall()
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert p.stdout == ""
+
+
 def test_not_a_database(tmp_path):
     f = tmp_path / "notes.duckdb"
     f.write_text("these are my notes")

@@ -71,6 +71,10 @@ class ResultStore:
         (``ctrl_c_stays_ctrl_c``); a transaction around it has been rolled back by then."""
         con = self._open(read_only)
         try:
+            # DuckDB prints a progress bar to stdout for a query over 2 s (a report, search or retention
+            # sweep of a large store), into a command's JSON or CSV there, terminal or not; a session
+            # setting, so an in-process reader and writer still open with the same configuration
+            con.execute("SET enable_progress_bar = false")
             with ctrl_c_stays_ctrl_c():
                 yield con
         finally:
