@@ -146,10 +146,11 @@ def test_ctrl_c_during_a_write_is_a_ctrl_c_and_stores_none_of_it(tmp_path):
     """DuckDB takes a SIGINT that lands mid-query, interrupts the query and raises
     RuntimeError('Query interrupted'); the store rolls the transaction back and raises
     KeyboardInterrupt, so a scorer exits 130 instead of reporting an internal error and going on
-    (seen once in CI, on the cluster path).  DuckDB sometimes leaves a SIGINT until the query ends
-    (here, about one run in eight, with or without its progress bar), so the query is long (seconds)
-    but finite: in that case Python raises KeyboardInterrupt after it, and the test still passes,
-    while without the store's fix it fails whenever DuckDB interrupts the query, as it mostly does."""
+    (seen once in CI, on the cluster path).  DuckDB now and then leaves a SIGINT until the query
+    ends (2 of 12 runs here, with its progress bar off; an earlier session saw it with the bar on),
+    so the query is long (seconds) but finite: then Python raises KeyboardInterrupt after it and the
+    test still passes, while without the store's fix it fails whenever DuckDB interrupts the query,
+    as it mostly does (4 of 4)."""
     db = tmp_path / "r.duckdb"
     script = f"""
 import os, signal, threading
