@@ -101,7 +101,7 @@ def main() -> int:
     mu = M.mean(0)
     Mc = unit(M - mu)
     Qc = {v: unit(q - mu) for v, q in Q.items()}
-    base = centred(M, anomalous)
+    base = lambda t: segment_scores(Qc[t.video], Mc, anomalous)  # what centred(M, anomalous) builds, from mu and Mc above
     first = run(base, keep=True)
     split = breakdown(first.pop("videos"), a.plot)
     print(f"base: anomalous frames vs normal videos' frames {split['vs_normal_videos']:.1f} AUC; vs the normal stretches "

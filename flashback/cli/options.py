@@ -93,7 +93,7 @@ def settings_from_args(a: argparse.Namespace, default_preset: str = "default") -
         "segment_s": a.segment, "overlap_s": a.overlap, "frames_per_segment": a.frames_per_segment,
         "top_k": a.top_k, "alpha": a.alpha, "logit_scale": a.logit_scale, "smoothing_sigma_s": a.sigma,
         "threshold": a.threshold, "min_event_s": a.min_event, "merge_gap_s": a.merge_gap, "frame_fit": a.frame_fit,
-        "centre": None if getattr(a, "centre", None) is None else a.centre == "on",
+        "centre": None if a.centre is None else a.centre == "on",
     }
     return dataclasses.replace(preset(a.preset or default_preset), **{k: v for k, v in overrides.items() if v is not None})
 
