@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from xdist_guard import pytest_xdist_make_scheduler  # noqa: F401  (a crashed worker fails its test; the run goes on)
 
 TINY_MODEL = "fb-test-tiny"
 TINY_CONFIG = {

@@ -1,0 +1,40 @@
+"""A pytest-xdist plugin: with ``--dist loadfile``, a test that crashes its worker (a segfault in native
+code, ``os._exit``, the faulthandler's timeout) fails that test, named, and the run goes on to its summary.
+
+pytest-xdist 3.8's file scheduler does not: when a worker dies it puts the dead worker's whole
+workload back in the queue, finished files and the crashed test included, so the replacement worker
+runs the crashing test again and again, and once it is handed a file with nothing left to run the
+controller and both workers wait on each other for ever (pytest-xdist issues 784, 1313 and 1323; the
+fixes were merged after 3.8.0, the newest release).  Here the crashed test counts as done (xdist reports
+it as failed, with the worker's crash) and only files with tests still to run go back in the queue.
+
+``tests/conftest.py`` imports the hook, so the suite uses it; ``test_suite_guard.py`` proves it with a
+deliberate crash.
+"""
+
+from __future__ import annotations
+
+from xdist.scheduler import LoadFileScheduling
+
+
+class CrashSafeLoadFileScheduling(LoadFileScheduling):
+    def remove_node(self, node) -> str | None:
+        workload = self.assigned_work.pop(node)
+        pending = [(scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items() if not done]
+        if not pending:
+            return None
+        # a worker runs its tests in the order given, so the first one not finished is the one it died in
+        scope, crashitem = pending[0]
+        workload[scope][crashitem] = True
+        for scope, unit in workload.items():
+            if not all(unit.values()):
+                self.workqueue[scope] = unit
+        for other in self.assigned_work:
+            self._reschedule(other)
+        return crashitem
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadfile":
+        return CrashSafeLoadFileScheduling(config, log)
+    return None
