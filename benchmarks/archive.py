@@ -20,7 +20,6 @@ import shutil
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +69,14 @@ def main() -> int:
 
     import numpy as np
 
-    from flashback.bench import device_name, synthetic_memory
-    from flashback.encoder import ClipEncoder
-    from flashback.encoder_registry import EncoderSpec
-    from flashback.parallel import PoolScorer, Work
-    from flashback.pipeline import Detector
+    from flashback.batch.parallel import PoolScorer, Work
+    from flashback.encoders.encoder import ClipEncoder
+    from flashback.encoders.encoder_registry import EncoderSpec
+    from flashback.eval.bench import device_name, synthetic_memory
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import preset
-    from flashback.sources import VideoSource
-    from flashback.synthetic import make_video
+    from flashback.video.sources import VideoSource
+    from flashback.video.synthetic import make_video
 
     encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=a.device)
     memory = synthetic_memory(1000, encoder, "Flat", np.random.default_rng(0))

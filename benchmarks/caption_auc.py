@@ -24,15 +24,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "ucf_crime_text_dev"
 
-from flashback.annotations import frame_labels, load_ground_truth, read_frame_counts  # noqa: E402
-from flashback.bundle import load_bundle  # noqa: E402
-from flashback.captions import read_caption_inputs  # noqa: E402
-from flashback.default_memory import default_memory  # noqa: E402
-from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
-from flashback.pipeline import Detector  # noqa: E402
+from flashback.encoders.text_encoder import SentenceEncoder  # noqa: E402
+from flashback.eval.annotations import frame_labels, load_ground_truth, read_frame_counts  # noqa: E402
+from flashback.eval.metrics import ScoredVideo, compute_metrics  # noqa: E402
+from flashback.memory.bundle import load_bundle  # noqa: E402
+from flashback.memory.default_memory import default_memory  # noqa: E402
+from flashback.memory.variants import stored_vectors, with_template  # noqa: E402
+from flashback.scoring.captions import read_caption_inputs  # noqa: E402
+from flashback.scoring.pipeline import Detector  # noqa: E402
 from flashback.settings import PRESETS  # noqa: E402
-from flashback.text_encoder import SentenceEncoder  # noqa: E402
-from flashback.variants import stored_vectors, with_template  # noqa: E402
 from memory_builder.job import BuildConfig, BuildJob  # noqa: E402
 from memory_builder.quality import centroid_angle  # noqa: E402
 

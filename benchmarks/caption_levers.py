@@ -23,16 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from caption_auc import FPS, ROOT, dev_data  # the same data and loading as caption_auc.py
 from scipy.ndimage import gaussian_filter1d
 
-from caption_auc import FPS, ROOT, dev_data  # the same data and loading as caption_auc.py
-
-from flashback.annotations import frame_labels  # noqa: E402
-from flashback.default_memory import default_captions  # noqa: E402
-from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
-from flashback.scoring import frame_scores, smooth  # noqa: E402
-from flashback.templates import apply_template  # noqa: E402
-from flashback.text_encoder import SentenceEncoder  # noqa: E402
+from flashback.encoders.text_encoder import SentenceEncoder  # noqa: E402
+from flashback.eval.annotations import frame_labels  # noqa: E402
+from flashback.eval.metrics import ScoredVideo, compute_metrics  # noqa: E402
+from flashback.memory.default_memory import default_captions  # noqa: E402
+from flashback.memory.templates import apply_template  # noqa: E402
+from flashback.scoring.scoring import frame_scores, smooth  # noqa: E402
 
 # the captioner's boilerplate openings ("The video shows ...", "In the video, ...")
 PREFIX = re.compile(r"^(in (this|the) (video|clip|footage|scene),?\s*|the (video|clip|footage|scene|camera) "

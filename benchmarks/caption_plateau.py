@@ -30,8 +30,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from flashback.default_memory import default_captions
-from flashback.templates import apply_template
+from flashback.memory.default_memory import default_captions
+from flashback.memory.templates import apply_template
 from memory_builder.captions_io import read_labelled_captions
 
 EXTRA = ROOT / "benchmarks" / "extra_seed_captions.jsonl"

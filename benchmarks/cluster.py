@@ -54,17 +54,17 @@ def main() -> int:
 
     import numpy as np
 
-    from flashback.bench import device_name
-    from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
     from flashback.cluster.connect import connect, disconnect
     from flashback.cluster.local import LocalCluster
     from flashback.cluster.scorer import ClusterScorer
-    from flashback.encoder import ClipEncoder
-    from flashback.encoder_registry import EncoderSpec
-    from flashback.pipeline import Detector, Work
-    from flashback.sources import VideoSource
+    from flashback.encoders.encoder import ClipEncoder
+    from flashback.encoders.encoder_registry import EncoderSpec
+    from flashback.eval.bench import device_name
+    from flashback.memory.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
+    from flashback.scoring.pipeline import Detector, Work
     from flashback.store import ResultStore, RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.sources import VideoSource
+    from flashback.video.synthetic import make_video
 
     spec = EncoderSpec(model=model, pretrained="random")
     encoder = ClipEncoder(spec, device=a.device, precision=a.precision)

@@ -5,7 +5,7 @@
 
 import sys
 
-from flashback.bench import main
+from flashback.eval.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

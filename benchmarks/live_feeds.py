@@ -25,13 +25,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from flashback.bench import device_name, synthetic_memory  # noqa: E402
-from flashback.encoder import ClipEncoder  # noqa: E402
-from flashback.encoder_registry import EncoderSpec  # noqa: E402
+from flashback.encoders.encoder import ClipEncoder  # noqa: E402
+from flashback.encoders.encoder_registry import EncoderSpec  # noqa: E402
+from flashback.eval.bench import device_name, synthetic_memory  # noqa: E402
 from flashback.live.feeds import FeedSpec  # noqa: E402
 from flashback.live.watcher import WatchConfig, Watcher  # noqa: E402
 from flashback.settings import preset  # noqa: E402
-from flashback.synthetic import make_video  # noqa: E402
+from flashback.video.synthetic import make_video  # noqa: E402
 
 
 def run_feeds(n: int, video: Path, encoder, memory, settings, seconds: float, batch: int) -> dict:

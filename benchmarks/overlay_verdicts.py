@@ -7,7 +7,7 @@ The shipped caption defaults score every dev video (the real Detector, the defau
 packaged MiniLM).  The normal videos are split in two halves by name (alternately).  A reviewer
 goes through the events of one half's normal videos, highest peak first, and marks them False
 alarm, as the ground truth says they are; each verdict puts that event's segment vectors (at most
-16) into the overlay as normal exemplars (``flashback.overlays``' rule, through ``Extras``, the same
+16) into the overlay as normal exemplars (``flashback.review.overlays``' rule, through ``Extras``, the same
 entries ``score --overlay`` searches).  Then the *other* half's normal videos and every anomalous
 video are scored with and without the overlay: frame AUC/AP, false-alarm events on the held-out
 normal videos, and anomalous videos still flagged.  Both halves take a turn as the reviewed one.
@@ -24,19 +24,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from caption_auc import FPS, ROOT, dev_data
 from caption_levers import Embeddings
 
-from flashback.annotations import frame_labels  # noqa: E402
-from flashback.bundle import NORMAL_CATEGORY  # noqa: E402
-from flashback.default_memory import default_memory  # noqa: E402
-from flashback.extras import Entry, Extras  # noqa: E402
-from flashback.metrics import ScoredVideo, compute_metrics  # noqa: E402
-from flashback.overlays import MAX_PER_EVENT  # noqa: E402
-from flashback.pipeline import Detector  # noqa: E402
+from flashback.encoders.text_encoder import SentenceEncoder  # noqa: E402
+from flashback.eval.annotations import frame_labels  # noqa: E402
+from flashback.eval.metrics import ScoredVideo, compute_metrics  # noqa: E402
+from flashback.memory.bundle import NORMAL_CATEGORY  # noqa: E402
+from flashback.memory.default_memory import default_memory  # noqa: E402
+from flashback.memory.extras import Entry, Extras  # noqa: E402
+from flashback.review.overlays import MAX_PER_EVENT  # noqa: E402
+from flashback.scoring.pipeline import Detector  # noqa: E402
 from flashback.settings import PRESETS  # noqa: E402
-from flashback.text_encoder import SentenceEncoder  # noqa: E402
 
 VERDICTS = (10, 50, 200)
 REVIEW_THRESHOLDS = (0.5, 0.3)  # the shipped event threshold, and a lower one that flags enough normal footage for 200 verdicts

@@ -10,11 +10,11 @@ Public face (everything else is internal and may change):
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .bundle import load_bundle
-from .default_memory import default_memory
-from .encoder import ClipEncoder
-from .encoder_registry import EncoderSpec
-from .pipeline import Detector, VideoResult
+from .encoders.encoder import ClipEncoder
+from .encoders.encoder_registry import EncoderSpec
+from .memory.bundle import load_bundle
+from .memory.default_memory import default_memory
+from .scoring.pipeline import Detector, VideoResult
 from .settings import ScoringSettings
 
 try:

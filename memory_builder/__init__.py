@@ -1,6 +1,6 @@
-"""Offline half: turn labelled captions into a memory bundle (flashback/bundle.py's format)."""
+"""Offline half: turn labelled captions into a memory bundle (flashback/memory/bundle.py's format)."""
 
-from flashback.templates import TEMPLATES, apply_template
+from flashback.memory.templates import TEMPLATES, apply_template
 
 from .build import build_from_captions, build_memory
 from .captions_io import read_labelled_captions

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flashback.bundle import BundleSpec, CaptionTable, write_bundle
-from flashback.manifest import Manifest
-from flashback.protocols import TextEncoder
-from flashback.templates import DEFAULT_ALPHA, DEFAULT_TEMPLATE, apply_template
+from flashback.encoders.protocols import TextEncoder
+from flashback.memory.bundle import BundleSpec, CaptionTable, write_bundle
+from flashback.memory.manifest import Manifest
+from flashback.memory.templates import DEFAULT_ALPHA, DEFAULT_TEMPLATE, apply_template
 
 from .captions_io import ReadReport, read_labelled_captions
 

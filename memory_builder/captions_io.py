@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from flashback.bundle import NORMAL_CATEGORY, CaptionTable
 from flashback.errors import DataFileError
+from flashback.memory.bundle import NORMAL_CATEGORY, CaptionTable
 
 MAX_CAPTION_CHARS = 300
 _LABELS = {"normal": False, "0": False, "anomalous": True, "anomaly": True, "abnormal": True, "1": True}

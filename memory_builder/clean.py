@@ -14,7 +14,7 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
-from flashback.text_encoder import DEFAULT_TEXT_ENCODER
+from flashback.encoders.text_encoder import DEFAULT_TEXT_ENCODER
 
 DEFAULT_DEDUP_MODEL = DEFAULT_TEXT_ENCODER
 DEFAULT_NEAR_DUP_THRESHOLD = 0.95  # cosine similarity

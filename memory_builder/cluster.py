@@ -17,7 +17,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from flashback.cluster.connect import ActorPlan, Cluster, first_line, task_failure
-from flashback.encoder_registry import EncoderSpec
+from flashback.encoders.encoder_registry import EncoderSpec
 from flashback.errors import BuildError, ClusterError
 
 from .grammar import Caption
@@ -46,14 +46,14 @@ class _Embedder:
 
     def __init__(self, spec: EncoderSpec, device: str, precision: str, sentence: str | None):
         if sentence is not None:
-            from flashback.text_encoder import load_sentence_model
+            from flashback.encoders.text_encoder import load_sentence_model
 
             from .clean import embed_sentences
 
             model = load_sentence_model(sentence)
             self.embed = lambda texts: embed_sentences(model, texts)
         else:
-            from flashback.encoder import ClipEncoder
+            from flashback.encoders.encoder import ClipEncoder
 
             self.embed = ClipEncoder(spec, device=device, precision=precision).encode_texts
 

@@ -5,7 +5,7 @@ every file through a temporary name and a rename, and a shard counts as done onl
 exists.  Killing the build at any moment (SIGKILL included) and running the same command again
 skips every finished shard; since each shard depends only on the settings and its index, the
 bundle is the same as an uninterrupted build's.  The bundle itself appears atomically
-(flashback.bundle.write_bundle); the work folder is removed after a successful build.
+(flashback.memory.bundle.write_bundle); the work folder is removed after a successful build.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Protocol
 import numpy as np
 
 from flashback.atomic import atomic_write, atomic_write_text
-from flashback.bundle import ALPHA_RANGE, BundleSpec, CaptionTable, build_indexes, write_bundle
 from flashback.checks import FRACTION, NON_NEGATIVE_INT, Range, check_fields, knob, raise_problems
+from flashback.encoders.text_encoder import load_sentence_model
 from flashback.errors import BuildError
-from flashback.manifest import Manifest
-from flashback.templates import TEMPLATES, apply_template
-from flashback.text_encoder import load_sentence_model
+from flashback.memory.bundle import ALPHA_RANGE, BundleSpec, CaptionTable, build_indexes, write_bundle
+from flashback.memory.manifest import Manifest
+from flashback.memory.templates import TEMPLATES, apply_template
 
 from .clean import DEFAULT_DEDUP_MODEL, DEFAULT_NEAR_DUP_THRESHOLD, Halves, embed_sentences, exact_key, near_duplicate_keep, normalise
 from .grammar import Caption, OfflineGenerator

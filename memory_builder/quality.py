@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flashback.bundle import CaptionTable
-from flashback.manifest import Manifest
+from flashback.memory.bundle import CaptionTable
+from flashback.memory.manifest import Manifest
 
 
 def centroid_angle(vectors: np.ndarray, anomalous: np.ndarray) -> float:
@@ -22,8 +22,8 @@ def centroid_angle(vectors: np.ndarray, anomalous: np.ndarray) -> float:
 
 def recall_at_10(indexes: dict, table: CaptionTable, vectors: np.ndarray, alpha: float, n_queries: int = 200) -> float:
     """Top-10 agreement of the built indexes with exact search, alpha applied, on caption-vector queries."""
-    from flashback.bundle import MemoryBundle
-    from flashback.retrieval import MemorySearcher
+    from flashback.memory.bundle import MemoryBundle
+    from flashback.memory.retrieval import MemorySearcher
 
     rng = np.random.default_rng(1)
     q = vectors[rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)]

@@ -52,14 +52,14 @@ def _register_tiny(tiny_config_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    from flashback.encoder_registry import EncoderSpec
+    from flashback.encoders.encoder_registry import EncoderSpec
 
     return EncoderSpec(model=TINY_MODEL, pretrained="random", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_spec):
-    from flashback.encoder import ClipEncoder
+    from flashback.encoders.encoder import ClipEncoder
 
     return ClipEncoder(tiny_spec, device="cpu")
 
@@ -69,8 +69,8 @@ TINY_CLI = ["--encoder", TINY_MODEL, "--pretrained", "random", "--device", "cpu"
 
 @pytest.fixture(scope="session")
 def seed_memory(tiny_encoder, tmp_path_factory):
-    from flashback.bundle import load_bundle
-    from flashback.default_memory import seed_captions_path
+    from flashback.memory.bundle import load_bundle
+    from flashback.memory.default_memory import seed_captions_path
     from memory_builder import build_from_captions
 
     out = tmp_path_factory.mktemp("mem") / "seed"
@@ -81,11 +81,11 @@ def seed_memory(tiny_encoder, tmp_path_factory):
 @pytest.fixture(scope="session")
 def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
     """Three videos in two camera folders, scored with a threshold low enough to flag events."""
-    from flashback.media import file_event_media
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.media import file_event_media
+    from flashback.video.synthetic import make_video
 
     d = tmp_path_factory.mktemp("review")
     (d / "gate").mkdir()
@@ -134,8 +134,8 @@ def scene_memory(tiny_encoder, tmp_path_factory):
     a video that cuts to scene 5 must score high there and low elsewhere."""
     import numpy as np
 
-    from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
-    from flashback.synthetic import frame_image
+    from flashback.memory.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
+    from flashback.video.synthetic import frame_image
 
     size = tiny_encoder.image_size
     frames = [frame_image(i, size, size, scene) for scene in (0, 5) for i in range(0, 40, 5)]

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.cameras import load_cameras
 from flashback.errors import UsageError
-from flashback.extras import ALERT_CATEGORY, UserText, user_texts
-from flashback.pipeline import Detector
+from flashback.memory.extras import ALERT_CATEGORY
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
 from flashback.store import RunRecord
-from flashback.synthetic import make_video
+from flashback.video.cameras import UserText, load_cameras, user_texts
+from flashback.video.synthetic import make_video
 
 ALERT = UserText("a forklift tipping over", True)
 IGNORE = UserText("workers unloading pallets at night", False)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flashback.annotations import AnnotationError, VideoTruth, frame_labels, load_ground_truth
+from flashback.eval.annotations import AnnotationError, VideoTruth, frame_labels, load_ground_truth
 
 
 def write(tmp_path, name, text):
@@ -83,7 +83,7 @@ def test_second_labels_follow_frame_timestamps():
 
 
 def test_video_stems_keep_dots_that_are_not_extensions():
-    from flashback.annotations import stem
+    from flashback.eval.annotations import stem
 
     assert stem("/d/Arrest001_x264.mp4") == "Arrest001_x264"
     assert stem("A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_B2-0-0.mp4") == "A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_B2-0-0"

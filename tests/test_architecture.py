@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("flashback", "memory_builder", "indexes", "ui")
-COMPOSITION_ROOTS = {"flashback.cli.memory", "flashback.default_memory", "flashback.bench"}
+COMPOSITION_ROOTS = {"flashback.cli.memory", "flashback.memory.default_memory", "flashback.eval.bench"}
 MAX_LINES = 400
 
 

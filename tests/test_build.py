@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import FLASHBACK, SMALL_MODEL, TINY_CLI
 
-from flashback.bundle import load_bundle, verify_bundle
 from flashback.errors import UsageError
-from flashback.pipeline import Detector
-from flashback.synthetic import make_video
+from flashback.memory.bundle import load_bundle, verify_bundle
+from flashback.scoring.pipeline import Detector
+from flashback.video.synthetic import make_video
 from memory_builder.job import BuildConfig, BuildJob
 
 
@@ -166,7 +166,7 @@ def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_pa
 def test_tokenizing_in_worker_processes_gives_the_same_vectors(tiny_encoder, monkeypatch):
     """On a GPU the text tower outruns open_clip's Python tokenizer, so a large build tokenizes in
     processes; here the same path is forced on the CPU and must give the same vectors, in order."""
-    import flashback.encoder as enc
+    import flashback.encoders.encoder as enc
     from memory_builder.grammar import OfflineGenerator
 
     texts = [c.text for c in OfflineGenerator(5).generate(3000)]

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from flashback.bundle import BundleSpec, CaptionTable, load_bundle, verify_bundle, write_bundle
 from flashback.errors import BundleError, UsageError
-from flashback.manifest import memory_id_of, read_manifest
+from flashback.memory.bundle import BundleSpec, CaptionTable, load_bundle, verify_bundle, write_bundle
+from flashback.memory.manifest import memory_id_of, read_manifest
 from memory_builder import build_from_captions, read_labelled_captions
 from memory_builder.captions_io import CaptionFileError
 
@@ -164,7 +164,7 @@ def test_bad_caption_rows_name_file_and_line(tmp_path, content, suffix, match):
 
 
 def test_seed_set_is_a_few_hundred_varied_captions():
-    from flashback.default_memory import seed_captions_path
+    from flashback.memory.default_memory import seed_captions_path
 
     t, report = read_labelled_captions([seed_captions_path()])
     assert report.duplicates == 0 and 300 <= len(t) <= 1000
@@ -196,7 +196,7 @@ def edit_manifest(bundle_dir, change) -> None:
     (lambda m: m.__setitem__("logit_scale", 1e9), r"logit_scale: 1000000000\.0 is greater than the maximum of 10000"),
 ])
 def test_a_malformed_manifest_is_refused_before_any_data_file_is_opened(bundle_dir, change, match, monkeypatch):
-    import flashback.bundle as bundle
+    import flashback.memory.bundle as bundle
 
     edit_manifest(bundle_dir, change)
     opened = []
@@ -210,7 +210,7 @@ def test_a_malformed_manifest_is_refused_before_any_data_file_is_opened(bundle_d
 def test_a_resigned_truncated_bundle_fails_verify_as_it_fails_loading(bundle_dir):
     """Truncate the caption table and write its new checksum into the manifest: the checksums agree,
     the content does not, and verify says so as loading does."""
-    from flashback.encoder_registry import file_sha256
+    from flashback.encoders.encoder_registry import file_sha256
 
     caps = bundle_dir / "captions.parquet"
     table_rows = read_manifest(bundle_dir).counts

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.cameras import Region, load_cameras, parse_roi
 from flashback.errors import InputError, UsageError
-from flashback.pipeline import Detector
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
-from flashback.synthetic import make_video
+from flashback.video.cameras import Region, load_cameras, parse_roi
+from flashback.video.synthetic import make_video
 
 W, H = 128, 64
 

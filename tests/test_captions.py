@@ -14,14 +14,14 @@ import duckdb
 import numpy as np
 import pytest
 
-from flashback.captions import CaptionInputError, read_frame_json, read_jsonl
+from flashback.scoring.captions import CaptionInputError, read_frame_json, read_jsonl
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    from flashback.text_encoder import SentenceEncoder
+    from flashback.encoders.text_encoder import SentenceEncoder
 
     return SentenceEncoder()
 
@@ -64,8 +64,8 @@ def test_jsonl_rows_and_their_errors(tmp_path):
 
 def test_caption_and_video_queries_share_one_scoring_path(seed_memory, tiny_encoder, tmp_path):
     """Identical vectors over identical spans give identical scores, whichever front end made them."""
-    from flashback.captions import CaptionTrack
-    from flashback.pipeline import Detector
+    from flashback.scoring.captions import CaptionTrack
+    from flashback.scoring.pipeline import Detector
 
     det = Detector(seed_memory, tiny_encoder)
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def test_caption_and_video_queries_share_one_scoring_path(seed_memory, tiny_enco
 
 def test_a_clip_memory_refuses_a_text_encoder(seed_memory, minilm):
     from flashback.errors import EncoderMismatchError
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
 
     with pytest.raises(EncoderMismatchError, match="sentence-transformers:all-MiniLM-L6-v2"):
         Detector(seed_memory, minilm)
@@ -117,7 +117,7 @@ def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
 
 def _caption_memory(tmp_path, encoder):
     """A small labelled memory embedded by the real MiniLM: 8 normal and 8 anomalous captions."""
-    from flashback.bundle import CaptionTable, load_bundle
+    from flashback.memory.bundle import CaptionTable, load_bundle
     from memory_builder import build_memory
 
     normal = ["a man walks his dog along the sidewalk", "people wait at a bus stop", "a woman buys bread at a counter",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flashback.text_encoder import load_sentence_model
+from flashback.encoders.text_encoder import load_sentence_model
 from memory_builder.clean import embed_sentences, exact_key, near_duplicate_keep, normalise
 
 

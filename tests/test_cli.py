@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.synthetic import make_video
+from flashback.video.synthetic import make_video
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_the_efficiency_report_counts_what_a_hand_count_gives(tiny_encoder):
     """fb-test-tiny: a 32-pixel frame in 8-pixel patches is 16 patches + 1 class token, width 64, 2 layers.
     Patch embedding 16 x 64 x 192; per layer qkv 17 x 64 x 192, output 17 x 64 x 64, MLP 2 x 17 x 64 x 256;
     projection 64 x 32.  (The attention-score products are not counted: about 1 % of a real ViT.)"""
-    from flashback.efficiency import model_cost
+    from flashback.encoders.efficiency import model_cost
 
     macs = 16 * 64 * 192 + 2 * (17 * 64 * 192 + 17 * 64 * 64 + 2 * 17 * 64 * 256) + 64 * 32
     cost = model_cost(tiny_encoder)

@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     d = tmp_path_factory.mktemp("cluster-videos")
     short = [make_video(d / f"s{i}.mp4", n_frames=90 + 30 * i, scene_of=lambda k: k // 30) for i in range(3)]
@@ -111,8 +111,8 @@ def store(tmp_path_factory) -> Path:
 
 
 def test_a_cluster_run_stores_what_a_local_run_computes(cluster, clips, seed_memory, tiny_encoder, store):
-    from flashback.extras import user_texts
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
+    from flashback.video.cameras import user_texts
 
     short, broken, _ = clips
     db = store
@@ -220,7 +220,7 @@ def test_a_memory_build_on_the_cluster_resumes_and_equals_a_local_build(cluster,
     """Generation, near-duplicate and embedding shards made by the cluster's workers; the driver
     killed (SIGKILL) once some are done, and the same command run again: it reuses them, and the
     bundle is the one a local, uninterrupted build makes."""
-    from flashback.bundle import load_bundle
+    from flashback.memory.bundle import load_bundle
     from memory_builder.job import BuildConfig, BuildJob
 
     args = ["memory", "build", "--out", tmp_path / "mem", "--size", "1200", "--shard-size", "300", *TINY_CLI,

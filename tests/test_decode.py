@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashback.decode import FrameFit, VideoReader
 from flashback.errors import InputError
 from flashback.settings import ScoringSettings
-from flashback.sources import VideoSource, expand_inputs
-from flashback.synthetic import make_audio_only, make_video, make_zero_frame, truncate
-from flashback.timegrid import TimeGrid
+from flashback.video.decode import FrameFit, VideoReader
+from flashback.video.sources import VideoSource, expand_inputs
+from flashback.video.synthetic import make_audio_only, make_video, make_zero_frame, truncate
+from flashback.video.timegrid import TimeGrid
 
 GRID = TimeGrid.from_settings(ScoringSettings())
 
@@ -139,7 +139,7 @@ def test_http_url_is_opened_by_pyav(tmp_path, seed_memory, tiny_encoder):
     import http.server
     import threading
 
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
 
     make_video(tmp_path / "cam.mp4", n_frames=45)
 

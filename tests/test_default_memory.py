@@ -1,7 +1,7 @@
 """The embedded default memory: built on first use for the encoder, cached, rebuilt if damaged."""
 
-from flashback.bundle import load_bundle
-from flashback.default_memory import default_memory, default_memory_path
+from flashback.memory.bundle import load_bundle
+from flashback.memory.default_memory import default_memory, default_memory_path
 
 
 def test_built_once_then_cached_and_repaired(tiny_encoder, tmp_path, monkeypatch):

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, sigint_as_a_terminal_sends_it
 
-from flashback.annotations import load_ground_truth
-from flashback.embedding_cache import EmbeddingCache
-from flashback.evaluate import Evaluation, match_videos, run_sweep, sweep_variants
-from flashback.metrics import compute_metrics
-from flashback.pipeline import Detector
+from flashback.eval.annotations import load_ground_truth
+from flashback.eval.embedding_cache import EmbeddingCache
+from flashback.eval.evaluate import Evaluation, match_videos, run_sweep, sweep_variants
+from flashback.eval.metrics import compute_metrics
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
-from flashback.sources import expand_inputs
-from flashback.synthetic import make_video
-from flashback.timegrid import TimeGrid
+from flashback.video.sources import expand_inputs
+from flashback.video.synthetic import make_video
+from flashback.video.timegrid import TimeGrid
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_sweep_costs_retrieval_only(dataset, tiny_encoder, seed_memory, tmp_path
 def test_coarser_grids_come_from_the_cached_fine_grid(dataset, tiny_encoder, seed_memory, tmp_path):
     d, _ = dataset
     ev = evaluation(tiny_encoder, seed_memory, tmp_path, store=False)
-    from flashback.pipeline import video_id_for
-    from flashback.sources import VideoSource
+    from flashback.scoring.pipeline import video_id_for
+    from flashback.video.sources import VideoSource
 
     src = VideoSource(str(d / "Fighting001_x264.mp4"))
     fine = ev.grid_embeddings(src, video_id_for(src))

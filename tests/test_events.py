@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from flashback.bundle import CaptionTable
-from flashback.events import find_events, threshold_runs
-from flashback.scoring import Segments
+from flashback.memory.bundle import CaptionTable
+from flashback.scoring.events import find_events, threshold_runs
+from flashback.scoring.scoring import Segments
 from flashback.settings import ScoringSettings
 
 CAPTIONS = CaptionTable(["calm street", "man walks", "fight", "fire"], [False, False, True, True],

@@ -10,8 +10,8 @@ import sys
 
 from conftest import TINY_CLI, flashback
 
-from flashback.default_memory import DEFAULT_SIZE, default_memory, default_memory_path
-from flashback.synthetic import make_video
+from flashback.memory.default_memory import DEFAULT_SIZE, default_memory, default_memory_path
+from flashback.video.synthetic import make_video
 
 
 def test_a_missing_input_loads_nothing_and_leaves_no_store(tmp_path):
@@ -88,10 +88,10 @@ def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_m
     and the result is the one of encoding every sample (checked against that, done the obvious way)."""
     import numpy as np
 
-    from flashback.decode import VideoReader
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
-    from flashback.sources import VideoSource
+    from flashback.video.decode import VideoReader
+    from flashback.video.sources import VideoSource
 
     video = make_video(tmp_path / "slow.mp4", n_frames=50, fps=10, scene_of=lambda i: i // 7)
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3), batch_size=5)
@@ -125,7 +125,7 @@ def test_stopping_review_with_ctrl_c_or_a_hangup_stops_its_server(filled_store, 
 def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_path):
     import av
 
-    from flashback.sample import FIRE_FROM_S, FPS, HEIGHT, SECONDS, WIDTH, draw
+    from flashback.video.sample import FIRE_FROM_S, FPS, HEIGHT, SECONDS, WIDTH, draw
 
     cache = tmp_path / "cache"
     db = tmp_path / "r.duckdb"

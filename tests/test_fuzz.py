@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flashback.bundle import load_bundle, verify_bundle
-from flashback.captions import read_caption_file
 from flashback.errors import FlashbackError
+from flashback.memory.bundle import load_bundle, verify_bundle
+from flashback.scoring.captions import read_caption_file
 
 JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True),
                         st.text(max_size=30), st.sampled_from(["../../etc/passwd", "/etc/passwd", "captions.parquet", "1", ""]))

@@ -22,7 +22,7 @@ from flashback.live.sinks import JsonLinesSink, LiveStoreSink
 from flashback.live.watcher import WatchConfig, Watcher
 from flashback.settings import PRESETS
 from flashback.store import ResultStore, RunRecord
-from flashback.synthetic import frame_image, make_video
+from flashback.video.synthetic import frame_image, make_video
 
 INFO = StreamInfo("h264", None, Fraction(1, 90000), 1)
 

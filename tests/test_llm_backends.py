@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flashback.bundle import load_bundle
+from flashback.memory.bundle import load_bundle
 from memory_builder.job import BuildConfig, BuildJob
 from memory_builder.llm import LlamaCppEngine, LLMGenerator, VllmEngine, pair_schema
 
@@ -68,7 +68,7 @@ def test_vllm_guided_decoding_with_a_tiny_random_model(tmp_path):
     """Serve a randomly initialised tiny Llama saved locally: guided decoding must still yield valid JSON."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from flashback.text_encoder import load_sentence_model
+    from flashback.encoders.text_encoder import load_sentence_model
 
     tok_dir = load_sentence_model().tokenizer  # a real tokenizer that needs no download
     cfg = LlamaConfig(vocab_size=tok_dir.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

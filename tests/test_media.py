@@ -11,8 +11,8 @@ import pytest
 from conftest import TINY_CLI, flashback
 from PIL import Image
 
-from flashback.media import key_frames
-from flashback.synthetic import make_video
+from flashback.video.media import key_frames
+from flashback.video.synthetic import make_video
 
 EVENTFUL = ["--threshold", "0.3", "--min-event", "0.5"]
 

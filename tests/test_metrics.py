@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flashback.metrics import ScoredVideo, compute_metrics
+from flashback.eval.metrics import ScoredVideo, compute_metrics
 
 
 def v(name, labels, scores, cat=None):

@@ -15,7 +15,7 @@ from conftest import FLASHBACK, TINY_CLI, free_port
 
 from flashback.errors import UsageError
 from flashback.live.mqtt import MqttSink, parse_broker
-from flashback.synthetic import make_video
+from flashback.video.synthetic import make_video
 
 MOSQUITTO = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto") or None
 needs_broker = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (apt-get install mosquitto); .ci/run installs it")

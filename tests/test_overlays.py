@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.bundle import load_bundle
-from flashback.cameras import camera_of
-from flashback.overlays import list_overlays, load_extras
-from flashback.pipeline import Detector
+from flashback.memory.bundle import load_bundle
+from flashback.review.overlays import list_overlays, load_extras
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
+from flashback.video.cameras import camera_of
 from ui.data import EventKey, ReviewDB
 
 

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.decode import FrameFit, VideoReader
-from flashback.parallel import PoolScorer, Work
-from flashback.pipeline import Detector
+from flashback.batch.parallel import PoolScorer, Work
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
-from flashback.sources import VideoSource
-from flashback.spans import SpanEnd, plan_spans, span_samples, stitch
-from flashback.synthetic import make_video
-from flashback.timegrid import TimeGrid
+from flashback.video.decode import FrameFit, VideoReader
+from flashback.video.sources import VideoSource
+from flashback.video.spans import SpanEnd, plan_spans, span_samples, stitch
+from flashback.video.synthetic import make_video
+from flashback.video.timegrid import TimeGrid
 
 N_LONG = 2000  # ~290 s of variable frame rate: four spans of at least 60 s
 
@@ -215,12 +215,12 @@ import open_clip, json, pathlib
 cfg = pathlib.Path({str(tmp_path)!r}) / "configs"; cfg.mkdir(exist_ok=True)
 (cfg / f"{{TINY_MODEL}}.json").write_text(json.dumps(TINY_CONFIG)); os.environ["FLASHBACK_MODEL_CONFIGS"] = str(cfg)
 import numpy as np
-from flashback.bench import synthetic_memory
-from flashback.encoder import ClipEncoder
-from flashback.encoder_registry import EncoderSpec
-from flashback.parallel import PoolScorer
-from flashback.pipeline import Detector, Work
-from flashback.sources import VideoSource
+from flashback.eval.bench import synthetic_memory
+from flashback.encoders.encoder import ClipEncoder
+from flashback.encoders.encoder_registry import EncoderSpec
+from flashback.batch.parallel import PoolScorer
+from flashback.scoring.pipeline import Detector, Work
+from flashback.video.sources import VideoSource
 if __name__ == "__main__":
     enc = ClipEncoder(EncoderSpec(model=TINY_MODEL, pretrained="random"), device="cpu")
     scorer = PoolScorer(Detector(synthetic_memory(100, enc, "Flat", np.random.default_rng(0)), enc), 2)

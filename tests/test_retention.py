@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import FLASHBACK, TINY_CLI, flashback
 
-from flashback.scoring import Segments
+from flashback.scoring.scoring import Segments
 from flashback.store import ResultStore, writers
-from flashback.synthetic import make_video
+from flashback.video.synthetic import make_video
 
 DAY = 86_400.0
 
@@ -38,7 +38,7 @@ def live_segments(times_s: list[float]) -> Segments:
 def store(filled_store, seed_memory, tmp_path):
     """The review fixture's three files (gate/g1 and lobby/l1 scored 10 days ago, gate/g2 now), one
     verdict on g1, and a live feed started 3 days ago with rows at 0, 1.5 and 2.5 days."""
-    from flashback.events import Event, Explanation
+    from flashback.scoring.events import Event, Explanation
 
     db = tmp_path / "r.duckdb"
     shutil.copy(filled_store[0], db)

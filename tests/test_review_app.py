@@ -143,10 +143,10 @@ def test_video_page_and_stale_notice(db_copy):
 
 
 def test_a_video_with_no_events_still_has_its_timeline(db_copy, seed_memory, tiny_encoder, tmp_path):
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     quiet = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=1.0))
     r = quiet.score(str(make_video(tmp_path / "quiet.mp4", n_frames=45)))
@@ -222,8 +222,8 @@ def test_an_events_clip_is_its_span_with_context_as_h264(tmp_path):
 
     import av
 
-    from flashback.media import MAX_CLIP_S, MediaError, clip_span, event_clip
-    from flashback.synthetic import make_video
+    from flashback.video.media import MAX_CLIP_S, MediaError, clip_span, event_clip
+    from flashback.video.synthetic import make_video
 
     assert clip_span(10.0, 12.0, 11.0, 100.0) == (8.0, 14.0, "")
     assert clip_span(1.0, 99.5, 50.0, 100.0)[:2] == (50.0 - MAX_CLIP_S / 2, 50.0 + MAX_CLIP_S / 2)

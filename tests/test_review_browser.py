@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from review_server import review_server
 
-from flashback.overlays import list_overlays
+from flashback.review.overlays import list_overlays
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
@@ -112,11 +112,11 @@ def hostile_store(tiny_encoder, tmp_path):
     scored by the real pipeline into a real store."""
     import json
 
-    from flashback.bundle import load_bundle
-    from flashback.pipeline import Detector
+    from flashback.memory.bundle import load_bundle
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
     from memory_builder import build_from_captions
 
     beacon = Beacon()
@@ -174,11 +174,11 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
     """MPEG-4 Part 2 in AVI plays in no browser: the page serves the event's span as H.264 MP4."""
     from playwright.sync_api import sync_playwright
 
-    from flashback.media import clip_span
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.media import clip_span
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "dock.avi", n_frames=240, codec="mpeg4", scene_of=lambda k: k // 40)
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))

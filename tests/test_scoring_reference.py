@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashback.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
-from flashback.extras import UserText
-from flashback.pipeline import Detector
+from flashback.memory.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
+from flashback.scoring.pipeline import Detector
 from flashback.settings import PRESETS, ScoringSettings
-from flashback.timegrid import TimeGrid
+from flashback.video.cameras import UserText
+from flashback.video.timegrid import TimeGrid
 
 DIM = 32  # the tiny test encoder's; the bundle is written under its identity, vectors given directly
 
@@ -151,9 +151,9 @@ def test_smoothing_is_scipy_gaussian_in_seconds(memory, tiny_encoder):
 
 def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, tiny_encoder, tmp_path):
     """Stream assembly vs. the obvious way: encode every grid frame, average each segment's frames."""
-    from flashback.decode import VideoReader
-    from flashback.sources import VideoSource
-    from flashback.synthetic import make_video
+    from flashback.video.decode import VideoReader
+    from flashback.video.sources import VideoSource
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "v.mp4", n_frames=113, fps=30, scene_of=lambda i: i // 20)
     det = Detector(seed_memory, tiny_encoder, ScoringSettings(), batch_size=7)
@@ -177,8 +177,8 @@ def test_video_segments_are_means_of_grid_frames_each_encoded_once(seed_memory, 
 
 
 def test_encoder_mismatch_is_refused_naming_both(memory, tiny_encoder, tmp_path):
-    from flashback.encoder import ClipEncoder
-    from flashback.encoder_registry import EncoderSpec
+    from flashback.encoders.encoder import ClipEncoder
+    from flashback.encoders.encoder_registry import EncoderSpec
     from flashback.errors import EncoderMismatchError
 
     other_weights = ClipEncoder(EncoderSpec(model=tiny_encoder.spec.model, pretrained="random", seed=1), device="cpu")
@@ -191,7 +191,7 @@ def test_encoder_mismatch_is_refused_naming_both(memory, tiny_encoder, tmp_path)
 def test_tiles_score_each_view_and_keep_the_highest(memory, tiny_encoder):
     """With several views per segment (the tiles frame fit), each view is scored on its own and the
     segment takes the view with the highest score, captions and all."""
-    from flashback.scoring import score_views
+    from flashback.scoring.scoring import score_views
 
     rng = np.random.default_rng(4)
     det = Detector(memory, tiny_encoder, ScoringSettings(smoothing_sigma_s=0.0))
@@ -208,7 +208,7 @@ def test_tiles_score_each_view_and_keep_the_highest(memory, tiny_encoder):
 
 def test_each_segments_dominant_category_is_its_own_explanations(seed_memory, tiny_encoder, tmp_path):
     """The store's per-segment category (computed without building explanations) is explain()'s."""
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     r = Detector(seed_memory, tiny_encoder, ScoringSettings()).score(
         str(make_video(tmp_path / "v.mp4", n_frames=300, scene_of=lambda i: i // 30)))

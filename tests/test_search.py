@@ -16,7 +16,7 @@ import pytest
 from conftest import TINY_CLI, flashback
 
 from flashback.errors import UsageError
-from flashback.search import FootageSearch, unpack
+from flashback.review.search import FootageSearch, unpack
 from flashback.store import ResultStore
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
@@ -72,9 +72,9 @@ def test_filters_by_camera_and_time(store, tiny_encoder):
 
 def test_the_approximate_index_follows_the_store(store, filled_store, seed_memory, tiny_encoder):
     """Rows added after the index was saved are found; rows deleted (a re-scoring) never come back."""
-    from flashback.pipeline import Detector
+    from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     finder = FootageSearch(store, tiny_encoder, approx_at=10)
     finder.search("anything")  # builds and saves the index
@@ -97,8 +97,8 @@ def test_the_approximate_index_follows_the_store(store, filled_store, seed_memor
 def test_a_store_of_another_encoder_is_refused(store):
     from conftest import SMALL_MODEL
 
-    from flashback.encoder import ClipEncoder
-    from flashback.encoder_registry import EncoderSpec
+    from flashback.encoders.encoder import ClipEncoder
+    from flashback.encoders.encoder_registry import EncoderSpec
 
     other = ClipEncoder(EncoderSpec(model=SMALL_MODEL, pretrained="random", seed=0), device="cpu")
     with pytest.raises(UsageError, match=r"no segment was stored with encoder open_clip:fb-test-small.*it holds: open_clip:fb-test-tiny"):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from flashback.errors import StoreError
-from flashback.pipeline import Detector
+from flashback.scoring.pipeline import Detector
 from flashback.settings import ScoringSettings
 from flashback.store import PER_VIDEO_TABLES, SCHEMA_VERSION, ResultStore, RunRecord, migrations
-from flashback.synthetic import make_video
+from flashback.video.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import pytest
 
 from flashback.errors import UsageError
 from flashback.settings import PRESETS, ScoringSettings, preset
-from flashback.timegrid import TimeGrid, average_over_covering_segments
+from flashback.video.timegrid import TimeGrid, average_over_covering_segments
 
 
 def test_default_grid_shares_frames_between_overlapping_segments():

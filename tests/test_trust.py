@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI, flashback
 
-from flashback.synthetic import make_video
+from flashback.video.synthetic import make_video
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -177,7 +177,7 @@ def minilm_memory(tmp_path_factory):
         {"text": "a man walks his dog", "label": "normal"}, {"text": "people wait for a bus", "label": "normal"},
         {"text": "a man smashes a window", "label": "anomalous", "category": "Vandalism"},
         {"text": "two men fight", "label": "anomalous", "category": "Fighting"}]))
-    from flashback.text_encoder import SentenceEncoder
+    from flashback.encoders.text_encoder import SentenceEncoder
     from memory_builder import build_from_captions
 
     out = f.parent / "mem"

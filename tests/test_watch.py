@@ -24,13 +24,13 @@ import pytest
 from conftest import TINY_CLI, free_port
 from streams import FFMPEG, listening, serve
 
-from flashback.bundle import CaptionTable
 from flashback.errors import UsageError
 from flashback.live.causal import CausalSmoother, OnlineEvents
 from flashback.live.feeds import Backoff, FeedSpec, parse_feed
 from flashback.live.sinks import LiveSink
 from flashback.live.watcher import WatchConfig, Watcher
-from flashback.scoring import Segments
+from flashback.memory.bundle import CaptionTable
+from flashback.scoring.scoring import Segments
 from flashback.settings import PRESETS
 
 CAPTIONS = CaptionTable(["calm street", "smashing a window"], [False, True], ["normal", "Vandalism"], ["t", "t"])
@@ -130,7 +130,7 @@ class Receiver:
 
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, scene_memory):
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     # 12 s: calm, 3 s of scene 5 from 3 s to 6 s, calm again
     video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
@@ -276,7 +276,7 @@ class SlowEncoder:
 def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_memory, tiny_encoder):
     from flashback.live.sinks import JsonLinesSink
     from flashback.settings import ScoringSettings
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "v.mp4", n_frames=150, fps=30, size=(96, 64))  # 5 s, played at real rate
     settings = ScoringSettings(frames_per_segment=16)  # 16 grid frames a second
@@ -292,7 +292,7 @@ def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_m
 
 def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_memory, tiny_encoder):
     """A server that accepts the connection and then says nothing: the read timeout must fire."""
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -315,11 +315,11 @@ def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_
 QUEUE_AND_DIE = """
 import sys, time
 from datetime import datetime, timezone
-from flashback.events import Event
+from flashback.scoring.events import Event
 from flashback.live.causal import EventUpdate
 from flashback.live.feeds import Backoff, parse_feed
 from flashback.live.sinks import FeedSession, WebhookSink
-from flashback.scoring import Explanation
+from flashback.scoring.scoring import Explanation
 
 url, outbox = sys.argv[1], sys.argv[2]
 session = FeedSession(parse_feed("http://127.0.0.1/x", 0), "live-x", datetime.now(timezone.utc))
@@ -387,7 +387,7 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
     """A real RTSP session on loopback: ffmpeg publishes to Debian's rtsp-server-perl, the watcher
     plays it over UDP.  (That server has no TCP-interleaved mode: it answers 400, which the test
     also checks is reported as an outage, not a crash.)"""
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
     client_port, source_port = free_port(), free_port()
@@ -448,7 +448,7 @@ def test_the_store_shows_a_feed_while_it_runs(tmp_path, scene_memory, tiny_encod
     review app's timeline follows a live feed; a reader can open the file between flushes."""
     from flashback.live.sinks import LiveStoreSink
     from flashback.store import ResultStore, RunRecord
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "v.mp4", n_frames=240, fps=30, size=(96, 64))  # calm: no event at all
     store = ResultStore(tmp_path / "r.duckdb")
@@ -480,10 +480,10 @@ def test_a_verdict_on_an_open_live_event_survives_its_closing(tmp_path):
     """Reviewers may judge an event while it is still open: closing it moves its end, not its key."""
     from datetime import datetime, timezone
 
-    from flashback.events import Event
     from flashback.live.causal import EventUpdate
     from flashback.live.sinks import FeedSession, LiveStoreSink
-    from flashback.scoring import Explanation
+    from flashback.scoring.events import Event
+    from flashback.scoring.scoring import Explanation
     from flashback.store import ResultStore, RunRecord
     from ui.data import EventKey, ReviewDB
 
@@ -525,7 +525,7 @@ class Recorder(LiveSink):
 def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_memory, tiny_encoder):
     """The feed dies mid-incident and stays down: its event is closed (reason outage) as soon as
     the loss is seen, not when the watch stops."""
-    from flashback.synthetic import make_video
+    from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "cam.mp4", n_frames=600, fps=30, size=(96, 64), scene_of=lambda i: 5)  # anomalous throughout
     port = free_port()

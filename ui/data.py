@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flashback.cameras import camera_of
 from flashback.errors import UsageError
 from flashback.store import ResultStore, writers
+from flashback.video.cameras import camera_of
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
 assert tuple(VERDICTS) == writers.VERDICTS
@@ -77,7 +77,7 @@ _EVENTS = f"""
 
 
 def folder_of(path: str) -> str:
-    """A file's camera (``flashback.cameras.camera_of``): the folder it is in."""
+    """A file's camera (``flashback.video.cameras.camera_of``): the folder it is in."""
     return camera_of(path, live=False)
 
 
@@ -203,9 +203,9 @@ class ReviewDB:
     # ------------------------------------------------------------ search
 
     def search(self, encoder, text: str, top: int = 20, camera: str | None = None) -> list:
-        """Stored segments ranked by a text (``flashback.search``); a store that cannot be searched
+        """Stored segments ranked by a text (``flashback.review.search``); a store that cannot be searched
         with this encoder raises a UsageError saying why."""
-        from flashback.search import FootageSearch
+        from flashback.review.search import FootageSearch
 
         return FootageSearch(self._store, encoder).search(text, top, camera or None)
 
@@ -237,8 +237,8 @@ class ReviewDB:
         return self.adapt(key, verdict, reviewer.strip())
 
     def adapt(self, key: EventKey, verdict: str, reviewer: str) -> str:
-        """The camera's overlay learns the verdict (``flashback.overlays``); a line saying what changed."""
-        from flashback.overlays import apply_verdict
+        """The camera's overlay learns the verdict (``flashback.review.overlays``); a line saying what changed."""
+        from flashback.review.overlays import apply_verdict
 
         path = apply_verdict(self._store, key.run_id, key.video_id, key.start_frame, verdict, reviewer)
         if path is None:
@@ -251,13 +251,13 @@ class ReviewDB:
 
     def adaptation(self, key: EventKey) -> dict | None:
         """What the event's camera overlay holds of it: camera, verdict, exemplars; None if nothing."""
-        from flashback.overlays import held
+        from flashback.review.overlays import held
 
         return held(self._store, key.run_id, key.video_id, key.start_frame)
 
     def undo_adaptation(self, key: EventKey) -> int:
         """Take this event's exemplars out of every overlay (the verdict itself stays); how many overlays changed."""
-        from flashback.overlays import remove_event
+        from flashback.review.overlays import remove_event
 
         return len(remove_event(self.path, key.run_id, key.video_id, key.start_frame))
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(a, "run"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from ..encoder_registry import register_extra_model_configs
+    from ..encoders.encoder_registry import register_extra_model_configs
 
     try:
         register_extra_model_configs()

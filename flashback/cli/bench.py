@@ -1,10 +1,10 @@
-"""``flashback bench``: speed per stage and end to end (the work is ``flashback/bench.py``)."""
+"""``flashback bench``: speed per stage and end to end (the work is ``flashback/eval/bench.py``)."""
 
 from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    from ..bench import add_arguments, run_from_args
+    from ..eval.bench import add_arguments, run_from_args
 
     b = sub.add_parser("bench", help="speed per stage and end to end (decode, encoder, search, feeds)")
     add_arguments(b)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..captions import find_caption_files, read_caption_file
 from ..checks import Range
-from ..pipeline import Detector
+from ..scoring.captions import find_caption_files, read_caption_file
+from ..scoring.pipeline import Detector
 from ..store import RunRecord
 from .common import Guard, nothing_to_do, progress_bars
 from .options import add_caption_input_args, add_memory_arg, add_output_args, settings_from_args

@@ -40,7 +40,7 @@ def connect_cluster(a: argparse.Namespace):
 
 
 def absolute(source):
-    from ..sources import VideoSource
+    from ..video.sources import VideoSource
 
     return source if source.is_url else VideoSource(str(source.path.resolve()))
 

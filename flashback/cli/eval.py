@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ..annotations import frame_labels, load_ground_truth, read_frame_counts
-from ..captions import read_caption_inputs
-from ..evaluate import Evaluation, default_report_dir, match_videos, run_sweep, sweep_markdown, sweep_variants
-from ..metrics import ScoredVideo, compute_metrics
-from ..pipeline import Detector, video_id_for
-from ..report import write_report
-from ..sources import expand_inputs
+from ..eval.annotations import frame_labels, load_ground_truth, read_frame_counts
+from ..eval.evaluate import Evaluation, default_report_dir, match_videos, run_sweep, sweep_markdown, sweep_variants
+from ..eval.metrics import ScoredVideo, compute_metrics
+from ..eval.report import write_report
+from ..scoring.captions import read_caption_inputs
+from ..scoring.pipeline import Detector, video_id_for
 from ..store import RunRecord
+from ..video.sources import expand_inputs
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Guard, fail, out, progress_bars, warn
 from .options import (
     add_caption_input_args,
@@ -64,8 +64,8 @@ def run(a: argparse.Namespace) -> int:
 
 
 def _videos(a: argparse.Namespace, gt, settings) -> int:
-    from ..default_memory import cache_dir
-    from ..embedding_cache import EmbeddingCache
+    from ..eval.embedding_cache import EmbeddingCache
+    from ..memory.default_memory import cache_dir
 
     expansion = expand_inputs(a.videos)
     guard = Guard()

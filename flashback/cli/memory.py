@@ -10,9 +10,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..bundle import ALPHA_RANGE, load_bundle, verify_bundle
-from ..templates import TEMPLATES
-from ..text_encoder import require_sentence_model
+from ..encoders.text_encoder import require_sentence_model
+from ..memory.bundle import ALPHA_RANGE, load_bundle, verify_bundle
+from ..memory.templates import TEMPLATES
 from .cluster import add_ray_args, connect_cluster
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, counter, fail, out, progress_bars, usage, warn
 from .options import add_encoder_args, encoder_spec

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..checks import Range, field_range
-from ..decode import HWACCELS, resolve_hwaccel
-from ..encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
+from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
 from ..settings import FRAME_FITS, PRESETS, ScoringSettings, preset
+from ..video.decode import HWACCELS, resolve_hwaccel
 
 DEFAULT_DB = "flashback.duckdb"
 FPS = Range(0, 1000, low_open=True)

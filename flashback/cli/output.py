@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..export import write_csv, write_json
-from ..pipeline import VideoResult
+from ..scoring.export import write_csv, write_json
+from ..scoring.pipeline import VideoResult
 from ..store import ResultStore, RunRecord
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, out
 

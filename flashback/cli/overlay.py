@@ -7,9 +7,9 @@ import shutil
 
 from rich.table import Table
 
-from ..cameras import camera_matches
 from ..errors import UsageError
-from ..overlays import list_overlays, remove_event
+from ..review.overlays import list_overlays, remove_event
+from ..video.cameras import camera_matches
 from .common import EXIT_OK, out, usage
 from .options import add_db_arg
 

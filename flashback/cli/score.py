@@ -6,14 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from ..cameras import camera_of, load_cameras
 from ..checks import Range
 from ..errors import UsageError
-from ..extras import user_texts
-from ..media import file_event_media
-from ..pipeline import Detector, Work, video_id_for
-from ..sources import expand_inputs
+from ..scoring.pipeline import Detector, Work, video_id_for
 from ..store import RunRecord
+from ..video.cameras import camera_of, load_cameras, user_texts
+from ..video.media import file_event_media
+from ..video.sources import expand_inputs
 from .cluster import add_ray_args, connect_cluster, score_on_cluster
 from .common import Guard, nothing_to_do, progress_bars, say, warn
 from .options import add_decode_arg, add_media_arg, add_memory_arg, add_output_args, add_region_args, hwaccel_for, settings_from_args
@@ -61,8 +60,8 @@ def run(a: argparse.Namespace) -> int:
         raise UsageError("score: --workers decodes on this machine and --ray on a cluster's workers: choose one")
     paths = list(a.paths)
     if a.sample:
-        from ..default_memory import cache_dir
-        from ..sample import sample_video
+        from ..memory.default_memory import cache_dir
+        from ..video.sample import sample_video
 
         paths.append(str(sample_video(cache_dir() / "sample")))
     expansion = expand_inputs(paths)
@@ -116,9 +115,9 @@ def seconds_bar(progress, task, done: float, total: float | None) -> None:
 
 
 def score_in_pool(a, detector: Detector, workers: int, work, keeper: "Keeper", guard: Guard) -> bool:
-    """Decoding in ``workers`` processes, encoding here (``flashback.parallel``): the same bars,
+    """Decoding in ``workers`` processes, encoding here (``flashback.batch.parallel``): the same bars,
     results and store rows as ``score_here``; True if Ctrl-C stopped it."""
-    from ..parallel import PoolScorer
+    from ..batch.parallel import PoolScorer
 
     scorer = PoolScorer(detector, workers)
     with progress_bars(a.quiet) as progress:

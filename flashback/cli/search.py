@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..checks import Range
-from ..search import FootageSearch, hits_json, query_encoder
+from ..review.search import FootageSearch, hits_json, query_encoder
 from .common import EXIT_OK, out
 from .options import add_db_arg, add_encoder_args, encoder_choice, since
 from .setup import existing_store

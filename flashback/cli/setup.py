@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..bundle import MemoryBundle, load_bundle
+from ..encoders.protocols import ImageEncoder, TextEncoder
 from ..errors import StoreError
-from ..extras import Extras
-from ..protocols import ImageEncoder, TextEncoder
+from ..memory.bundle import MemoryBundle, load_bundle
+from ..memory.extras import Extras
 from ..store import ResultStore
 from .common import counter, progress_bars, say
 from .options import encoder_spec
@@ -35,7 +35,7 @@ def existing_store(a: argparse.Namespace) -> ResultStore:
 
 
 def image_encoder(a: argparse.Namespace) -> ImageEncoder:
-    from ..encoder import ClipEncoder
+    from ..encoders.encoder import ClipEncoder
 
     return ClipEncoder(encoder_spec(a), device=a.device, precision=a.precision)
 
@@ -44,21 +44,21 @@ def caption_encoder(a: argparse.Namespace) -> TextEncoder:
     """The text encoder for caption queries: a sentence-transformers model, or 'clip' for the open_clip text tower."""
     if a.text_encoder == "clip":
         return image_encoder(a)
-    from ..text_encoder import SentenceEncoder
+    from ..encoders.text_encoder import SentenceEncoder
 
     return SentenceEncoder(a.text_encoder)
 
 
 def overlays_for(a: argparse.Namespace, store: ResultStore | None, encoder) -> Extras:
     """Each camera's overlay next to the store (unless ``--no-overlays``) and every ``--overlay DIR``."""
-    from ..overlays import load_extras
+    from ..review.overlays import load_extras
 
     return load_extras(None if store is None or a.no_overlays else store.path, a.overlay or [], encoder.identity.key)
 
 
 def check_overlay_dirs(a: argparse.Namespace) -> None:
     """``--overlay DIR`` that is not there fails now, before any model loads."""
-    from ..overlays import require_overlay
+    from ..review.overlays import require_overlay
 
     for d in a.overlay or []:
         require_overlay(d)
@@ -72,7 +72,7 @@ def memory_for(a: argparse.Namespace, encoder: TextEncoder) -> MemoryBundle:
     """
     if a.memory:
         return load_bundle(a.memory)
-    from ..default_memory import DEFAULT_SIZE, default_memory, default_memory_path, is_cached
+    from ..memory.default_memory import DEFAULT_SIZE, default_memory, default_memory_path, is_cached
 
     if is_cached(encoder):
         return default_memory(encoder)

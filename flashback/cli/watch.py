@@ -9,15 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cameras import load_cameras
 from ..errors import FlashbackError, UsageError
-from ..extras import user_texts
 from ..live.feeds import parse_feeds
 from ..live.media_sink import LiveMediaSink
 from ..live.mqtt import MqttSink, parse_broker
 from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
+from ..video.cameras import load_cameras, user_texts
 from .common import EXIT_FAILED, EXIT_OK, fail, say
 from .options import (
     add_decode_arg,

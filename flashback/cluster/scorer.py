@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, fields
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
-from ..encoder_registry import EncoderSpec
+from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError, one_line
-from ..pipeline import Detector, VideoResult, Work
-from ..sources import VideoSource
+from ..scoring.pipeline import Detector, VideoResult, Work
 from ..store import RunRecord
+from ..video.sources import VideoSource
 from .connect import ActorPlan, Cluster, first_line, task_failure
 from .workers import VideoEncoder, bundle_files, decode_batches
 

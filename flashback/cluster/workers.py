@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from ..bundle import load_bundle
-from ..decode import FrameFit, Timeline, VideoInfo, VideoReader
-from ..encoder_registry import EncoderSpec
+from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError
-from ..extras import Extras, UserText
-from ..manifest import MANIFEST
-from ..pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
+from ..memory.bundle import load_bundle
+from ..memory.extras import Extras
+from ..memory.manifest import MANIFEST
+from ..scoring.pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
 from ..settings import ScoringSettings
-from ..sources import VideoSource
 from ..store import RunRecord
-from ..timegrid import TimeGrid
+from ..video.cameras import UserText
+from ..video.decode import FrameFit, Timeline, VideoInfo, VideoReader
+from ..video.sources import VideoSource
+from ..video.timegrid import TimeGrid
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class VideoEncoder:
 
     def __init__(self, spec: EncoderSpec, device: str, precision: str, memory: dict[str, bytes],
                  settings: ScoringSettings, batch_size: int, texts: list[UserText], overlays: Extras):
-        from ..encoder import ClipEncoder
+        from ..encoders.encoder import ClipEncoder
 
         self.error = None
         try:

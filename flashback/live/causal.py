@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..bundle import CaptionTable
-from ..events import CAPTIONS_PER_EVENT, Event
-from ..scoring import Segments
+from ..memory.bundle import CaptionTable
+from ..scoring.events import CAPTIONS_PER_EVENT, Event
+from ..scoring.scoring import Segments
 
 
 class CausalSmoother:

@@ -22,10 +22,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..cameras import Region
-from ..decode import MAX_SIDE, MIN_SIDE, FrameFit, open_input
 from ..errors import InputError, UsageError
-from ..sources import is_url
+from ..video.cameras import Region
+from ..video.decode import MAX_SIDE, MIN_SIDE, FrameFit, open_input
+from ..video.sources import is_url
 from .packets import PacketRing, StreamInfo
 
 TRANSPORTS = ("tcp", "udp")

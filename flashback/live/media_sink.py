@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from ..errors import FlashbackError, one_line
-from ..media import CONTEXT_S, EventMedia, encode_frames, frame_rgb, media_stem, renamed, save_jpeg
+from ..video.media import CONTEXT_S, EventMedia, encode_frames, frame_rgb, media_stem, renamed, save_jpeg
 from .causal import EventUpdate
 from .packets import Held, PacketRing, decode_held
 from .sinks import FeedSession, LiveSink

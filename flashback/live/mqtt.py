@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..events import Event
-from ..media import EventMedia
-from ..scoring import Segments
+from ..scoring.events import Event
+from ..scoring.scoring import Segments
+from ..video.media import EventMedia
 from .causal import EventUpdate
 from .feeds import Outage
 from .sinks import FeedSession, LiveSink, media_doc

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..bundle import CaptionTable
 from ..errors import StoreError
-from ..events import Event
-from ..media import EventMedia
-from ..scoring import Segments
+from ..memory.bundle import CaptionTable
+from ..scoring.events import Event
+from ..scoring.scoring import Segments
 from ..store import ResultStore, RunRecord, writers
+from ..video.media import EventMedia
 from .causal import EventUpdate
 from .feeds import Backoff, FeedSpec, Outage
 

@@ -22,15 +22,16 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from ..bundle import MemoryBundle
 from ..checks import COUNT, POSITIVE, Range, check_fields, knob, raise_problems
-from ..extras import Extras, UserText
-from ..media import CONTEXT_S
-from ..pipeline import Detector
-from ..protocols import ImageEncoder, encode_views
-from ..scoring import score_views
+from ..encoders.protocols import ImageEncoder, encode_views
+from ..memory.bundle import MemoryBundle
+from ..memory.extras import Extras
+from ..scoring.pipeline import Detector
+from ..scoring.scoring import score_views
 from ..settings import ScoringSettings
-from ..timegrid import pool
+from ..video.cameras import UserText
+from ..video.media import CONTEXT_S
+from ..video.timegrid import pool
 from .causal import CausalSmoother, EventUpdate, OnlineEvents
 from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample, check_unique_names
 from .packets import PacketRing

@@ -22,9 +22,9 @@ import duckdb
 import numpy as np
 
 from ..errors import StoreError, ctrl_c_stays_ctrl_c
-from ..media import EventMedia, media_dir, sweep
-from ..pipeline import VideoResult
-from ..sources import is_url
+from ..scoring.pipeline import VideoResult
+from ..video.media import EventMedia, media_dir, sweep
+from ..video.sources import is_url
 from . import writers
 from .writers import RunRecord
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 
-from ..bundle import CaptionTable
-from ..events import Event
-from ..media import EventMedia
-from ..scoring import Segments
+from ..memory.bundle import CaptionTable
+from ..scoring.events import Event
+from ..scoring.scoring import Segments
+from ..video.media import EventMedia
 
 if TYPE_CHECKING:
-    from ..pipeline import Detector
+    from ..scoring.pipeline import Detector
 
 FRAME_UNITS = ("frame", "segment")
 VERDICTS = ("confirmed", "false_alarm", "unsure")

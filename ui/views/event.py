@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from flashback.errors import FlashbackError
-from flashback.media import MediaError, event_clip, key_frames
+from flashback.video.media import MediaError, event_clip, key_frames
 from ui import state
 from ui.data import VERDICTS, EventKey, ReviewDB
 from ui.views.common import md, open_event, open_video, status_label, timeline_figure

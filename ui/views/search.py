@@ -8,7 +8,7 @@ import os
 import streamlit as st
 
 from flashback.errors import FlashbackError
-from flashback.media import MediaError, key_frames
+from flashback.video.media import MediaError, key_frames
 from ui import state
 from ui.data import ReviewDB
 from ui.views.common import md, open_event, open_video
@@ -17,14 +17,14 @@ from ui.views.common import md, open_event, open_video
 @st.cache_resource(show_spinner="Loading the encoder's text tower…")
 def _encoder(db_path: str, spec_json: str):
     """Loaded once per app: the text tower the footage was scored with (``flashback review``'s encoder flags)."""
-    from flashback.search import query_encoder
+    from flashback.review.search import query_encoder
     from flashback.store import ResultStore
 
     return query_encoder(ResultStore(db_path), json.loads(spec_json))
 
 
 def _spec() -> str:
-    from flashback.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED
+    from flashback.encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
     return os.environ.get(state.ENCODER_ENV) or json.dumps({"model": DEFAULT_MODEL, "pretrained": DEFAULT_PRETRAINED})
 

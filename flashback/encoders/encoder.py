@@ -1,0 +1,211 @@
+"""The open_clip model: image tower for video frames, text tower for memory captions.
+
+Both outputs are L2-normalised float32 numpy arrays, whatever precision the model runs in (half
+on CUDA), because everything downstream (FAISS, scoring, the store) works in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import EncoderError
+from ..processes import main_module_hidden, spawn_context
+from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_hub() -> None:
+    """huggingface_hub logs every retry of an unreachable download; our one error line says it all."""
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("--device cuda: no CUDA device is available on this machine")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise EncoderError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """auto: fp16 on CUDA, fp32 on CPU (CPU half precision is slow or unsupported; bf16 is offered)."""
+    if precision not in PRECISIONS:
+        raise EncoderError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise EncoderError("--precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
+    return precision
+
+
+class ClipEncoder:
+    """Load once, encode many batches (an ``ImageEncoder``).  ``images_encoded`` counts frames."""
+
+    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto"):
+        import open_clip
+        import torch
+
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        models = available_models()
+        if spec.model not in models:
+            raise EncoderError(
+                f"unknown open_clip model {spec.model!r} (see open_clip.list_models(); e.g. ViT-B-32, ViT-L-14)"
+            )
+        if spec.checkpoint is not None and not spec.checkpoint.is_file():
+            raise EncoderError(f"{spec.checkpoint}: checkpoint file not found")
+        if spec.is_random:
+            torch.manual_seed(spec.seed)
+            log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
+        if weights_cached(spec) is False:
+            log.warning(
+                "downloading pretrained weights %s/%s on first use (several hundred MB; "
+                "pass --checkpoint FILE to use a local file instead)", spec.model, spec.pretrained,
+            )
+        pretrained = str(spec.checkpoint) if spec.checkpoint else (None if spec.is_random else spec.pretrained)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                logging.getLogger().disabled = True  # open_clip's "initialized randomly", hub retry chatter
+                _quiet_hub()
+                model, _, _ = open_clip.create_model_and_transforms(
+                    spec.model, pretrained=pretrained, device=self.device,
+                    precision=self.precision,
+                )
+        except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/HF errors alike
+            where = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"pretrained weights {spec.model}/{spec.pretrained}"
+            raise EncoderError(
+                f"{where}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "no network? download once elsewhere and pass --checkpoint FILE"
+            ) from None
+        finally:
+            logging.getLogger().disabled = False
+        model.eval()
+        self._model = model
+        self._tokenizer = open_clip.get_tokenizer(spec.model)
+        cfg = model.visual.preprocess_cfg
+        size = cfg["size"]
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        self._mean = torch.tensor(cfg["mean"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(cfg["std"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._dtype = dtype
+        self.pad_rgb = tuple(int(round(255 * m)) for m in cfg["mean"])
+        self.logit_scale = float(model.logit_scale.exp().item())
+        with torch.inference_mode():
+            dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
+        self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
+        self.images_encoded = 0
+        self.tokenize_workers = max(0, len(os.sched_getaffinity(0)) - 1) if self.device.startswith("cuda") else 0
+        self._staging = threading.local()  # page-locked buffers for frames on their way to a GPU
+
+    @property
+    def dim(self) -> int:
+        return self.identity.dim
+
+    def encode_images(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8, already resized and cropped to ``image_size`` -> (N, D) unit vectors."""
+        import torch
+
+        with torch.inference_mode():
+            x = self._to_device(np.ascontiguousarray(rgb))
+            x = x.permute(0, 3, 1, 2).to(self._dtype)
+            x = (x - self._mean) / self._std
+            feats = self._model.encode_image(x, normalize=True)
+        self.images_encoded += len(rgb)
+        return feats.float().cpu().numpy()
+
+    def _to_device(self, rgb: np.ndarray):
+        """uint8 frames onto the device.  On CUDA through a reused page-locked buffer, so the copy is
+        a DMA that does not stall on pageable memory (and is issued asynchronously; the result's
+        ``.cpu()`` waits for it).  uint8 is a quarter of float32 on the bus: normalising happens there."""
+        import torch
+
+        x = torch.from_numpy(rgb)
+        if not self.device.startswith("cuda"):
+            return x
+        pinned = getattr(self._staging, "buffer", None)  # one per thread: live feeds share an encoder
+        if pinned is None or pinned.shape[1:] != x.shape[1:] or len(pinned) < len(x):
+            pinned = self._staging.buffer = torch.empty((max(len(x), 256), *x.shape[1:]), dtype=torch.uint8).pin_memory()
+        staged = pinned[: len(x)]
+        staged.copy_(x)
+        return staged.to(self.device, non_blocking=True)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> np.ndarray:
+        """(N, D) unit vectors.  Batches of 1,024 on a GPU (256 on a CPU).  open_clip's tokenizer is
+        pure Python, about 18k captions/s on one core, while a GPU's text tower takes 28k/s: from
+        ``PARALLEL_TOKENS`` captions on, on a GPU, tokenizing runs in worker processes, ahead of the GPU."""
+        import torch
+
+        size = batch_size or (1024 if self.device.startswith("cuda") else 256)
+        chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+        parallel = self.tokenize_workers if len(texts) >= PARALLEL_TOKENS else 0
+        out = []
+        with torch.inference_mode():
+            for tokens in tokenized(chunks, self.spec.model, parallel, self._tokenizer):
+                tokens = torch.from_numpy(tokens).to(self.device, non_blocking=True)
+                out.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
+                if progress is not None:
+                    progress(len(tokens))
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out)
+
+
+PARALLEL_TOKENS = 20_000  # below this, starting tokenizer processes costs more than it saves
+AHEAD = 4  # chunks each tokenizer process works ahead of the encoder
+
+_worker_tokenizer = None
+
+
+def _start_tokenizer(model: str) -> None:
+    global _worker_tokenizer
+    import open_clip
+
+    from .encoder_registry import register_extra_model_configs
+
+    register_extra_model_configs()
+    _worker_tokenizer = open_clip.get_tokenizer(model)
+
+
+def _tokenize(texts: list[str]) -> np.ndarray:
+    return _worker_tokenizer(texts).numpy()
+
+
+def tokenized(chunks: list[list[str]], model: str, workers: int, tokenizer):
+    """Token arrays of ``chunks``, in order: here, or (``workers`` > 0) from processes a few chunks ahead."""
+    if workers < 1 or len(chunks) < 2:
+        for chunk in chunks:
+            yield tokenizer(chunk).numpy()
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=_start_tokenizer, initargs=(model,)) as pool:
+        with main_module_hidden():  # the processes start with the first submissions
+            window = deque(pool.submit(_tokenize, c) for c in chunks[: workers * AHEAD])
+        for chunk in chunks[workers * AHEAD :]:
+            yield window.popleft().result()
+            window.append(pool.submit(_tokenize, chunk))
+        while window:
+            yield window.popleft().result()

@@ -1,0 +1,126 @@
+"""Which encoder, and which weights: names and identities, kept apart from the model code.
+
+An encoder identity is what a memory bundle pins: the open_clip architecture, the weights (a
+pretrained tag, ``sha256:<hex>`` of a local checkpoint, or ``random:<seed>`` for untrained
+weights used in tests and speed benchmarks) and the embedding dimension.  Scoring with a bundle
+built under another identity is refused, because the two embedding spaces do not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+RANDOM_TAG = "random"  # --pretrained random: seeded random init, never for real scoring
+MODEL_CONFIG_ENV = "FLASHBACK_MODEL_CONFIGS"  # extra open_clip model-config JSON files or folders
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What the user asked for; resolved into an EncoderIdentity once the weights are known."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    checkpoint: Path | None = None
+    seed: int = 0  # only used with RANDOM_TAG
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None and self.pretrained not in (None, DEFAULT_PRETRAINED):
+            raise UsageError("give either --pretrained or --checkpoint, not both")
+
+    @property
+    def is_random(self) -> bool:
+        return self.checkpoint is None and self.pretrained == RANDOM_TAG
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    family: str  # "open_clip" (sentence-transformers text encoders come with the caption path)
+    model: str
+    weights: str
+    dim: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}:{self.model}@{self.weights}/{self.dim}"
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "model": self.model, "weights": self.weights, "dim": self.dim}
+
+    @classmethod
+    def from_key(cls, key: str) -> "EncoderIdentity":
+        """The identity a ``key`` names (as the store's ``runs.encoder_id`` keeps it)."""
+        family, rest = key.split(":", 1)
+        model, rest = rest.rsplit("@", 1)
+        weights, dim = rest.rsplit("/", 1)
+        return cls(family, model, weights, int(dim))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderIdentity":
+        return cls(family=d["family"], model=d["model"], weights=d["weights"], dim=int(d["dim"]))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_label(spec: EncoderSpec) -> str:
+    if spec.checkpoint is not None:
+        return "sha256:" + file_sha256(spec.checkpoint)
+    if spec.is_random:
+        return f"{RANDOM_TAG}:{spec.seed}"
+    return spec.pretrained or "none"
+
+
+def weights_cached(spec: EncoderSpec) -> bool | None:
+    """Whether a pretrained tag's weights are already in the local Hugging Face cache.
+
+    None when it cannot be told (a tag served from a plain URL, or no huggingface_hub): the caller
+    then just loads, and a download may happen.
+    """
+    if spec.checkpoint is not None or spec.is_random or not spec.pretrained:
+        return True
+    try:
+        import open_clip
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
+    hub = (cfg or {}).get("hf_hub")
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
+def register_extra_model_configs() -> list[str]:
+    """Register open_clip model configs named in FLASHBACK_MODEL_CONFIGS (os.pathsep-separated).
+
+    This is open_clip's own ``add_model_config``: how a user brings a custom architecture, and
+    how the test suite brings its tiny one without shipping it as a model.
+    """
+    import open_clip
+
+    added = []
+    for item in filter(None, os.environ.get(MODEL_CONFIG_ENV, "").split(os.pathsep)):
+        open_clip.add_model_config(item)
+        added.append(item)
+    return added
+
+
+def available_models() -> list[str]:
+    import open_clip
+
+    register_extra_model_configs()
+    return open_clip.list_models()

@@ -1,0 +1,258 @@
+"""``flashback bench``: how fast, per stage and end to end, on this machine.
+
+Stages: decode (video FPS), encoder (frames/s per batch size and precision), search (ms per batch of
+segment queries vs memory size and FAISS index type, with recall@10 against exact search), and end
+to end (video FPS for one file and for N concurrent feeds sharing one encoder), plus peak memory.
+Random weights cost what real ones cost, so nothing is downloaded.  Figures go to stdout, JSON and
+a markdown table under the output folder; ratios within one run are what to compare on a shared CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexes import build_index
+
+from ..checks import Range
+from ..encoders.efficiency import EnergyMeter, efficiency, model_cost
+from ..encoders.encoder import ClipEncoder
+from ..encoders.encoder_registry import EncoderSpec
+from ..memory.bundle import CaptionTable, MemoryBundle
+from ..memory.default_memory import default_memory
+from ..memory.manifest import Manifest
+from ..memory.retrieval import MemorySearcher
+from ..scoring.pipeline import Detector
+from ..settings import PRESETS
+from ..video.decode import FrameFit, VideoReader
+from ..video.sources import VideoSource
+from ..video.synthetic import make_video
+from ..video.timegrid import TimeGrid
+
+
+def _best(fn, repeat: int = 3) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def synthetic_memory(n: int, encoder: ClipEncoder, factory: str, rng) -> MemoryBundle:
+    v = rng.standard_normal((n, encoder.dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    half = n // 2
+    caps = CaptionTable([""] * n, [False] * half + [True] * (n - half), ["Normal"] * half + ["X"] * (n - half), [""] * n)
+    indexes = {"normal": build_index(v[:half], factory), "anomalous": build_index(v[half:], factory)}
+    manifest = Manifest(encoder.identity, {"normal": half, "anomalous": n - half}, {}, 0.95, "label", 100.0, factory)
+    return MemoryBundle(Path("."), manifest, caps, indexes)
+
+
+def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], queries: int = 64) -> list[dict]:
+    """ms per batch of ``queries`` for each memory size and FAISS index (on the CPU), and on a GPU
+    also the exact matrix-product search a CUDA run uses (``indexes.torch_backend``).  HNSW is left
+    out past ``HNSW_UP_TO`` captions: building it takes minutes there."""
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((queries, encoder.dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    rows = []
+    gpu = encoder.device.startswith("cuda")
+    for n in sizes:
+        exact_ids = None
+        for factory in [f for f in factories if n <= HNSW_UP_TO or "HNSW" not in f] + (["Flat@gpu"] if gpu else []):
+            f = factory.replace("{nlist}", str(max(16, int(4 * np.sqrt(n // 2))))).removesuffix("@gpu")
+            t0 = time.perf_counter()
+            mem = synthetic_memory(n, encoder, f, np.random.default_rng(2))
+            for index in mem.indexes.values():  # the search-time knobs we report with
+                if hasattr(index, "nprobe"):
+                    index.nprobe = 16
+                if hasattr(index, "hnsw"):
+                    index.hnsw.efSearch = 64
+            searcher = MemorySearcher(mem, 0.95, 10, device=encoder.device if factory.endswith("@gpu") else "cpu")
+            build_s = time.perf_counter() - t0
+            searcher.search(q)  # a first call pays for GPU kernels' start-up
+            t, r = _best(lambda: searcher.search(q), repeat=5)
+            if exact_ids is None and f == "Flat":
+                exact_ids = r.ids
+            recall = None if exact_ids is None else float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r.ids, exact_ids)]))
+            label = ("exact matrix product on the GPU (fp16)" if factory.endswith("@gpu") else
+                     f + (" (nprobe 16)" if "IVF" in f else " (efSearch 64)" if "HNSW" in f else ""))
+            rows.append({"memory_size": n, "index": label, "build_s": round(build_s, 3), "ms_per_batch": round(t * 1000, 3),
+                         "queries_per_batch": queries, "recall_at_10": recall})
+    return rows
+
+
+HNSW_UP_TO = 200_000
+
+
+def run(seconds: float = 20, size=(320, 240), model: str = "ViT-B-32", device: str = "auto",
+        feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="flashback-bench-"))
+    fps = 30
+    n_frames = int(seconds * fps)
+    video = make_video(tmp / "feed.mp4", n_frames=n_frames, fps=fps, size=size, scene_of=lambda i: i // 90)
+    encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=device)
+    memory = default_memory(encoder)
+    report: dict = {"model": model, "device": encoder.device, "device_name": device_name(encoder.device),
+                    "default_precision": encoder.precision, "video": f"{size[0]}x{size[1]} @ {fps} FPS, {seconds:g} s",
+                    "decode_video_fps": {}, "encoder_frames_per_s": {}, "search": [], "end_to_end": {}}
+
+    for name, settings in PRESETS.items():
+        grid = TimeGrid.from_settings(settings)
+
+        def decode():
+            with VideoReader(VideoSource(str(video)), FrameFit(settings.frame_fit, encoder.image_size, encoder.pad_rgb)) as r:
+                return sum(1 for _ in r.samples(grid))
+
+        report["decode_video_fps"][name] = round(n_frames / _best(decode, 2)[0], 1)
+    log(f"decode: {report['decode_video_fps']}")
+
+    precisions = ["fp32", "fp16"] if encoder.device.startswith("cuda") else ["fp32", "bf16"]
+    frames = np.random.default_rng(0).integers(0, 255, (64, encoder.image_size, encoder.image_size, 3), np.uint8)
+    for precision in precisions:
+        enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
+        enc.encode_images(frames[:8])
+        for bs in (1, 8, 32, 64):
+            reps = max(1, 64 // bs)
+            t, _ = _best(lambda: [enc.encode_images(frames[:bs]) for _ in range(reps)], 2)
+            report["encoder_frames_per_s"][f"{precision}/batch{bs}"] = round(bs * reps / t, 1)
+    log(f"encoder: {report['encoder_frames_per_s']}")
+
+    # memory building: the offline grammar and the text tower
+    from memory_builder.grammar import OfflineGenerator
+
+    t, _ = _best(lambda: sum(1 for _ in OfflineGenerator(0).generate(50_000)), 1)
+    report["builder"] = {"offline_generator_captions_per_s": round(50_000 / t)}
+    texts = [c.text for c in OfflineGenerator(1).generate(256)]
+    for precision in precisions:
+        enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
+        t, _ = _best(lambda: enc.encode_texts(texts, batch_size=128), 1)
+        report["builder"][f"text_embedding_captions_per_s[{precision}]"] = round(len(texts) / t, 1)
+    log(f"builder: {report['builder']}")
+
+    report["search"] = bench_search(encoder, list(search_sizes), ["Flat", "HNSW32", "IVF{nlist},Flat"])
+    cost, report["efficiency"] = model_cost(encoder), {}
+    log(f"search: {[(r['memory_size'], r['index'], r['ms_per_batch']) for r in report['search']]}")
+
+    for name, settings in PRESETS.items():
+        det = Detector(memory, encoder, settings, batch_size=32)
+        before = encoder.images_encoded
+        with EnergyMeter(encoder.device) as meter:
+            t, _ = _best(lambda: det.score(str(video)), 1)
+        per_s = (encoder.images_encoded - before) / seconds
+        report["end_to_end"][name] = {"feeds": 1, "video_fps": round(n_frames / t, 1),
+                                      "realtime_factor": round(seconds / t, 2),
+                                      "frames_encoded_per_video_second": round(per_s, 1)}
+        report["efficiency"][name] = efficiency(cost, per_s, meter.joules, seconds)
+    if feeds > 1:  # N feeds in parallel threads, one shared encoder
+        det = Detector(memory, encoder, PRESETS["fast"], batch_size=32)
+        copies = [make_video(tmp / f"feed{i}.mp4", n_frames=n_frames, fps=fps, size=size, scene_of=lambda i: i // 90)
+                  for i in range(feeds)]
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=det.score, args=(str(c),)) for c in copies]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        t = time.perf_counter() - t0
+        report["end_to_end"][f"fast x{feeds} feeds"] = {"feeds": feeds, "video_fps": round(feeds * n_frames / t, 1),
+                                                         "realtime_factor": round(feeds * seconds / t, 2)}
+    log(f"end to end: {report['end_to_end']}")
+    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    if encoder.device.startswith("cuda"):
+        import torch
+
+        report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tag = "gpu" if encoder.device.startswith("cuda") else "cpu"
+        (out_dir / f"bench-{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / f"bench-{tag}.md").write_text(markdown(report))
+    return report
+
+
+def markdown(r: dict) -> str:
+    lines = [f"{r['model']} on {r['device_name']}, video {r['video']}", "", "| stage | setting | figure |", "|---|---|---|"]
+    for k, v in r["decode_video_fps"].items():
+        lines.append(f"| decode | {k} grid | {v:,.1f} video FPS |")
+    for k, v in r["encoder_frames_per_s"].items():
+        lines.append(f"| encoder | {k} | {v:,.1f} frames/s |")
+    for k, v in r.get("builder", {}).items():
+        lines.append(f"| memory build | {k} | {v:,} |")
+    for s in r["search"]:
+        rec = "" if s["recall_at_10"] is None else f", recall@10 {s['recall_at_10']:.3f}"
+        lines.append(f"| search | {s['memory_size']:,} captions, {s['index']} | {s['ms_per_batch']:.2f} ms / {s['queries_per_batch']} queries{rec} |")
+    for k, v in r["end_to_end"].items():
+        lines.append(f"| end to end | {k} | {v['video_fps']:,.1f} video FPS ({v['realtime_factor']:.2f}x real time) |")
+    for k, e in r.get("efficiency", {}).items():
+        energy = "" if e["joules_per_video_hour"] is None else f", {e['joules_per_video_hour'] / 3600:,.2f} Wh per video-hour"
+        lines.append(f"| efficiency | {k} preset | {e['params_image_tower_m']:.1f} M image-tower parameters, "
+                     f"{e['gmacs_per_frame']:.2f} GMACs/frame x {e['frames_encoded_per_video_s']:.1f} frames/video-s "
+                     f"= {e['gmacs_per_video_s']:,.1f} GMACs per video-second{energy} |")
+    lines.append(f"| memory | peak RSS | {r['peak_rss_mb']:,.0f} MB |")
+    if "peak_gpu_mb" in r:
+        lines.append(f"| memory | peak GPU | {r['peak_gpu_mb']:,.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="flashback bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run_from_args(ap.parse_args(argv))
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 16..8192 (got {text!r})")
+    return int(w), int(h)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected comma-separated memory sizes >= 2 (got {text!r})")
+    return sizes
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--seconds", type=Range(1, 3600).argtype(), default=20, help="length of the synthetic 30-FPS feed (20)")
+    ap.add_argument("--size", type=_size, default=(320, 240), help="feed resolution (320x240)")
+    ap.add_argument("--model", default="ViT-B-32", help="open_clip architecture, random weights (ViT-B-32)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--feeds", type=Range(1, 256, integer=True).argtype(), default=4, help="concurrent feeds for the many-feeds figure (4)")
+    ap.add_argument("--search-sizes", type=_sizes, default=[10_000, 100_000], help="memory sizes for search latency (10000,100000)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where JSON and markdown go")
+
+
+def run_from_args(a: argparse.Namespace) -> int:
+    report = run(a.seconds, a.size, a.model, a.device, a.feeds, a.search_sizes, a.out, log=lambda m: None)
+    print(markdown(report))
+    print(f"wrote {a.out}/bench-{'gpu' if report['device'].startswith('cuda') else 'cpu'}.json and .md")
+    return 0

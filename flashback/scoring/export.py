@@ -1,0 +1,69 @@
+"""JSON and CSV exports of scored videos, written atomically (temp file + rename).
+
+JSON holds everything a person or a program needs about each video: per-frame scores, events and
+their explanations, and the failures.  CSV is one row per frame, with the event (if any) that
+covers it, so a spreadsheet or pandas gets scores and flags in one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write
+from .pipeline import VideoResult
+
+
+def _write_text_file(path: Path, write) -> None:
+    """``write`` gets an open text file (UTF-8, no newline translation, as csv wants)."""
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
+
+    atomic_write(path, fill)
+
+
+def video_to_dict(r: VideoResult) -> dict:
+    return {
+        "source": r.source,
+        "video_id": r.video_id,
+        "fps": round(r.fps, 4),
+        "duration_s": round(r.duration_s, 4),
+        "n_frames": len(r.frame_times),
+        "frames_encoded": r.n_samples,
+        "truncated": r.truncated,
+        "note": r.note,
+        "max_score": float(np.max(r.scores)) if len(r.scores) else None,
+        "events": [e.to_dict() for e in r.events],
+        "frame_scores": {
+            "time_s": np.round(r.frame_times, 4).tolist(),
+            "score": np.round(r.scores, 6).tolist(),
+            "raw_score": np.round(r.raw_scores, 6).tolist(),
+        },
+    }
+
+
+def write_json(path: Path, run: dict, results: Iterable[VideoResult], failures: list[dict]) -> None:
+    doc = {"run": run, "videos": [video_to_dict(r) for r in results], "failures": failures}
+    _write_text_file(path, lambda f: json.dump(doc, f, indent=1))
+
+
+def write_csv(path: Path, results: Iterable[VideoResult]) -> None:
+    def write(f):
+        w = csv.writer(f)
+        w.writerow(["source", "video_id", "frame", "time_s", "score", "raw_score", "event", "event_category"])
+        for r in results:
+            event_of = np.full(len(r.frame_times), -1)
+            for e in r.events:
+                event_of[e.start_frame : e.end_frame + 1] = e.index
+            cats = {e.index: e.category or "" for e in r.events}
+            for i, (t, s, raw, ev) in enumerate(zip(r.frame_times, r.scores, r.raw_scores, event_of)):
+                w.writerow([r.source, r.video_id, i, f"{t:.4f}", f"{s:.6f}", f"{raw:.6f}",
+                            "" if ev < 0 else int(ev), cats.get(int(ev), "")])
+
+    _write_text_file(path, write)
