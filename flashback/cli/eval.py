@@ -87,13 +87,14 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
 
     scored, rows, grids = [], [], {}
 
-    def one(pair) -> None:
-        source, truth = pair
-        video, row, emb = ev.score_one(source, truth)
+    def keep(video, row, emb) -> None:
         scored.append(video)
         rows.append(row)
         if emb is not None:
-            grids[str(source)] = emb
+            grids[row["source"]] = emb
+
+    def one(pair) -> None:
+        ev.score_one(*pair, keep=keep)
 
     with progress_bars() as progress:
         n = len(matched.pairs)
@@ -102,6 +103,9 @@ def _videos(a: argparse.Namespace, gt, settings) -> int:
         interrupted = guard.each(matched.pairs, one, "videos", name=lambda pair: str(pair[0]),
                                  after=lambda k: progress.update(task, advance=1, done=f"{k + 1}/{n} videos"))
     if not scored:
+        if interrupted:
+            warn("interrupted before any video was scored: no metrics")
+            return EXIT_INTERRUPTED
         fail("no video could be scored")
         return EXIT_FAILED
     metrics = compute_metrics(scored)

@@ -90,24 +90,31 @@ class Evaluation:
         r.truncated, r.note = bool(m.get("truncated")), m.get("note", "")
         return r
 
-    def score_one(self, source: VideoSource, truth: VideoTruth) -> tuple[ScoredVideo, dict, GridEmbeddings | None]:
+    def score_one(self, source: VideoSource, truth: VideoTruth, keep: Callable | None = None
+                  ) -> tuple[ScoredVideo, dict, GridEmbeddings | None]:
+        """One video's scores, from the store or scored now.  ``keep(scored, row, emb)`` is called
+        before a new result is stored: a Ctrl-C that lands while it is stored (or while the store's
+        file closes after the commit) leaves the video counted, as it was scored whole, instead of
+        stored but left out of the metrics."""
         video_id = video_id_for(source)
         stored = self.store.frame_scores(self.run.run_id, video_id) if self.store is not None else None
-        emb = None
+        emb = result = None
         if stored is not None:
             self.reused["store"] += 1
             times, scores = stored
         else:
             emb = self.grid_embeddings(source, video_id)
             result = self.result_from_grid(self.detector, emb, str(source), video_id)
-            if self.store is not None:
-                self.store.save(self.run, result)
             times, scores = result.frame_times, result.scores
         labels = frame_labels(truth, len(times), times)
         scored = ScoredVideo(truth.video, truth.category, labels, np.asarray(scores, np.float64))
         row = {"video": truth.video, "source": str(source), "video_id": video_id, "category": truth.category,
                "frames": int(len(times)), "anomalous_frames": int(labels.sum()),
                "max_score": float(np.max(scores)) if len(scores) else None}
+        if keep is not None:
+            keep(scored, row, emb)
+        if result is not None and self.store is not None:
+            self.store.save(self.run, result)
         return scored, row, emb
 
 
