@@ -2,7 +2,7 @@
 
 The defaults are the paper's where it publishes them (1.0 s segments, 0.5 s overlap, 16 frames,
 K = 10); where it does not (smoothing sigma, event threshold and durations) they are our choices
-and the README says so.  ``alpha`` and ``logit_scale`` default to ``None``: "use the memory's",
+and docs/scoring.md says so.  ``alpha`` and ``logit_scale`` default to ``None``: "use the memory's",
 because both belong to how a memory was built and calibrated, not to the video.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .checks import FRACTION, Range, check_fields, knob, raise_problems
 from .errors import UsageError
 
-# How a frame that is not square reaches the square encoder input (README, "How scoring works"):
+# How a frame that is not square reaches the square encoder input (docs/scoring.md):
 #   crop   - shorter side to the input size, centre crop (CLIP's training view; loses the sides)
 #   pad    - longer side to the input size, the rest filled with the normalisation mean (all of it)
 #   squash - both sides to the input size (all of it, aspect ratio changed)

@@ -1,7 +1,8 @@
 """The shape of the code, checked from its source with ``ast``: the import graph has no cycles inside
-``flashback/``, the online path never imports the offline builder (only the composition roots do),
+``flashback/``, its folders import only the folders before them in the flow, the online path never
+imports the offline builder (only the composition roots do),
 no module outgrows ~400 lines, every error class is a ``FlashbackError``, every table has one
-writer module, and the README's "Layout" section names what is in the tree."""
+writer module, the README's "Layout" names every folder and docs/architecture.md every module."""
 
 from __future__ import annotations
 
@@ -73,6 +74,43 @@ def test_no_import_cycles_inside_flashback():
             visit(n)
 
 
+# flashback's folders in the order data flows through them: a folder imports from the folders before
+# it and from the few top-level modules (errors, settings, checks, atomic, processes), never from one
+# after it or beside it; the package root (the public face) re-exports and is left out
+LAYERS = [("video",), ("encoders",), ("memory",), ("scoring",), ("store",), ("batch", "review", "live", "cluster", "eval"), ("cli",)]
+TOP_LEVEL_MAX = 12
+
+
+def folder_of(module: str) -> str | None:
+    """``flashback.video.decode`` -> "video"; a top-level module -> ""; the package root -> None."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return None
+    return parts[1] if (ROOT / "flashback" / parts[1]).is_dir() else ""
+
+
+def test_every_folder_has_its_place_in_the_flow():
+    folders = {p.name for p in (ROOT / "flashback").iterdir() if p.is_dir() and p.name != "__pycache__" and (p / "__init__.py").exists()}
+    placed = [f for layer in LAYERS for f in layer]
+    assert sorted(placed) == sorted(folders), "add the new folder to LAYERS, where the data reaches it"
+    top = sorted(p.name for p in (ROOT / "flashback").glob("*.py"))
+    assert len(top) <= TOP_LEVEL_MAX, f"flashback/ keeps only the shared basics at its top level: {top}"
+
+
+def test_folders_import_only_what_comes_before_them_in_the_flow():
+    level = {f: i for i, layer in enumerate(LAYERS) for f in layer} | {"": -1}
+    upward = []
+    for src, deps in graph().items():
+        a = folder_of(src) if src.startswith("flashback") else None
+        for dst in deps:
+            b = folder_of(dst) if dst.startswith("flashback") else None
+            if a is None or b is None or a == b:
+                continue
+            if level[b] >= level[a]:
+                upward.append(f"{src} -> {dst}")
+    assert upward == [], f"imports against the flow: {upward}"
+
+
 def test_only_composition_roots_import_the_offline_builder():
     offenders = sorted(name for name, deps in graph().items()
                        if name.startswith("flashback") and name not in COMPOSITION_ROOTS
@@ -114,10 +152,19 @@ def test_each_table_has_one_writer_module():
     assert writers["flashback.store.writers"] == created  # every results table has its writer there
 
 
-def test_readme_layout_names_what_is_in_the_tree():
+def test_readme_layout_names_every_folder():
+    """The README's Layout is the map: every folder of ``flashback/`` and every top-level package."""
     text = (ROOT / "README.md").read_text()
     layout = text[text.index("## Layout"):]
-    layout = layout[: layout.index("\n## ", 4)] if "\n## " in layout[4:] else layout
+    layout = layout[: layout.index("\n## ", 4)]
+    folders = {p.name + "/" for p in (ROOT / "flashback").iterdir() if (p / "__init__.py").exists()}
+    missing = sorted(f for f in folders | {f"{pkg}/" for pkg in PACKAGES} | {"tests/", "benchmarks/", "docs/"} if f"`{f}`" not in layout)
+    assert missing == [], f"README Layout does not mention: {missing}"
+
+
+def test_architecture_doc_names_what_is_in_the_tree():
+    """docs/architecture.md goes module by module: it names every module, and nothing that is gone."""
+    layout = (ROOT / "docs" / "architecture.md").read_text()
     named = set(re.findall(r"`([\w/]+(?:\.py)?)`", layout))
     tree = {p.relative_to(ROOT).as_posix() for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
             if not p.name.startswith("__") and "__pycache__" not in p.parts}
@@ -128,10 +175,10 @@ def test_readme_layout_names_what_is_in_the_tree():
         return any(path == n or path.endswith("/" + n) for n in named)
 
     missing = sorted(t for t in tree if not mentioned(t))
-    assert missing == [], f"README Layout does not mention: {missing}"
+    assert missing == [], f"docs/architecture.md does not mention: {missing}"
     real = tree | folders | {"benchmarks/", "tests/"} | {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
     gone = sorted(n for n in named if ("/" in n or n.endswith(".py")) and not any(r == n or r.endswith("/" + n) for r in real))
-    assert gone == [], f"README Layout names paths that do not exist: {gone}"
+    assert gone == [], f"docs/architecture.md names paths that do not exist: {gone}"
 
 
 @pytest.mark.parametrize("module", sorted(COMPOSITION_ROOTS))

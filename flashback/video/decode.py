@@ -7,7 +7,7 @@ the frame on screen at t (the last one with pts <= t), which makes variable fram
 without assumptions.  Decode errors after the first frame end the video early and are reported as
 truncation: everything before them is still scored.
 
-What the encoder sees (README, "How scoring works"): the frame as displayed (a rotation in the
+What the encoder sees (docs/scoring.md): the frame as displayed (a rotation in the
 stream's display matrix is applied), scaled with bicubic interpolation according to the frame fit:
 ``pad`` (default: the longer side to the input size, centred, the rest filled with the encoder's
 normalisation mean, so nothing of the picture is lost), ``crop`` (the shorter side to the input
