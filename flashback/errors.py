@@ -32,6 +32,13 @@ def one_line(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
 
 
+def first_line(error: BaseException) -> str:
+    """What an exception says, as the reason in a one-line message: its first line (FFmpeg, Ray,
+    DuckDB and open_clip all run to several), or its class name when it says nothing."""
+    text = str(error).strip()
+    return one_line(text.splitlines()[0]) if text else type(error).__name__
+
+
 @contextlib.contextmanager
 def ctrl_c_stays_ctrl_c() -> Iterator[None]:
     """Around DuckDB work: a Ctrl-C stays a Ctrl-C.  DuckDB takes a SIGINT that lands mid-query,

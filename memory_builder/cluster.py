@@ -16,9 +16,9 @@ import numpy as np
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from flashback.cluster.connect import ActorPlan, Cluster, first_line, task_failure
+from flashback.cluster.connect import ActorPlan, Cluster, task_failure
 from flashback.encoders.encoder_registry import EncoderSpec
-from flashback.errors import BuildError, ClusterError
+from flashback.errors import BuildError, ClusterError, first_line
 
 from .grammar import Caption
 from .job import BuildConfig, caption_generator, make_shard

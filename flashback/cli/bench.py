@@ -1,11 +1,53 @@
-"""``flashback bench``: speed per stage and end to end (the work is ``flashback/eval/bench.py``)."""
+"""``flashback bench``: speed per stage and end to end.  Its flags live here; the measuring is
+``flashback/eval/bench.py`` (``benchmarks/fps.py`` runs this same command)."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
+from ..checks import Range
+from ..encoders.encoder_registry import DEFAULT_MODEL
+
 
 def add_parser(sub) -> None:
-    from ..eval.bench import add_arguments, run_from_args
-
     b = sub.add_parser("bench", help="speed per stage and end to end (decode, encoder, search, feeds)")
     add_arguments(b)
-    b.set_defaults(run=run_from_args)
+    b.set_defaults(run=run)
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 16..8192 (got {text!r})")
+    return int(w), int(h)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected comma-separated memory sizes >= 2 (got {text!r})")
+    return sizes
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--seconds", type=Range(1, 3600).argtype(), default=20, help="length of the synthetic 30-FPS feed (20)")
+    ap.add_argument("--size", type=_size, default=(320, 240), help="feed resolution (320x240)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"open_clip architecture, random weights ({DEFAULT_MODEL})")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--feeds", type=Range(1, 256, integer=True).argtype(), default=4, help="concurrent feeds for the many-feeds figure (4)")
+    ap.add_argument("--search-sizes", type=_sizes, default=[10_000, 100_000], help="memory sizes for search latency (10000,100000)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where JSON and markdown go")
+
+
+def run(a: argparse.Namespace) -> int:
+    from ..eval.bench import markdown
+    from ..eval.bench import run as measure
+
+    report = measure(a.seconds, a.size, a.model, a.device, a.feeds, a.search_sizes, a.out, log=lambda m: None)
+    print(markdown(report))
+    print(f"wrote {a.out}/bench-{'gpu' if report['device'].startswith('cuda') else 'cpu'}.json and .md")
+    return 0

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ClusterError, FlashbackError, one_line
+from ..errors import ClusterError, FlashbackError, first_line, one_line
 
 PASSED_ENV = ("FLASHBACK_MODEL_CONFIGS", "FLASHBACK_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE",
               "TRANSFORMERS_OFFLINE", "XDG_CACHE_HOME")
@@ -121,12 +121,6 @@ class ActorPlan:
     def cpus(self) -> int:
         """The CPUs the actors use, held by Ray or not."""
         return self.n
-
-
-def first_line(e: BaseException) -> str:
-    """Ray's errors run to many lines; the first says what happened."""
-    text = str(e).strip()
-    return one_line(text.splitlines()[0]) if text else type(e).__name__
 
 
 def task_failure(e: BaseException) -> tuple[str, bool]:

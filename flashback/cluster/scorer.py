@@ -22,11 +22,11 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
 from ..encoders.encoder_registry import EncoderSpec
-from ..errors import ClusterError, FlashbackError, one_line
+from ..errors import ClusterError, FlashbackError, first_line, one_line
 from ..scoring.pipeline import Detector, VideoResult, Work
 from ..store import RunRecord
 from ..video.sources import VideoSource
-from .connect import ActorPlan, Cluster, first_line, task_failure
+from .connect import ActorPlan, Cluster, task_failure
 from .workers import VideoEncoder, bundle_files, decode_batches
 
 MAX_DEATHS = 2  # a video whose own decoding worker dies twice is reported, not retried forever

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import EncoderError
+from ..errors import EncoderError, first_line
 from ..processes import main_module_hidden, spawn_context
 from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
 
@@ -30,6 +30,15 @@ def _quiet_hub() -> None:
         hub_logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def _not_open_clip(record: logging.LogRecord) -> bool:
+    """A filter on the root logger while a model loads: open_clip logs through the root logger
+    itself (``logging.info``/``warning`` at module level), so dropping the root's own records that
+    come from its files silences it alone; other threads' loggers, and ours, still speak."""
+    import open_clip
+
+    return not record.pathname.startswith(os.path.dirname(open_clip.__file__))
 
 
 def resolve_device(device: str) -> str:
@@ -87,7 +96,7 @@ class ClipEncoder:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                logging.getLogger().disabled = True  # open_clip's "initialized randomly", hub retry chatter
+                logging.getLogger().addFilter(_not_open_clip)  # its "initialized randomly" and the like
                 _quiet_hub()
                 model, _, _ = open_clip.create_model_and_transforms(
                     spec.model, pretrained=pretrained, device=self.device,
@@ -96,11 +105,11 @@ class ClipEncoder:
         except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/HF errors alike
             where = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"pretrained weights {spec.model}/{spec.pretrained}"
             raise EncoderError(
-                f"{where}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                f"{where}: cannot load ({first_line(e)}); "
                 "no network? download once elsewhere and pass --checkpoint FILE"
             ) from None
         finally:
-            logging.getLogger().disabled = False
+            logging.getLogger().removeFilter(_not_open_clip)
         model.eval()
         self._model = model
         self._tokenizer = open_clip.get_tokenizer(spec.model)

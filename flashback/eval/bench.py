@@ -9,7 +9,6 @@ a markdown table under the output folder; ratios within one run are what to comp
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import resource
@@ -19,13 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from faiss.contrib.evaluation import knn_intersection_measure
 
 from indexes import build_index
 
-from ..checks import Range
 from ..encoders.efficiency import EnergyMeter, efficiency, model_cost
 from ..encoders.encoder import ClipEncoder
-from ..encoders.encoder_registry import EncoderSpec
+from ..encoders.encoder_registry import DEFAULT_MODEL, EncoderSpec
 from ..memory.bundle import CaptionTable, MemoryBundle
 from ..memory.default_memory import default_memory
 from ..memory.manifest import Manifest
@@ -95,7 +94,7 @@ def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], q
             t, r = _best(lambda: searcher.search(q), repeat=5)
             if exact_ids is None and f == "Flat":
                 exact_ids = r.ids
-            recall = None if exact_ids is None else float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r.ids, exact_ids)]))
+            recall = None if exact_ids is None else float(knn_intersection_measure(r.ids, exact_ids))
             label = ("exact matrix product on the GPU (fp16)" if factory.endswith("@gpu") else
                      f + (" (nprobe 16)" if "IVF" in f else " (efSearch 64)" if "HNSW" in f else ""))
             rows.append({"memory_size": n, "index": label, "build_s": round(build_s, 3), "ms_per_batch": round(t * 1000, 3),
@@ -106,7 +105,7 @@ def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], q
 HNSW_UP_TO = 200_000
 
 
-def run(seconds: float = 20, size=(320, 240), model: str = "ViT-B-32", device: str = "auto",
+def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device: str = "auto",
         feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="flashback-bench-"))
     fps = 30
@@ -215,44 +214,3 @@ def markdown(r: dict) -> str:
     if "peak_gpu_mb" in r:
         lines.append(f"| memory | peak GPU | {r['peak_gpu_mb']:,.0f} MB |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="flashback bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    return run_from_args(ap.parse_args(argv))
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, _, h = text.lower().partition("x")
-    if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 16..8192 (got {text!r})")
-    return int(w), int(h)
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(x) for x in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 2:
-        raise argparse.ArgumentTypeError(f"expected comma-separated memory sizes >= 2 (got {text!r})")
-    return sizes
-
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--seconds", type=Range(1, 3600).argtype(), default=20, help="length of the synthetic 30-FPS feed (20)")
-    ap.add_argument("--size", type=_size, default=(320, 240), help="feed resolution (320x240)")
-    ap.add_argument("--model", default="ViT-B-32", help="open_clip architecture, random weights (ViT-B-32)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--feeds", type=Range(1, 256, integer=True).argtype(), default=4, help="concurrent feeds for the many-feeds figure (4)")
-    ap.add_argument("--search-sizes", type=_sizes, default=[10_000, 100_000], help="memory sizes for search latency (10000,100000)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where JSON and markdown go")
-
-
-def run_from_args(a: argparse.Namespace) -> int:
-    report = run(a.seconds, a.size, a.model, a.device, a.feeds, a.search_sizes, a.out, log=lambda m: None)
-    print(markdown(report))
-    print(f"wrote {a.out}/bench-{'gpu' if report['device'].startswith('cuda') else 'cpu'}.json and .md")
-    return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
 from ..video.cameras import Region
 from ..video.decode import MAX_SIDE, MIN_SIDE, FrameFit, open_input
 from ..video.sources import is_url
@@ -304,5 +304,4 @@ class FeedReader:
 
 
 def _reason(e: Exception) -> str:
-    text = getattr(e, "strerror", None) or str(e).strip().split("\n")[0] or type(e).__name__
-    return str(text)
+    return str(getattr(e, "strerror", None) or first_line(e))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..errors import StoreError
+from ..errors import StoreError, first_line
 from ..memory.bundle import CaptionTable
 from ..scoring.events import Event
 from ..scoring.scoring import Segments
@@ -275,7 +275,7 @@ class WebhookSink(LiveSink):
         except (ValueError, UnicodeDecodeError) as e:
             aside = self.outbox.with_name(f"{self.outbox.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
             self.outbox.rename(aside)
-            self.log(f"webhook outbox {self.outbox}: not readable ({str(e).splitlines()[0][:120]}); set aside as {aside}")
+            self.log(f"webhook outbox {self.outbox}: not readable ({first_line(e)[:120]}); set aside as {aside}")
             return []
         if docs:
             self.log(f"webhook: {len(docs)} update(s) left by an earlier watch in {self.outbox}; sending them first")

@@ -38,7 +38,7 @@ from indexes import build_index, load_index, save_index
 
 from ..checks import Range
 from ..encoders.encoder_registry import EncoderIdentity, file_sha256
-from ..errors import BundleError, EncoderMismatchError, UsageError, ctrl_c_stays_ctrl_c
+from ..errors import BundleError, EncoderMismatchError, UsageError, ctrl_c_stays_ctrl_c, first_line
 from .manifest import CAPTIONS, INDEX_FILES, MANIFEST, Manifest, memory_id_of, read_manifest
 
 LABELS = ("normal", "anomalous")
@@ -291,7 +291,7 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
     except BundleError as e:
         raise BundleError(f"{path}: unreadable bundle ({e})") from None
     except (duckdb.Error, RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise BundleError(f"{path}: unreadable bundle ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise BundleError(f"{path}: unreadable bundle ({first_line(e)})") from None
     if not np.array_equal(cols["id"], np.arange(len(captions))):
         raise BundleError(f"{path / CAPTIONS}: caption ids are not 0..N-1")
     counts = {"normal": captions.n_normal, "anomalous": captions.n_anomalous}

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from ..errors import StoreError, ctrl_c_stays_ctrl_c
+from ..errors import StoreError, ctrl_c_stays_ctrl_c, first_line
 from ..scoring.pipeline import VideoResult
 from ..video.media import EventMedia, media_dir, sweep
 from ..video.sources import is_url
@@ -50,10 +50,6 @@ class PruneReport:
     files: int  # media files removed
     bytes: int
     dry_run: bool = False
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 class ResultStore:
@@ -101,7 +97,7 @@ class ResultStore:
                 con.execute("COMMIT")
             except (duckdb.Error, OSError) as e:
                 _rollback_quietly(con)
-                raise StoreError(f"{self.path}: write failed, nothing of it was stored ({_first_line(e)})") from None
+                raise StoreError(f"{self.path}: write failed, nothing of it was stored ({first_line(e)})") from None
             except BaseException:
                 _rollback_quietly(con)
                 raise
@@ -132,9 +128,9 @@ class ResultStore:
                         f"{self.path}: locked by another process (PID {holder}); "
                         "wait for it to finish or pass another --db"
                     ) from None
-                raise StoreError(f"{self.path}: cannot open results database ({_first_line(e)})") from None
+                raise StoreError(f"{self.path}: cannot open results database ({first_line(e)})") from None
             except (duckdb.Error, OSError) as e:
-                raise StoreError(f"{self.path}: not a usable DuckDB database ({_first_line(e)})") from None
+                raise StoreError(f"{self.path}: not a usable DuckDB database ({first_line(e)})") from None
 
     def tables(self) -> set[str]:
         """The tables the file holds (a store written by an older flashback lacks the newer ones)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .cameras import Region
 from .sources import VideoSource
 from .timegrid import TimeGrid
@@ -84,10 +84,7 @@ class Timeline:
 
 def _describe(error: Exception) -> str:
     """FFmpeg's reason without the errno and file name the caller already prints."""
-    if getattr(error, "strerror", None):
-        return str(error.strerror)
-    text = str(error).strip()
-    return text.split("\n")[0] if text else type(error).__name__
+    return str(getattr(error, "strerror", None) or first_line(error))
 
 
 MAX_TILES = 8
