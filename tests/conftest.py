@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lanes import pytest_configure, pytest_runtest_protocol  # noqa: F401  (the fast lane stays in process)
 from xdist_guard import pytest_xdist_make_scheduler  # noqa: F401  (a crashed worker fails its test; the run goes on)
 
 TINY_MODEL = "fb-test-tiny"
@@ -126,6 +127,51 @@ def flashback(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedPro
     wide terminal, so that the table's cells are not folded across lines."""
     return subprocess.run([FLASHBACK, *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, "COLUMNS": "400", **(env or {})})
+
+
+def flashback_here(*args, cwd=None, env=None, timeout=None) -> subprocess.CompletedProcess:
+    """``flashback`` run in this process, answering as ``flashback()`` does (exit status, stdout,
+    stderr as text), for tests of what a command does rather than of how its process behaves
+    (signals, kills, locks, an exit under ``os._exit``, what a fresh process imports): it saves the
+    4 s a new process spends importing torch and open_clip, and keeps the test in the fast lane.
+    ``cwd`` and ``env`` hold for the call and are restored after it; the consoles are as wide as ``flashback()``'s;
+    ``timeout`` is taken for ``flashback()``'s sake and left to the suite's faulthandler timeout."""
+    import contextlib
+    import io
+    import logging
+
+    from flashback.cli import common, main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in env or {}}
+    saved_width = {c: c._width for c in (common.out, common.err)}  # rich fixes a console's width when it is made
+    common.log_to_stderr()  # main's first step, taken here so that its handler can be pointed at this call's stderr
+    handlers = [h for h in logging.getLogger("flashback").handlers if isinstance(h, logging.StreamHandler)]
+    os.environ.update({k: str(v) for k, v in (env or {}).items()})
+    try:
+        for c in saved_width:
+            c.width = 400
+        with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            # set, not setStream: that flushes the old stream, which an earlier test's capture may have closed
+            previous = [h.stream for h in handlers]
+            for h in handlers:
+                h.stream = stderr
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's refusals
+                code = e.code if isinstance(e.code, int) else 2
+            finally:
+                for h, old in zip(handlers, previous):
+                    h.stream = old
+    finally:
+        for c, w in saved_width.items():
+            c._width = w
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["flashback", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="session")

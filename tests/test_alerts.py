@@ -81,6 +81,7 @@ def test_bad_texts_are_refused(alerts, ignores, problem):
     assert user_texts(["a  fire\n"], ["a fire"]) == [UserText("a fire", True), UserText("a fire", False)]
 
 
+@pytest.mark.slow
 def test_the_run_records_its_texts_and_is_reproducible(tmp_path, seed_memory, tiny_encoder):
     video = make_video(tmp_path / "v.mp4", n_frames=60)
     db = tmp_path / "r.duckdb"

@@ -44,6 +44,7 @@ def test_offline_build_is_a_working_bundle(built, tiny_encoder, tmp_path):
     assert verify_bundle(out) == []
 
 
+@pytest.mark.slow
 def test_info_shows_build_statistics_and_verify_catches_tampering(built, tmp_path):
     import shutil
 
@@ -95,6 +96,7 @@ def test_a_small_build_makes_what_it_needs_and_every_bar_moves(tiny_encoder, tmp
         assert len(set(seen)) >= 5, f"{stage} moved in {len(set(seen))} steps: {seen}"
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
     """Kill a build mid-embedding, run the same command again, compare with an uninterrupted build."""
     args = ["memory", "build", "--size", "2000", "--shard-size", "50", "--near-dup-threshold", "0",
@@ -147,6 +149,7 @@ def test_a_label_short_after_cleaning_is_topped_up_to_exactly_the_size_asked(tin
     assert {t for s, _, t in calls if s == "generate"} == {4600, b["generated"]} or b["rounds"] > 2
 
 
+@pytest.mark.slow
 def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_path):
     """Asking more than the generator can say: every round is made, the memory stays 50/50 at
     the shorter label's count, and the command says so in one line, with the numbers."""
@@ -163,6 +166,7 @@ def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_pa
     assert f"kept {b['kept_anomalous']:,} of each label" in warning[0]
 
 
+@pytest.mark.slow
 def test_tokenizing_in_worker_processes_gives_the_same_vectors(tiny_encoder, monkeypatch):
     """On a GPU the text tower outruns open_clip's Python tokenizer, so a large build tokenizes in
     processes; here the same path is forced on the CPU and must give the same vectors, in order."""

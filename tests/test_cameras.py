@@ -95,6 +95,7 @@ def test_a_bad_camera_file_is_one_line_naming_it(tmp_path, text, problem):
     assert str(f) in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_region_outside_the_frame_fails_that_video_only(pair, detector, tmp_path):
     with pytest.raises(InputError, match=r"--roi 100,0,64,64: region 100,0 64x64 is outside the 128x64 frame"):
         detector.score(str(pair[0]), region=parse_roi("100,0,64,64"))
@@ -105,6 +106,7 @@ def test_a_region_outside_the_frame_fails_that_video_only(pair, detector, tmp_pa
     assert p.returncode == 2 and "--roi 0,0,wide: expected x,y,width,height" in p.stderr
 
 
+@pytest.mark.slow
 def test_the_store_records_the_region(pair, tmp_path):
     import duckdb
 
@@ -115,6 +117,7 @@ def test_the_store_records_the_region(pair, tmp_path):
         assert con.execute("SELECT region FROM scorings").fetchall() == [("roi 0,0,64,64",)]
 
 
+@pytest.mark.slow
 def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
     """A feed whose region does not fit its frames stops with one line; the other feed goes on."""
     import duckdb

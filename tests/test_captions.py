@@ -87,6 +87,7 @@ def test_a_clip_memory_refuses_a_text_encoder(seed_memory, minilm):
         Detector(seed_memory, minilm)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
     """Six real videos' captions (3 anomalous, 3 normal), the real MiniLM, a real DuckDB file."""
@@ -133,6 +134,7 @@ def _caption_memory(tmp_path, encoder):
     return load_bundle(tmp_path / "mem")
 
 
+@pytest.mark.slow
 def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, minilm):
     """Real MiniLM, real DuckDB: a JSON track and a two-video JSONL are scored and stored; a broken
     file is named on stderr and does not stop the others (exit 1)."""
@@ -172,6 +174,7 @@ def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, 
         assert c.execute("SELECT DISTINCT encoder_id FROM runs").fetchall() == [(minilm.identity.key,)]
 
 
+@pytest.mark.slow
 def test_score_captions_refuses_a_memory_of_another_encoder(tmp_path, seed_memory):
     caps = tmp_path / "a.json"
     caps.write_text(json.dumps({"0": "a man walks"}))
@@ -182,6 +185,7 @@ def test_score_captions_refuses_a_memory_of_another_encoder(tmp_path, seed_memor
     assert p.returncode == 1 and "all-MiniLM-L6-v2" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+@pytest.mark.slow
 def test_score_captions_with_the_clip_text_tower(tmp_path, seed_memory):
     """--text-encoder clip: captions go through the same open_clip model the memory was built with."""
     from conftest import TINY_CLI

@@ -1,4 +1,6 @@
-"""The installed ``flashback`` console script, end to end, in subprocesses."""
+"""The ``flashback`` command end to end: in this process (``flashback_here``) where what a command does
+is tested, and as the installed console script in a subprocess where a process is (another
+process holding the store's lock)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 
 import duckdb
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback, flashback_here
 
 from flashback.video.synthetic import make_video
 
@@ -27,7 +29,7 @@ def folder(tmp_path_factory):
 
 def test_folder_with_one_corrupt_file(folder, tmp_path):
     db, js, cs = tmp_path / "r.duckdb", tmp_path / "r.json", tmp_path / "r.csv"
-    p = flashback("score", folder, "--db", db, "--json", js, "--csv", cs, "--threshold", "0.3", *TINY_CLI)
+    p = flashback_here("score", folder, "--db", db, "--json", js, "--csv", cs, "--threshold", "0.3", *TINY_CLI)
     assert p.returncode == 1, p.stderr
     errors = [line for line in p.stderr.splitlines() if "error:" in line]
     assert errors == [f"flashback: error: {folder / 'north' / 'broken.mp4'}: not a readable video (Invalid data found when processing input)"]
@@ -46,7 +48,7 @@ def test_folder_with_one_corrupt_file(folder, tmp_path):
     assert len(rows) == 110 and set(rows[0]) >= {"source", "frame", "time_s", "score", "event"}
 
     # the same command again replaces rows instead of adding to them
-    p = flashback("score", folder, "--db", db, "--threshold", "0.3", *TINY_CLI)
+    p = flashback_here("score", folder, "--db", db, "--threshold", "0.3", *TINY_CLI)
     assert p.returncode == 1
     with duckdb.connect(str(db), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] == 110
@@ -54,7 +56,7 @@ def test_folder_with_one_corrupt_file(folder, tmp_path):
 
 
 def test_all_good_exits_0_and_shows_events(folder, tmp_path):
-    p = flashback("score", folder / "b.mkv", "--db", tmp_path / "r.duckdb", "--threshold", "0.01", *TINY_CLI)
+    p = flashback_here("score", folder / "b.mkv", "--db", tmp_path / "r.duckdb", "--threshold", "0.01", *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert "Flagged events" in p.stdout and "b.mkv" in p.stdout
 
@@ -69,10 +71,11 @@ def test_all_good_exits_0_and_shows_events(folder, tmp_path):
     ],
 )
 def test_usage_errors_exit_2(args, message):
-    p = flashback(*args)
+    p = flashback_here(*args)
     assert p.returncode == 2 and message in p.stderr
 
 
+@pytest.mark.slow
 def test_locked_database_is_named(folder, tmp_path):
     db = tmp_path / "busy.duckdb"
     holder = subprocess.Popen(
@@ -93,14 +96,14 @@ def test_memory_from_captions_info_verify_and_wrong_encoder(folder, tmp_path):
     caps = tmp_path / "caps.csv"
     caps.write_text("text,label,category\na quiet road,normal,\npeople shop,normal,\na car burns,anomalous,Arson\n")
     mem = tmp_path / "mem"
-    p = flashback("memory", "from-captions", caps, "--out", mem, "--alpha", "0.9", *TINY_CLI)
+    p = flashback_here("memory", "from-captions", caps, "--out", mem, "--alpha", "0.9", *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert "2 normal and 1 anomalous" in p.stdout
-    p = flashback("memory", "info", mem)
+    p = flashback_here("memory", "info", mem)
     assert p.returncode == 0 and "alpha        0.9" in p.stdout and "Arson" in p.stdout
-    assert flashback("memory", "verify", mem).returncode == 0
+    assert flashback_here("memory", "verify", mem).returncode == 0
 
-    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
+    p = flashback_here("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
                   "--pretrained", "random", "--device", "cpu", "--frames-per-segment", "4")
     assert p.returncode == 0, p.stderr
 
@@ -111,30 +114,30 @@ def test_memory_from_captions_info_verify_and_wrong_encoder(folder, tmp_path):
 
     torch.manual_seed(5)
     torch.save(open_clip.create_model("fb-test-tiny").state_dict(), other)
-    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
+    p = flashback_here("score", folder / "b.mkv", "--memory", mem, "--no-db", "--encoder", "fb-test-tiny",
                   "--checkpoint", other, "--device", "cpu")
     assert p.returncode == 1
     assert "open_clip:fb-test-tiny@random:0/32" in p.stderr and "@sha256:" in p.stderr
 
     (mem / "captions.parquet").write_bytes(b"tampered")
-    p = flashback("memory", "verify", mem)
+    p = flashback_here("memory", "verify", mem)
     assert p.returncode == 1 and "captions.parquet" in p.stderr
-    p = flashback("score", folder / "b.mkv", "--memory", mem, "--no-db", *TINY_CLI)
+    p = flashback_here("score", folder / "b.mkv", "--memory", mem, "--no-db", *TINY_CLI)
     assert p.returncode == 1 and "captions.parquet" in p.stderr
 
 
 def test_missing_checkpoint_and_unknown_model_are_one_line(folder):
-    p = flashback("score", folder / "b.mkv", "--no-db", "--encoder", "fb-test-tiny", "--checkpoint", "/nope.pt")
+    p = flashback_here("score", folder / "b.mkv", "--no-db", "--encoder", "fb-test-tiny", "--checkpoint", "/nope.pt")
     assert p.returncode == 1 and "flashback: error: /nope.pt: checkpoint file not found" in p.stderr
-    p = flashback("score", folder / "b.mkv", "--no-db", "--encoder", "ViT-Q-99")
+    p = flashback_here("score", folder / "b.mkv", "--no-db", "--encoder", "ViT-Q-99")
     assert p.returncode == 1 and "unknown open_clip model 'ViT-Q-99'" in p.stderr
 
 
 def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
     """A small real run of `flashback bench`: every stage measured, JSON and markdown written."""
     out = tmp_path / "bench"
-    p = flashback("bench", "--seconds", "2", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu",
-                  "--feeds", "2", "--search-sizes", "400", "--out", out, timeout=600)
+    p = flashback_here("bench", "--seconds", "2", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu",
+                       "--feeds", "2", "--search-sizes", "400", "--out", out)
     assert p.returncode == 0, p.stderr
     report = json.loads((out / "bench-cpu.json").read_text())
     assert set(report["decode_video_fps"]) == {"default", "fast", "captions"}

@@ -24,6 +24,8 @@ from streams import FFMPEG
 
 from flashback.cluster.local import LocalCluster
 
+pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
+
 # the head notices a lost node within a few seconds rather than Ray's default half minute
 FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}

@@ -133,6 +133,7 @@ def test_folders_expand_recursively_by_extension(tmp_path):
     assert "holds no video files" in expand_inputs([str(empty)]).problems[0]
 
 
+@pytest.mark.slow
 def test_http_url_is_opened_by_pyav(tmp_path, seed_memory, tiny_encoder):
     """A URL goes to FFmpeg untouched: serve a real file over HTTP on loopback and score it."""
     import functools

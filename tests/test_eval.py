@@ -129,6 +129,7 @@ def test_coarser_grids_come_from_the_cached_fine_grid(dataset, tiny_encoder, see
         np.testing.assert_array_equal(hit.vectors[j], fine.vectors[i])
 
 
+@pytest.mark.slow
 def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
     d, ann = dataset
     out = tmp_path / "report"
@@ -148,6 +149,7 @@ def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "pr.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cli_sweep_rescores_from_the_store_run_without_encoding(dataset, tmp_path):
     """eval --sweep after a plain eval: scores come from the store, embeddings from the cache, and the
     ablation table is written with no frame encoded for it."""
@@ -192,6 +194,7 @@ def test_a_ctrl_c_while_a_result_is_stored_leaves_it_counted(dataset, tiny_encod
     assert store.frame_scores(ev.run.run_id, counted[0]) is not None  # and it is stored
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_eval_reports_what_was_scored(tmp_path):
     """SIGINT after the first video is stored: exit 130, and metrics and report cover the videos done."""
     import signal

@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 
-from conftest import TINY_CLI, flashback
+import pytest
+from conftest import TINY_CLI, flashback, flashback_here
 
 from flashback.memory.default_memory import DEFAULT_SIZE, default_memory, default_memory_path
 from flashback.video.synthetic import make_video
@@ -18,12 +19,12 @@ def test_a_missing_input_loads_nothing_and_leaves_no_store(tmp_path):
     """A checkpoint that does not exist would fail loudly if the model were loaded: it never is."""
     db = tmp_path / "flashback.duckdb"
     no_weights = ["--encoder", "ViT-B-32", "--checkpoint", tmp_path / "absent.pt"]
-    p = flashback("score", tmp_path / "camera.mp4", "--db", db, *no_weights, timeout=60)
+    p = flashback_here("score", tmp_path / "camera.mp4", "--db", db, *no_weights, timeout=60)
     assert p.returncode == 1
     assert p.stderr.splitlines() == [f"flashback: error: {tmp_path / 'camera.mp4'}: no such file or folder",
                                      "flashback: error: no video to score: nothing was loaded and nothing was stored"]
     assert not db.exists()
-    p = flashback("score-captions", tmp_path / "captions.json", "--db", db, "--text-encoder", "clip", *no_weights, timeout=60)
+    p = flashback_here("score-captions", tmp_path / "captions.json", "--db", db, "--text-encoder", "clip", *no_weights, timeout=60)
     assert p.returncode == 1 and "no caption file to score" in p.stderr and "absent.pt" not in p.stderr
     assert not db.exists()
 
@@ -32,25 +33,25 @@ def test_a_run_that_scores_nothing_creates_no_store_and_a_run_that_scores_create
     db = tmp_path / "r.duckdb"
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(2000))
-    p = flashback("score", broken, "--db", db, *TINY_CLI)
+    p = flashback_here("score", broken, "--db", db, *TINY_CLI)
     assert p.returncode == 1 and "not a readable video" in p.stderr
     assert not db.exists()
     good = make_video(tmp_path / "good.mp4", n_frames=20)
-    p = flashback("score", good, "--db", db, *TINY_CLI)
+    p = flashback_here("score", good, "--db", db, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert db.exists() and f"stored in {db}" in p.stdout
-    p = flashback("score", good, "--db", tmp_path / "no" / "such" / "folder.duckdb", *TINY_CLI)
+    p = flashback_here("score", good, "--db", tmp_path / "no" / "such" / "folder.duckdb", *TINY_CLI)
     assert p.returncode == 1 and "folder" in p.stderr and "does not exist" in p.stderr
 
 
 def test_the_default_memory_build_is_announced_once_with_its_cache(tmp_path):
     cache = tmp_path / "cache"
     video = make_video(tmp_path / "v.mp4", n_frames=20)
-    first = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
+    first = flashback_here("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
     assert first.returncode == 0, first.stderr
     said = [line for line in first.stderr.splitlines() if "building the default memory" in line]
     assert len(said) == 1 and "once" in said[0] and str(cache / "memories") in said[0]
-    again = flashback("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
+    again = flashback_here("score", video, "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
     assert again.returncode == 0 and "building the default memory" not in again.stderr
     assert "default memory:" not in again.stderr  # no progress either: it is loaded, not built
 
@@ -72,6 +73,7 @@ def without(packages: list[str], *args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_a_missing_extra_is_named_before_any_work(tmp_path):
     no_weights = ["--encoder", "ViT-B-32", "--checkpoint", str(tmp_path / "absent.pt")]
     p = without(["sentence_transformers"], "memory", "build", "--out", tmp_path / "mem", "--size", "100", *no_weights)
@@ -108,6 +110,7 @@ def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_m
     assert [(e.start_frame, e.end_frame) for e in r.events] == [(e.start_frame, e.end_frame) for e in each.events]
 
 
+@pytest.mark.slow
 def test_stopping_review_with_ctrl_c_or_a_hangup_stops_its_server(filled_store, tmp_path):
     """SIGTERM is the browser test's way out; Ctrl-C and a closed terminal must end it as well."""
     import signal
@@ -122,6 +125,7 @@ def test_stopping_review_with_ctrl_c_or_a_hangup_stops_its_server(filled_store, 
             assert urllib.request.urlopen(f"{url}/_stcore/health", timeout=5).status == 200
 
 
+@pytest.mark.slow
 def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_path):
     import av
 
@@ -144,6 +148,7 @@ def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_p
     assert (after[200:330, 360:520, 0] > 200).mean() > 0.3 > (before[200:330, 360:520, 0] > 200).mean()  # the fire
 
 
+@pytest.mark.slow
 def test_even_a_sigkilled_review_takes_its_server_with_it(filled_store):
     """SIGKILL cannot be forwarded; the kernel's parent-death signal (Linux) ends the server."""
     import signal
@@ -168,6 +173,7 @@ def test_even_a_sigkilled_review_takes_its_server_with_it(filled_store):
     assert not alive(servers), "the Streamlit server outlived a SIGKILLed flashback review"
 
 
+@pytest.mark.slow
 def test_off_a_terminal_long_steps_still_say_how_far_they_are(tmp_path):
     """stderr to a file (a log, a service): no bars, but progress lines, each task finished once."""
     cache = tmp_path / "cache"

@@ -69,6 +69,7 @@ def test_a_reconnect_ends_a_recording_and_memory_is_bounded():
     assert ring._bytes <= 1000 + 50 and len(ring._ring) <= 21
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_a_live_incident_gets_a_clip_that_starts_before_it_was_reported(tmp_path, scene_memory, tiny_encoder):
     video = make_video(tmp_path / "cam.mp4", n_frames=420, fps=30, size=(96, 64),

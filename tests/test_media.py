@@ -14,6 +14,8 @@ from PIL import Image
 from flashback.video.media import key_frames
 from flashback.video.synthetic import make_video
 
+pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
+
 EVENTFUL = ["--threshold", "0.3", "--min-event", "0.5"]
 
 

@@ -105,6 +105,7 @@ def test_broker_urls_are_checked_before_anything_loads():
         assert "secret" not in str(e.value)
 
 
+@pytest.mark.slow
 @needs_broker
 def test_a_broker_down_at_start_gets_the_queue_in_order_and_an_overflow_is_counted(tmp_path):
     port = free_port()
@@ -131,6 +132,7 @@ def test_a_broker_down_at_start_gets_the_queue_in_order_and_an_overflow_is_count
         broker.kill()
 
 
+@pytest.mark.slow
 @needs_broker
 def test_watch_publishes_through_a_broker_killed_mid_run(tmp_path, scene_memory):
     port = free_port()
@@ -186,6 +188,7 @@ def test_watch_publishes_through_a_broker_killed_mid_run(tmp_path, scene_memory)
         broker.kill()
 
 
+@pytest.mark.slow
 def test_bad_mqtt_values_are_one_line(tmp_path):
     video = make_video(tmp_path / "v.mp4", n_frames=30)
     for args, message in [(["--mqtt", "ftp://x"], "--mqtt ftp://x: expected mqtt://"),

@@ -78,6 +78,7 @@ def test_confirmed_adds_anomalous_exemplars_and_a_changed_verdict_replaces_them(
     assert list_overlays(db) == []  # unsure: the event teaches nothing
 
 
+@pytest.mark.slow
 def test_overlay_commands_and_scoring_with_them(db, filled_store, seed_memory):
     gate = filled_store[2][0]
     review = ReviewDB(db)

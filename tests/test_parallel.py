@@ -86,6 +86,7 @@ def _rows(db):
     return frames, events, clips
 
 
+@pytest.mark.slow
 def test_a_folder_scored_with_workers_is_the_sequential_run(folder, scene_memory, tmp_path):
     """Also with --hwaccel cuda (NVDEC), which this machine, without an NVIDIA driver, cannot open:
     decoding falls back to software, said once, not once per worker or per file."""
@@ -105,6 +106,7 @@ def test_a_folder_scored_with_workers_is_the_sequential_run(folder, scene_memory
     assert (frames, events, clips) == _rows(tmp_path / "seq" / "r.duckdb") and clips == len(events) >= 4
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_file_fails_that_file_only(folder, scene_memory, tiny_encoder):
     detector = Detector(scene_memory, tiny_encoder, ScoringSettings())
     scorer = PoolScorer(detector, workers=2)
@@ -128,6 +130,7 @@ def test_a_worker_killed_mid_file_fails_that_file_only(folder, scene_memory, tin
         assert np.array_equal(r.scores, detector.score(str(folder / name)).scores)
 
 
+@pytest.mark.slow
 def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(scene_memory, tiny_encoder, tmp_path):
     """Matroska declares its duration up front: a recording cut at 60 % (173 s of frames) still
     claims 288 s.  In two spans the last one meets the end of the data, which the stitch reports as
@@ -149,6 +152,7 @@ def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(s
         assert [(e.start_frame, e.end_frame) for e in r.events] == [(e.start_frame, e.end_frame) for e in sequential.events]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memory, tmp_path):
     import subprocess
     import time
@@ -173,11 +177,13 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memo
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # nothing outlives the command
 
 
+@pytest.mark.slow
 def test_workers_and_a_cluster_are_refused_together(folder):
     r = flashback("score", folder / "short0.mp4", "--workers", 2, "--ray", "local", *TINY_CLI)
     assert r.returncode == 2 and "--workers decodes on this machine and --ray on a cluster's workers" in r.stderr
 
 
+@pytest.mark.slow
 def test_workers_do_not_run_the_parents_main_script(folder, scene_memory, tiny_encoder, tmp_path, monkeypatch):
     """``spawn`` re-runs the parent's ``__main__`` in each child (found when a Streamlit app test had
     left its script there: every worker ran the app and died).  A parent whose main script would
@@ -199,6 +205,7 @@ def test_workers_do_not_run_the_parents_main_script(folder, scene_memory, tiny_e
     assert fake.__file__ == str(script)  # put back for the parent
 
 
+@pytest.mark.slow
 def test_workers_end_when_their_parent_is_killed(folder, tmp_path):
     """A parent killed with SIGKILL cannot stop its workers; each finds its pipe broken and ends,
     rather than decoding on for nobody (or waiting forever on a full pipe)."""

@@ -20,6 +20,8 @@ from flashback.scoring.scoring import Segments
 from flashback.store import ResultStore, writers
 from flashback.video.synthetic import make_video
 
+pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
+
 DAY = 86_400.0
 
 

@@ -105,6 +105,7 @@ def test_a_store_of_another_encoder_is_refused(store):
         FootageSearch(store, other)
 
 
+@pytest.mark.slow
 def test_search_from_the_command_line(store):
     p = flashback("search", "a person climbing a fence", "--db", store.path, "--top", "4", "--json", *TINY_CLI)
     assert p.returncode == 0, p.stderr
@@ -117,6 +118,7 @@ def test_search_from_the_command_line(store):
     assert p.returncode == 1 and "none.duckdb: no such results database" in p.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
     """Three Fighting and three Normal dev videos' captions, scored with the real MiniLM: the query

@@ -84,6 +84,7 @@ def test_a_failed_write_rolls_back_and_keeps_the_old_rows(tmp_path, scored):
     assert counts(store.path) == before
 
 
+@pytest.mark.slow
 def test_locked_by_another_process(tmp_path):
     db = tmp_path / "locked.duckdb"
     ResultStore(db).initialize()
@@ -142,6 +143,7 @@ def test_a_reader_waits_for_a_writer_in_its_own_process(tmp_path):
         writer.join()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_write_is_a_ctrl_c_and_stores_none_of_it(tmp_path):
     """DuckDB takes a SIGINT that lands mid-query, interrupts the query and raises
     RuntimeError('Query interrupted'); the store rolls the transaction back and raises
@@ -174,6 +176,7 @@ except KeyboardInterrupt:
         assert c.execute("SELECT a FROM kept").fetchall() == [(1,)]
 
 
+@pytest.mark.slow
 def test_a_long_store_query_prints_nothing(tmp_path):
     """DuckDB prints a progress bar to stdout for a query over 2 s, terminal or not; through the
     store it would land inside a command's --json or CSV output."""

@@ -13,6 +13,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
+
 TESTS = Path(__file__).resolve().parent
 
 CRASHING = """

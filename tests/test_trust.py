@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback, flashback_here
 
 from flashback.video.synthetic import make_video
 
@@ -46,7 +46,7 @@ def test_one_frame_videos_and_a_still_image_are_scored_and_the_run_goes_on(tmp_p
             c.mux(p)
     make_video(d / "d_normal.mp4", n_frames=45)
     js = tmp_path / "r.json"
-    p = flashback("score", d, d / "c_still.jpg", "--db", tmp_path / "r.duckdb", "--json", js, *TINY_CLI)
+    p = flashback_here("score", d, d / "c_still.jpg", "--db", tmp_path / "r.duckdb", "--json", js, *TINY_CLI)
     no_traceback(p)
     assert p.returncode == 0, p.stderr
     videos = {Path(v["source"]).name: v for v in json.loads(js.read_text())["videos"]}
@@ -58,7 +58,7 @@ def test_one_frame_videos_and_a_still_image_are_scored_and_the_run_goes_on(tmp_p
 def test_a_newline_in_a_file_name_stays_one_error_line(tmp_path):
     bad = tmp_path / "cam\nevil.mp4"
     bad.write_bytes(b"not a video at all")
-    p = flashback("score", bad, "--no-db", *TINY_CLI)
+    p = flashback_here("score", bad, "--no-db", *TINY_CLI)
     assert p.returncode == 1
     [line] = error_lines(p.stderr)
     assert "cam\\nevil.mp4" in line and "not a readable video" in line
@@ -70,7 +70,7 @@ def test_byte_identical_files_are_said_to_be_one_video(tmp_path):
     b = tmp_path / "copy_of_a.mp4"
     shutil.copy(a, b)
     db = tmp_path / "r.duckdb"
-    p = flashback("score", a, b, "--db", db, *TINY_CLI)
+    p = flashback_here("score", a, b, "--db", db, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert f"{b}: the same bytes as {a}; scored and stored once" in p.stderr
     with duckdb.connect(str(db), read_only=True) as c:
@@ -90,20 +90,20 @@ def bracket_memory(tmp_path_factory):
     f = d / "caps.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     mem = d / "mem"
-    p = flashback("memory", "from-captions", f, "--out", mem, *TINY_CLI)
+    p = flashback_here("memory", "from-captions", f, "--out", mem, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     return mem
 
 
 def test_memory_info_prints_brackets_as_they_are(bracket_memory):
-    p = flashback("memory", "info", bracket_memory)
+    p = flashback_here("memory", "info", bracket_memory)
     no_traceback(p)
     assert p.returncode == 0 and "Vandalism [/]" in p.stdout
 
 
 def test_the_summary_prints_captions_and_names_with_brackets(bracket_memory, tmp_path):
     video = make_video(tmp_path / "[click] cam.mp4", n_frames=60)
-    p = flashback("score", video, "--memory", bracket_memory, "--no-db", "--threshold", "0", *TINY_CLI)
+    p = flashback_here("score", video, "--memory", bracket_memory, "--no-db", "--threshold", "0", *TINY_CLI)
     no_traceback(p)
     assert p.returncode == 0, p.stderr
     assert "[click] cam.mp4" in p.stdout and "[bold red]a man smashes[/]" in p.stdout
@@ -124,7 +124,7 @@ def test_the_summary_prints_captions_and_names_with_brackets(bracket_memory, tmp
 def test_every_numeric_flag_is_range_checked(tmp_path, args, message):
     f = tmp_path / "a.json"
     f.write_text('{"0": "a man walks"}')
-    p = flashback("score-captions", f, "--no-db", *args)
+    p = flashback_here("score-captions", f, "--no-db", *args)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     no_traceback(p)
 
@@ -139,7 +139,7 @@ def test_every_numeric_flag_is_range_checked(tmp_path, args, message):
     (["score", "x.mp4", "--segment", "1", "--overlap", "1"], "flashback: error: settings: --overlap must be in [0, segment length)"),
 ])
 def test_every_command_checks_its_numbers_before_any_work(tmp_path, args, message):
-    p = flashback(*args, cwd=tmp_path)
+    p = flashback_here(*args, cwd=tmp_path)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     no_traceback(p)
 
@@ -162,7 +162,7 @@ def test_bad_caption_files_are_named_and_the_others_scored(tmp_path, minilm_memo
     (d / name).write_bytes(content)
     (d / "good.json").write_text(json.dumps({str(16 * i): "a man walks his dog" for i in range(10)}))
     js = tmp_path / "r.json"
-    p = flashback("score-captions", d, "--memory", minilm_memory, "--no-db", "--json", js, "--quiet")
+    p = flashback_here("score-captions", d, "--memory", minilm_memory, "--no-db", "--json", js, "--quiet")
     no_traceback(p)
     assert p.returncode == 1
     [line] = error_lines(p.stderr)
@@ -214,6 +214,7 @@ def fill(mnt: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow  # mounts a small tmpfs
 def test_a_full_disk_fails_each_video_keeps_old_rows_and_exports_everything(small_disk, tmp_path):
     a = make_video(tmp_path / "a.mp4", n_frames=90, scene_of=lambda i: i // 30)
     b = make_video(tmp_path / "b.mp4", n_frames=60)
@@ -237,6 +238,7 @@ def test_a_full_disk_fails_each_video_keeps_old_rows_and_exports_everything(smal
         assert c.execute("SELECT count(*) FROM scorings").fetchone()[0] == 1
 
 
+@pytest.mark.slow  # mounts a small tmpfs
 def test_eval_captions_names_a_store_failure_per_video_and_still_reports(small_disk, tmp_path):
     dev = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_dev"
     if not dev.is_dir():
@@ -265,5 +267,5 @@ def test_a_version_given_as_a_string_is_said_so(tmp_path, seed_memory):
     m = json.loads((mem / "manifest.json").read_text())
     m["format_version"] = "1"
     (mem / "manifest.json").write_text(json.dumps(m))
-    p = flashback("memory", "verify", mem)
+    p = flashback_here("memory", "verify", mem)
     assert p.returncode == 1 and "format version '1' (str); this flashback reads format version 1 (an integer)" in p.stderr

@@ -128,6 +128,7 @@ class Receiver:
             self.server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, scene_memory):
     from flashback.video.synthetic import make_video
@@ -333,6 +334,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_webhook_updates_survive_kill_9_and_are_sent_first_by_the_next_watch(tmp_path):
     """The receiver is down; the watcher is killed with SIGKILL after queueing four updates.  They
     are on disk, the next watch keeps the outbox until it has delivered them, in order, each with a
@@ -381,6 +383,7 @@ def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
 RTSP_SERVER = shutil.which("rtsp-server-perl")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None or RTSP_SERVER is None,
                     reason="needs ffmpeg and rtsp-server-perl (Debian packages; .ci/run installs them)")
 def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
@@ -430,6 +433,7 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
     assert peak > 0.5  # any 10 s of the 12-s loop holds part of its 3-s incident
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["missing.mp4"], "missing.mp4: no such file (feed feed1)"),
     (["a={video}", "a={video}"], "feed names must be unique"),
@@ -521,6 +525,7 @@ class Recorder(LiveSink):
         self.log.append((time.monotonic(), "outage", (o, started)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_memory, tiny_encoder):
     """The feed dies mid-incident and stays down: its event is closed (reason outage) as soon as
