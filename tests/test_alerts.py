@@ -10,7 +10,7 @@ import json
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback_here
 
 from flashback.errors import UsageError
 from flashback.memory.extras import ALERT_CATEGORY
@@ -81,14 +81,13 @@ def test_bad_texts_are_refused(alerts, ignores, problem):
     assert user_texts(["a  fire\n"], ["a fire"]) == [UserText("a fire", True), UserText("a fire", False)]
 
 
-@pytest.mark.slow
 def test_the_run_records_its_texts_and_is_reproducible(tmp_path, seed_memory, tiny_encoder):
     video = make_video(tmp_path / "v.mp4", n_frames=60)
     db = tmp_path / "r.duckdb"
     args = ["score", video, "--db", db, "--memory", seed_memory.path, "--json", tmp_path / "out.json", *TINY_CLI]
-    p = flashback(*args, "--alert", "a forklift tipping over", "--ignore", "workers unloading pallets at night")
+    p = flashback_here(*args, "--alert", "a forklift tipping over", "--ignore", "workers unloading pallets at night")
     assert p.returncode == 0, p.stderr
-    assert flashback(*args).returncode == 0  # the same video without texts: another run
+    assert flashback_here(*args).returncode == 0  # the same video without texts: another run
     with duckdb.connect(str(db), read_only=True) as c:
         runs = dict(c.execute("SELECT run_id, extras FROM runs").fetchall())
     assert len(runs) == 2 and sorted(v is None for v in runs.values()) == [False, True]
@@ -99,7 +98,7 @@ def test_the_run_records_its_texts_and_is_reproducible(tmp_path, seed_memory, ti
                                                                                 ["workers unloading pallets at night"]))
     assert RunRecord.of(det).run_id in runs  # the same texts give the same run
     assert json.loads((tmp_path / "out.json").read_text())["run"].get("texts") is None  # the last run had none
-    p = flashback("score", video, "--no-db", "--alert", " ", *TINY_CLI)
+    p = flashback_here("score", video, "--no-db", "--alert", " ", *TINY_CLI)
     assert p.returncode == 2 and "--alert: the text is empty" in p.stderr
 
 

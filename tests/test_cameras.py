@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback_here
 
 from flashback.errors import InputError, UsageError
 from flashback.scoring.pipeline import Detector
@@ -95,29 +95,26 @@ def test_a_bad_camera_file_is_one_line_naming_it(tmp_path, text, problem):
     assert str(f) in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.slow
 def test_a_region_outside_the_frame_fails_that_video_only(pair, detector, tmp_path):
     with pytest.raises(InputError, match=r"--roi 100,0,64,64: region 100,0 64x64 is outside the 128x64 frame"):
         detector.score(str(pair[0]), region=parse_roi("100,0,64,64"))
-    p = flashback("score", *pair, "--roi", "100,0,64,64", "--no-db", *TINY_CLI)
+    p = flashback_here("score", *pair, "--roi", "100,0,64,64", "--no-db", *TINY_CLI)
     assert p.returncode == 1
     assert p.stderr.count("outside the 128x64 frame") == 2
-    p = flashback("score", pair[0], "--roi", "0,0,wide", "--no-db", *TINY_CLI)
+    p = flashback_here("score", pair[0], "--roi", "0,0,wide", "--no-db", *TINY_CLI)
     assert p.returncode == 2 and "--roi 0,0,wide: expected x,y,width,height" in p.stderr
 
 
-@pytest.mark.slow
 def test_the_store_records_the_region(pair, tmp_path):
     import duckdb
 
     db = tmp_path / "r.duckdb"
-    p = flashback("score", pair[1], "--roi", "0,0,64,64", "--db", db, *TINY_CLI)
+    p = flashback_here("score", pair[1], "--roi", "0,0,64,64", "--db", db, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT region FROM scorings").fetchall() == [("roi 0,0,64,64",)]
 
 
-@pytest.mark.slow
 def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
     """A feed whose region does not fit its frames stops with one line; the other feed goes on."""
     import duckdb
@@ -125,7 +122,7 @@ def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
     cams = tmp_path / "cameras.toml"
     cams.write_text("[left]\npolygon = [[0, 0], [127, 0], [0, 63]]\n\n[wrong]\nroi = [0, 0, 640, 480]\n")
     db = tmp_path / "w.duckdb"
-    p = flashback("watch", f"left={pair[1]}", f"wrong={pair[0]}", "--cameras", cams, "--db", db,
+    p = flashback_here("watch", f"left={pair[1]}", f"wrong={pair[0]}", "--cameras", cams, "--db", db,
                   "--events", tmp_path / "ev.jsonl", "--duration", "8", *TINY_CLI)
     assert p.returncode == 1
     assert f"{cams} [wrong]: region 0,0 640x480 is outside the 128x64 frame" in p.stderr

@@ -8,13 +8,11 @@ import av
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback_here
 from PIL import Image
 
 from flashback.video.media import key_frames
 from flashback.video.synthetic import make_video
-
-pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
 
 EVENTFUL = ["--threshold", "0.3", "--min-event", "0.5"]
 
@@ -25,7 +23,7 @@ def scored(tmp_path_factory, seed_memory):
     h264 = make_video(d / "gate.mp4", n_frames=240, size=(160, 96), scene_of=lambda k: k // 40)
     avi = make_video(d / "lobby.avi", n_frames=240, size=(160, 96), codec="mpeg4", scene_of=lambda k: 6 - k // 40)
     db = d / "r.duckdb"
-    p = flashback("score", h264, avi, "--db", db, "--memory", seed_memory.path, *EVENTFUL, *TINY_CLI)
+    p = flashback_here("score", h264, avi, "--db", db, "--memory", seed_memory.path, *EVENTFUL, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     return d, db, h264, avi
 
@@ -77,7 +75,7 @@ def test_h264_is_stream_copied_and_other_codecs_are_re_encoded(scored):
 
 def test_no_media_keeps_none(tmp_path, seed_memory):
     video = make_video(tmp_path / "v.mp4", n_frames=120, size=(160, 96), scene_of=lambda k: k // 40)
-    p = flashback("score", video, "--db", tmp_path / "r.duckdb", "--no-media", "--memory", seed_memory.path,
+    p = flashback_here("score", video, "--db", tmp_path / "r.duckdb", "--no-media", "--memory", seed_memory.path,
                   *EVENTFUL, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as c:
@@ -92,7 +90,7 @@ def test_clips_exports_files_and_an_index(scored, tmp_path):
     d, db, h264, avi = scored
     rows = media_rows(db)
     out = tmp_path / "handover"
-    p = flashback("clips", "--db", db, "--out", out, "--since", "1h")
+    p = flashback_here("clips", "--db", db, "--out", out, "--since", "1h")
     assert p.returncode == 0, p.stderr
     index = list(csv.DictReader(open(out / "index.csv")))
     assert len(index) == len(rows)
@@ -101,20 +99,20 @@ def test_clips_exports_files_and_an_index(scored, tmp_path):
         assert r["camera"] in (str(h264), str(avi)) and r["clip"].startswith(("gate_", "lobby_")) and r["status"] == "pending"
     assert f"{len(rows)} clip(s)" in p.stdout
     # nothing made since tomorrow; a verdict filter; bad values are one line
-    p = flashback("clips", "--db", db, "--out", tmp_path / "none", "--since", "2999-01-01")
+    p = flashback_here("clips", "--db", db, "--out", tmp_path / "none", "--since", "2999-01-01")
     assert p.returncode == 0 and list(csv.DictReader(open(tmp_path / "none" / "index.csv"))) == []
-    p = flashback("clips", "--db", db, "--out", tmp_path / "c", "--status", "confirmed")
+    p = flashback_here("clips", "--db", db, "--out", tmp_path / "c", "--status", "confirmed")
     assert p.returncode == 0 and "0 clip(s)" in p.stdout
-    p = flashback("clips", "--db", db, "--out", tmp_path / "x", "--since", "last week")
+    p = flashback_here("clips", "--db", db, "--out", tmp_path / "x", "--since", "last week")
     assert p.returncode == 2 and "'last week': expected 24h, 7d, 30m or a date" in p.stderr
-    p = flashback("clips", "--db", tmp_path / "nope.duckdb", "--out", tmp_path / "x")
+    p = flashback_here("clips", "--db", tmp_path / "nope.duckdb", "--out", tmp_path / "x")
     assert p.returncode == 1 and "nope.duckdb: no such results database" in p.stderr
 
 
 def test_a_media_folder_that_cannot_be_written_is_named_and_the_scores_are_still_stored(tmp_path, seed_memory):
     video = make_video(tmp_path / "v.mp4", n_frames=120, size=(160, 96), scene_of=lambda k: k // 40)
     (tmp_path / "r.media").write_text("a file where the media folder should be")
-    p = flashback("score", video, "--db", tmp_path / "r.duckdb", "--memory", seed_memory.path, *EVENTFUL, *TINY_CLI)
+    p = flashback_here("score", video, "--db", tmp_path / "r.duckdb", "--memory", seed_memory.path, *EVENTFUL, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert f"{video}: no clip for " in p.stderr
     with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as c:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback_here
 
 from flashback.memory.bundle import load_bundle
 from flashback.review.overlays import list_overlays, load_extras
@@ -78,27 +78,26 @@ def test_confirmed_adds_anomalous_exemplars_and_a_changed_verdict_replaces_them(
     assert list_overlays(db) == []  # unsure: the event teaches nothing
 
 
-@pytest.mark.slow
 def test_overlay_commands_and_scoring_with_them(db, filled_store, seed_memory):
     gate = filled_store[2][0]
     review = ReviewDB(db)
     ev = next(r for r in review.events() if r["video_id"] == gate.video_id)
     review.save_verdict(EventKey.decode(ev["key"]), ev["end_frame"], "false_alarm", "ana")
     camera = str(Path(gate.source).parent)
-    p = flashback("overlay", "list", "--db", db)
+    p = flashback_here("overlay", "list", "--db", db)
     assert p.returncode == 0 and camera in p.stdout and "fb-test-tiny" in p.stdout
-    p = flashback("overlay", "show", "gate", "--db", db)
+    p = flashback_here("overlay", "show", "gate", "--db", db)
     assert p.returncode == 0 and "false_alarm" in p.stdout and "ana" in p.stdout
     # re-scoring the camera from the command line uses its overlay by itself
     common = ["--memory", seed_memory.path, "--threshold", "0.3", "--min-event", "0.5", "--db", db, *TINY_CLI]
-    assert flashback("score", gate.source, *common).returncode == 0
+    assert flashback_here("score", gate.source, *common).returncode == 0
     lowered = [r for r in ReviewDB(db).events() if r["video_id"] == gate.video_id and r["start_frame"] == ev["start_frame"]]
     assert not lowered or lowered[0]["peak_score"] < ev["peak_score"]
-    p = flashback("score", gate.source, "--overlay", db.parent / "nowhere", *common)
+    p = flashback_here("score", gate.source, "--overlay", db.parent / "nowhere", *common)
     assert p.returncode == 2 and "--overlay" in p.stderr and "not an overlay folder" in p.stderr
-    p = flashback("overlay", "remove", "gate", "--db", db, "--event", f"{gate.video_id}:{ev['start_frame']}")
+    p = flashback_here("overlay", "remove", "gate", "--db", db, "--event", f"{gate.video_id}:{ev['start_frame']}")
     assert p.returncode == 0 and list_overlays(db) == []
-    p = flashback("overlay", "show", "gate", "--db", db)
+    p = flashback_here("overlay", "show", "gate", "--db", db)
     assert p.returncode == 2 and "no overlay for camera 'gate'" in p.stderr
 
 

@@ -14,13 +14,11 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pytest
-from conftest import FLASHBACK, TINY_CLI, flashback
+from conftest import FLASHBACK, TINY_CLI, flashback, flashback_here
 
 from flashback.scoring.scoring import Segments
 from flashback.store import ResultStore, writers
 from flashback.video.synthetic import make_video
-
-pytestmark = pytest.mark.slow  # every test here starts a process (see tests/lanes.py)
 
 DAY = 86_400.0
 
@@ -93,10 +91,10 @@ def test_prune_keeps_verdicts_recent_files_and_the_recent_part_of_a_live_feed(st
     db, (g1, g1_start) = store
     age_media(db)
     before, files = snapshot(db), media_files(db)
-    p = flashback("prune", "--db", db, "--keep-days", "1", "--dry-run")
+    p = flashback_here("prune", "--db", db, "--keep-days", "1", "--dry-run")
     assert p.returncode == 0, p.stderr
     assert "would delete" in p.stdout and snapshot(db) == before and media_files(db) == files
-    p = flashback("prune", "--db", db, "--keep-days", "1")
+    p = flashback_here("prune", "--db", db, "--keep-days", "1")
     assert p.returncode == 0, p.stderr
     with duckdb.connect(str(db), read_only=True) as c:
         left = dict(c.execute("SELECT v.path, count(*) FROM scorings s JOIN videos v USING (video_id) GROUP BY ALL").fetchall())
@@ -125,11 +123,11 @@ def test_prune_keeps_verdicts_recent_files_and_the_recent_part_of_a_live_feed(st
 
 def test_keep_reviewed_keeps_the_whole_file_and_drop_reviewed_drops_the_verdicts(store):
     db, (g1, _) = store
-    p = flashback("prune", "--db", db, "--keep-days", "1", "--keep-reviewed")
+    p = flashback_here("prune", "--db", db, "--keep-days", "1", "--keep-reviewed")
     assert p.returncode == 0, p.stderr
     assert count(db, "SELECT count(*) FROM frame_scores WHERE video_id = ?", [g1]) > 0
     assert count(db, "SELECT count(*) FROM events WHERE video_id = ?", [g1]) >= 1
-    p = flashback("prune", "--db", db, "--keep-days", "1", "--drop-reviewed")
+    p = flashback_here("prune", "--db", db, "--keep-days", "1", "--drop-reviewed")
     assert p.returncode == 0, p.stderr
     assert count(db, "SELECT count(*) FROM scorings WHERE video_id = ?", [g1]) == 0
     assert count(db, "SELECT count(*) FROM reviews") == 0
@@ -143,9 +141,9 @@ def test_keep_reviewed_keeps_the_whole_file_and_drop_reviewed_drops_the_verdicts
 ])
 def test_bad_values_are_one_line(store, args, message):
     db, _ = store
-    p = flashback("prune", "--db", db, *args)
+    p = flashback_here("prune", "--db", db, *args)
     assert p.returncode == 2 and message in p.stderr
-    p = flashback("prune", "--db", db.with_name("none.duckdb"), "--keep-days", "1")
+    p = flashback_here("prune", "--db", db.with_name("none.duckdb"), "--keep-days", "1")
     assert p.returncode == 1 and "none.duckdb: no such results database" in p.stderr
 
 
@@ -159,7 +157,7 @@ def test_the_review_app_shows_what_a_prune_kept(store, monkeypatch):
     from ui.data import ReviewDB
 
     db, _ = store
-    assert flashback("prune", "--db", db, "--keep-days", "1").returncode == 0
+    assert flashback_here("prune", "--db", db, "--keep-days", "1").returncode == 0
     monkeypatch.setenv(state.DB_ENV, str(db))
     rows = ReviewDB(db).events()
     assert len(rows) >= 3
@@ -172,6 +170,7 @@ def test_the_review_app_shows_what_a_prune_kept(store, monkeypatch):
         assert at.header and "Why it was flagged" in [s.value for s in at.subheader]
 
 
+@pytest.mark.slow
 def test_a_prune_killed_midway_leaves_the_store_whole(tmp_path):
     """Killed at several moments: every time, either nothing was deleted or all of it was."""
     db = tmp_path / "big.duckdb"
@@ -203,7 +202,7 @@ def test_a_prune_killed_midway_leaves_the_store_whole(tmp_path):
 def test_watch_applies_its_retention_as_it_runs(store, tmp_path):
     db, (g1, _) = store
     video = make_video(tmp_path / "cam.mp4", n_frames=60)
-    p = flashback("watch", f"cam={video}", "--db", db, "--retention-days", "1", "--events", tmp_path / "ev.jsonl",
+    p = flashback_here("watch", f"cam={video}", "--db", db, "--retention-days", "1", "--events", tmp_path / "ev.jsonl",
                   *TINY_CLI)
     assert p.returncode == 0, p.stderr
     assert "retention: deleted" in p.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback_here
 
 from flashback.errors import UsageError
 from flashback.review.search import FootageSearch, unpack
@@ -105,20 +105,18 @@ def test_a_store_of_another_encoder_is_refused(store):
         FootageSearch(store, other)
 
 
-@pytest.mark.slow
 def test_search_from_the_command_line(store):
-    p = flashback("search", "a person climbing a fence", "--db", store.path, "--top", "4", "--json", *TINY_CLI)
+    p = flashback_here("search", "a person climbing a fence", "--db", store.path, "--top", "4", "--json", *TINY_CLI)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["query"] == "a person climbing a fence" and len(doc["hits"]) == 4
     assert {"video_id", "path", "camera", "start_s", "end_s", "similarity", "score", "caption", "when"} <= set(doc["hits"][0])
-    p = flashback("search", "a fight", "--db", store.path, "--camera", "gate", *TINY_CLI)
+    p = flashback_here("search", "a fight", "--db", store.path, "--camera", "gate", *TINY_CLI)
     assert p.returncode == 0 and "'a fight': 10 of" in p.stdout and "g1.mp4" in p.stdout
-    p = flashback("search", "x", "--db", store.path.with_name("none.duckdb"), *TINY_CLI)
+    p = flashback_here("search", "x", "--db", store.path.with_name("none.duckdb"), *TINY_CLI)
     assert p.returncode == 1 and "none.duckdb: no such results database" in p.stderr
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
     """Three Fighting and three Normal dev videos' captions, scored with the real MiniLM: the query
@@ -131,9 +129,9 @@ def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
     for n in names:
         shutil.copy(DEV / "captions" / f"{n}.json", caps)
     db = tmp_path / "c.duckdb"
-    p = flashback("score-captions", caps, "--db", db, timeout=600)
+    p = flashback_here("score-captions", caps, "--db", db, timeout=600)
     assert p.returncode == 0, p.stderr
-    p = flashback("search", "people fighting", "--db", db, "--top", "20", "--json")
+    p = flashback_here("search", "people fighting", "--db", db, "--top", "20", "--json")
     assert p.returncode == 0, p.stderr
     hits = json.loads(p.stdout)["hits"]
     fights = sum("Fighting" in h["path"] for h in hits)
