@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FLASHBACK, SMALL_MODEL, TINY_CLI
+from conftest import FLASHBACK, SMALL_MODEL, TINY_CLI, flashback_here
 
 from flashback.errors import UsageError
 from flashback.memory.bundle import load_bundle, verify_bundle
@@ -44,19 +44,18 @@ def test_offline_build_is_a_working_bundle(built, tiny_encoder, tmp_path):
     assert verify_bundle(out) == []
 
 
-@pytest.mark.slow
 def test_info_shows_build_statistics_and_verify_catches_tampering(built, tmp_path):
     import shutil
 
     out, _ = built
     copy = tmp_path / "mem"
     shutil.copytree(out, copy)
-    p = subprocess.run([FLASHBACK, "memory", "info", str(copy)], capture_output=True, text=True)
+    p = flashback_here("memory", "info", copy)
     assert p.returncode == 0
     assert "near-duplicates" in p.stdout and "recall@10    1.000" in p.stdout and "deg with the template" in p.stdout
     f = copy / "normal.faiss"
     f.write_bytes(f.read_bytes()[:-8] + b"XXXXXXXX")
-    p = subprocess.run([FLASHBACK, "memory", "verify", str(copy)], capture_output=True, text=True)
+    p = flashback_here("memory", "verify", copy)
     assert p.returncode == 1 and "normal.faiss: SHA-256 does not match" in p.stderr
 
 
@@ -149,14 +148,12 @@ def test_a_label_short_after_cleaning_is_topped_up_to_exactly_the_size_asked(tin
     assert {t for s, _, t in calls if s == "generate"} == {4600, b["generated"]} or b["rounds"] > 2
 
 
-@pytest.mark.slow
 def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_path):
     """Asking more than the generator can say: every round is made, the memory stays 50/50 at
     the shorter label's count, and the command says so in one line, with the numbers."""
     out = tmp_path / "mem"
-    r = subprocess.run([FLASHBACK, "memory", "build", "--out", str(out), "--size", "30000", "--shard-size", "5000",
-                        "--near-dup-threshold", "0", "--domain", "loading dock at night", "--categories", "wrong-way driving",
-                        *TINY_CLI], capture_output=True, text=True, timeout=600)
+    r = flashback_here("memory", "build", "--out", out, "--size", "30000", "--shard-size", "5000", "--near-dup-threshold", "0",
+                       "--domain", "loading dock at night", "--categories", "wrong-way driving", *TINY_CLI)
     assert r.returncode == 0, r.stderr
     assert "resumed" not in r.stdout  # a later round reads the shards of the first: that is not a resume
     b = load_bundle(out).manifest.build

@@ -4,15 +4,13 @@ end-to-end run on real UCF-Crime dev captions with the real MiniLM model."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
+from conftest import flashback_here
 
 from flashback.scoring.captions import CaptionInputError, read_frame_json, read_jsonl
 
@@ -87,7 +85,6 @@ def test_a_clip_memory_refuses_a_text_encoder(seed_memory, minilm):
         Detector(seed_memory, minilm)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
     """Six real videos' captions (3 anomalous, 3 normal), the real MiniLM, a real DuckDB file."""
@@ -98,12 +95,9 @@ def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
     for n in names:
         shutil.copy(DEV / "captions" / f"{n}.json", caps)
     db, out = tmp_path / "c.duckdb", tmp_path / "report"
-    p = subprocess.run(
-        [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--captions", str(caps),
+    p = flashback_here("eval", "--dataset", "ucf-crime", "--captions", str(caps),
          "--annotations", str(DEV / "Temporal_Anomaly_Annotation.txt"), "--frames", str(DEV / "frames.txt"),
-         "--db", str(db), "--out", str(out)],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
-    )
+         "--db", str(db), "--out", str(out))
     assert p.returncode == 0, p.stderr
     auc = float(next(line for line in p.stdout.splitlines() if line.startswith("AUC ")).split()[1])
     assert 0 <= auc <= 100 and next(line for line in p.stdout.splitlines() if line.startswith("AP "))
@@ -134,7 +128,6 @@ def _caption_memory(tmp_path, encoder):
     return load_bundle(tmp_path / "mem")
 
 
-@pytest.mark.slow
 def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, minilm):
     """Real MiniLM, real DuckDB: a JSON track and a two-video JSONL are scored and stored; a broken
     file is named on stderr and does not stop the others (exit 1)."""
@@ -150,11 +143,8 @@ def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, 
     (caps / "more.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (caps / "broken.json").write_text('{"0": "a caption", "16": ')
     db, exported = tmp_path / "r.duckdb", tmp_path / "out.json"
-    p = subprocess.run(
-        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(memory.path),
-         "--db", str(db), "--json", str(exported), "--quiet"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
-    )
+    p = flashback_here("score-captions", str(caps), "--memory", str(memory.path),
+         "--db", str(db), "--json", str(exported), "--quiet")
     assert p.returncode == 1, p.stderr
     assert "broken.json" in p.stderr and "not valid JSON" in p.stderr
     doc = json.loads(exported.read_text())
@@ -174,18 +164,14 @@ def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, 
         assert c.execute("SELECT DISTINCT encoder_id FROM runs").fetchall() == [(minilm.identity.key,)]
 
 
-@pytest.mark.slow
 def test_score_captions_refuses_a_memory_of_another_encoder(tmp_path, seed_memory):
     caps = tmp_path / "a.json"
     caps.write_text(json.dumps({"0": "a man walks"}))
-    p = subprocess.run(
-        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(seed_memory.path),
-         "--no-db", "--quiet"], capture_output=True, text=True, env=os.environ.copy(), timeout=600,
-    )
+    p = flashback_here("score-captions", str(caps), "--memory", str(seed_memory.path),
+         "--no-db", "--quiet")
     assert p.returncode == 1 and "all-MiniLM-L6-v2" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
-@pytest.mark.slow
 def test_score_captions_with_the_clip_text_tower(tmp_path, seed_memory):
     """--text-encoder clip: captions go through the same open_clip model the memory was built with."""
     from conftest import TINY_CLI
@@ -194,11 +180,8 @@ def test_score_captions_with_the_clip_text_tower(tmp_path, seed_memory):
     caps.write_text("\n".join(json.dumps({"video": "v", "start": i, "end": i + 1, "text": t})
                               for i, t in enumerate(["a man walks his dog", "a man smashes a car window"] * 3)) + "\n")
     out = tmp_path / "o.json"
-    p = subprocess.run(
-        [str(Path(sys.executable).with_name("flashback")), "score-captions", str(caps), "--memory", str(seed_memory.path),
-         "--text-encoder", "clip", *TINY_CLI, "--no-db", "--json", str(out), "--quiet"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=600,
-    )
+    p = flashback_here("score-captions", str(caps), "--memory", str(seed_memory.path),
+         "--text-encoder", "clip", *TINY_CLI, "--no-db", "--json", str(out), "--quiet")
     assert p.returncode == 0, p.stderr
     [video] = json.loads(out.read_text())["videos"]
     assert video["n_frames"] == 180 and video["frames_encoded"] == 6

@@ -4,14 +4,13 @@ calls), a sweep that encodes nothing, label alignment at the edges, and the CLI'
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI, sigint_as_a_terminal_sends_it
+from conftest import TINY_CLI, flashback_here, sigint_as_a_terminal_sends_it
 
 from flashback.eval.annotations import load_ground_truth
 from flashback.eval.embedding_cache import EmbeddingCache
@@ -129,15 +128,11 @@ def test_coarser_grids_come_from_the_cached_fine_grid(dataset, tiny_encoder, see
         np.testing.assert_array_equal(hit.vectors[j], fine.vectors[i])
 
 
-@pytest.mark.slow
 def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
     d, ann = dataset
     out = tmp_path / "report"
-    p = subprocess.run(
-        [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--videos", str(d),
-         "--annotations", str(ann), "--db", str(tmp_path / "e.duckdb"), "--out", str(out), *TINY_CLI],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=300,
-    )
+    p = flashback_here("eval", "--dataset", "ucf-crime", "--videos", str(d),
+         "--annotations", str(ann), "--db", str(tmp_path / "e.duckdb"), "--out", str(out), *TINY_CLI)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     auc = next(line for line in lines if line.startswith("AUC "))
@@ -149,17 +144,15 @@ def test_cli_prints_auc_ap_and_writes_the_report(dataset, tmp_path):
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "pr.png").stat().st_size > 1000
 
 
-@pytest.mark.slow
 def test_cli_sweep_rescores_from_the_store_run_without_encoding(dataset, tmp_path):
     """eval --sweep after a plain eval: scores come from the store, embeddings from the cache, and the
     ablation table is written with no frame encoded for it."""
     d, ann = dataset
     out, db = tmp_path / "report", tmp_path / "e.duckdb"
-    cmd = [str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime", "--videos", str(d),
-           "--annotations", str(ann), "--db", str(db), "--out", str(out), *TINY_CLI]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    cmd = ["eval", "--dataset", "ucf-crime", "--videos", str(d), "--annotations", str(ann), "--db", str(db), "--out", str(out), *TINY_CLI]
+    first = flashback_here(*cmd)
     assert first.returncode == 0, first.stderr
-    p = subprocess.run(cmd + ["--sweep"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    p = flashback_here(*cmd, "--sweep")
     assert p.returncode == 0, p.stderr
     assert "from store 3, from embedding cache 0, encoded 0" in p.stdout
     assert "frames encoded for it)" in p.stdout and ", 0 frames encoded for it)" in p.stdout
