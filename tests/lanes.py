@@ -1,6 +1,7 @@
 """Two lanes of tests.  A test that starts a process (the CLI as a user runs it, a decoding pool, a
-stream server, a broker, a browser, a Ray cluster) is marked ``slow``; everything else runs in this
-process and is the fast lane a developer runs while working::
+stream server, a broker, a browser, a Ray cluster), or that runs for most of a minute in process (a
+real LLM, the real caption sets), is marked ``slow``; everything else is the fast lane a developer
+runs while working::
 
     python -m pytest -m "not slow"
 
@@ -47,8 +48,8 @@ def _guarded_process_start(self):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts a process, a stream, a browser or a cluster; "
-                                       "the fast lane (-m 'not slow') leaves it out")
+    config.addinivalue_line("markers", "slow: starts a process, a stream, a browser or a cluster, or runs for most "
+                                       "of a minute; the fast lane (-m 'not slow') leaves it out")
     subprocess.Popen.__init__ = _guarded_popen_init
     multiprocessing.process.BaseProcess.start = _guarded_process_start
 

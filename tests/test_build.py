@@ -148,6 +148,7 @@ def test_a_label_short_after_cleaning_is_topped_up_to_exactly_the_size_asked(tin
     assert {t for s, _, t in calls if s == "generate"} == {4600, b["generated"]} or b["rounds"] > 2
 
 
+@pytest.mark.slow  # in process, but most of a minute: the full suite's
 def test_a_generator_that_runs_dry_keeps_the_memory_balanced_and_says_why(tmp_path):
     """Asking more than the generator can say: every round is made, the memory stays 50/50 at
     the shorter label's count, and the command says so in one line, with the numbers."""

@@ -85,6 +85,7 @@ def test_a_clip_memory_refuses_a_text_encoder(seed_memory, minilm):
         Detector(seed_memory, minilm)
 
 
+@pytest.mark.slow  # in process, but most of a minute: the full suite's
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_end_to_end_on_a_slice_of_the_real_dev_set(tmp_path):
     """Six real videos' captions (3 anomalous, 3 normal), the real MiniLM, a real DuckDB file."""

@@ -117,6 +117,7 @@ def test_search_from_the_command_line(store):
     assert p.returncode == 1 and "none.duckdb: no such results database" in p.stderr
 
 
+@pytest.mark.slow  # in process, but most of a minute: the full suite's
 @pytest.mark.skipif(not DEV.is_dir(), reason="needs ../shared/data/ucf_crime_text_dev")
 def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
     """Three Fighting and three Normal dev videos' captions, scored with the real MiniLM: the query
