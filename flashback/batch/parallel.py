@@ -24,7 +24,7 @@ from ..errors import FlashbackError, InputError
 from ..scoring.pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, Work
 from ..video.decode import VideoReader, hardware_for
 from ..video.spans import Span, Unsplittable, plan_spans, stitch
-from .pool import DecodeJob, DecodePool
+from .pool import DecodeJob, DecodePool, Msg
 
 ENCODE_BATCH = 256  # frames per encoder call, drawn from every video in flight
 
@@ -142,30 +142,31 @@ class PoolScorer:
             self.report.wall_s = time.perf_counter() - start
             self.close()
 
-    def _handle(self, job: DecodeJob, kind: str, payload) -> None:
+    def _handle(self, job: DecodeJob, kind: Msg, payload) -> None:
         video = self._videos.get(job.key)
         if video is None or job.key not in video.keys:
             return  # a job of a video that failed, or was sent back to be read sequentially
-        if kind == "id":
-            video.video_id = payload
-        elif kind == "info":
-            video.info = payload
-        elif kind == "batch":
-            video.waiting += 1
-            self._pending.append((video, payload))
-        elif kind == "end":
-            video.ends[job.span.part if job.span else 0] = payload
-            self._finish_if_done(video)
-        elif kind == "unsplittable":
-            self._resequence(video)
-        elif kind in ("error", "bug", "died"):
-            if kind == "bug":
+        match kind:
+            case Msg.ID:
+                video.video_id = payload
+            case Msg.INFO:
+                video.info = payload
+            case Msg.BATCH:
+                video.waiting += 1
+                self._pending.append((video, payload))
+            case Msg.END:
+                video.ends[job.span.part if job.span else 0] = payload
+                self._finish_if_done(video)
+            case Msg.UNSPLITTABLE:
+                self._resequence(video)
+            case Msg.ERROR:
+                self._fail(video, payload)
+            case Msg.BUG:
                 sys.stderr.write(payload)  # the worker's traceback, as a bug in this process would show it
-            reason = {"error": lambda: payload,
-                      "bug": lambda: f"{video.work.source}: internal error while decoding (a bug in flashback): "
-                                     f"{payload.strip().splitlines()[-1]}",
-                      "died": lambda: f"{video.work.source}: its decoding worker died (exit code {payload})"}[kind]()
-            self._fail(video, reason)
+                self._fail(video, f"{video.work.source}: internal error while decoding (a bug in flashback): "
+                                  f"{payload.strip().splitlines()[-1]}")
+            case Msg.DIED:
+                self._fail(video, f"{video.work.source}: its decoding worker died (exit code {payload})")
 
     def _drop(self, video: _Video) -> None:
         """Nothing more of this video's jobs counts: their later messages and unencoded batches are dropped."""

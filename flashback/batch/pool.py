@@ -21,6 +21,7 @@ import threading
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -48,20 +49,25 @@ class DecodeJob:
     hash: bool = True  # send the file's content address first (a split file's first span does)
 
 
-# Messages from a worker: (job key, kind, payload)
-#   "id"    the video id                 "info"  the VideoInfo, once the file is open
-#   "batch" a SampleBatch                "end"   the Timeline (whole file) or a SpanEnd
-#   "error" the one-line reason (a FlashbackError: the input's fault)
-#   "unsplittable" why a span must be read sequentially instead
-#   "bug"   a traceback: a bug in flashback      "done"  the job is over, the worker free
-# The parent adds ("died", exit code) for a job whose worker died.
+class Msg(StrEnum):
+    """What a worker says about its job, sent as ``(job key, Msg, payload)``; the payload by kind."""
+
+    ID = "id"  # the video id (the file's content address), when the job hashes it
+    INFO = "info"  # the VideoInfo, once the file is open
+    BATCH = "batch"  # a SampleBatch
+    END = "end"  # the Timeline (a whole file) or a SpanEnd (a span)
+    UNSPLITTABLE = "unsplittable"  # why a span must be read sequentially instead
+    ERROR = "error"  # the one-line reason (a FlashbackError: the input's fault)
+    BUG = "bug"  # a traceback: a bug in flashback
+    DONE = "done"  # None: the job is over, the worker free
+    DIED = "died"  # the exit code: added by the parent for a job whose worker died
 
 
 def _run(job: DecodeJob, send) -> None:
     if job.hash:
-        send("id", video_id_for(job.source))
+        send(Msg.ID, video_id_for(job.source))
     with VideoReader(job.source, job.fit) as reader:
-        send("info", reader.info)
+        send(Msg.INFO, reader.info)
         if job.span is None:
             samples, end = reader.samples(job.grid), None
         else:
@@ -70,7 +76,7 @@ def _run(job: DecodeJob, send) -> None:
         last = None
         for batch in sample_batches(samples, job.batch_size):
             if last is not None:
-                send("batch", last)
+                send(Msg.BATCH, last)
             last = batch
         if end is not None and end.tail is not None and last is not None:
             # the last frame rides in the span's last batch as a row no sample takes: encoded among
@@ -78,8 +84,8 @@ def _run(job: DecodeJob, send) -> None:
             last = SampleBatch(last.idx, last.take, np.concatenate([last.rgb, end.tail[None]]))
             end.tail = None
         if last is not None:
-            send("batch", last)
-        send("end", reader.timeline if end is None else end)
+            send(Msg.BATCH, last)
+        send(Msg.END, reader.timeline if end is None else end)
 
 
 class _ParentGone(BaseException):
@@ -103,7 +109,7 @@ def _worker(conn) -> None:
     thread.start()
     try:
         while (job := conn.recv()) is not None:
-            def send(kind: str, payload, key: int = job.key) -> None:
+            def send(kind: Msg, payload, key: int = job.key) -> None:
                 while not gone.is_set():
                     try:
                         out.put((key, kind, payload), timeout=1.0)
@@ -115,12 +121,12 @@ def _worker(conn) -> None:
             try:
                 _run(job, send)
             except Unsplittable as e:
-                send("unsplittable", str(e))
+                send(Msg.UNSPLITTABLE, str(e))
             except FlashbackError as e:
-                send("error", str(e))
+                send(Msg.ERROR, str(e))
             except Exception:
-                send("bug", traceback.format_exc())
-            send("done", None)
+                send(Msg.BUG, traceback.format_exc())
+            send(Msg.DONE, None)
     except (EOFError, OSError, _ParentGone):
         pass  # the parent is gone: so is this worker
     finally:
@@ -161,7 +167,7 @@ class DecodePool:
     def busy(self) -> bool:
         return bool(self._todo) or any(s.job is not None for s in self._slots)
 
-    def receive(self, timeout: float) -> list[tuple[DecodeJob, str, object]]:
+    def receive(self, timeout: float) -> list[tuple[DecodeJob, Msg, object]]:
         """Hand out waiting jobs, then whatever messages arrive within ``timeout`` seconds."""
         for s in self._slots:
             if s.job is None and self._todo:
@@ -177,13 +183,13 @@ class DecodePool:
                 while s.job is not None and s.conn.poll():
                     key, kind, payload = s.conn.recv()
                     got.append((s.job, kind, payload))
-                    if kind == "done":
+                    if kind is Msg.DONE:
                         s.job = None
             except (EOFError, OSError):
                 pass
             if s.job is not None and not s.proc.is_alive():
                 s.proc.join()
-                got.append((s.job, "died", s.proc.exitcode))
+                got.append((s.job, Msg.DIED, s.proc.exitcode))
                 self._slots[k] = _Slot(self._ctx)
                 self.restarted += 1
         return got
