@@ -16,9 +16,9 @@ from PIL import Image
 from streams import FFMPEG, serve
 
 from flashback.live.feeds import FeedSpec
-from flashback.live.media_sink import LiveMediaSink
 from flashback.live.packets import PacketRing, StreamInfo
-from flashback.live.sinks import JsonLinesSink, LiveStoreSink
+from flashback.live.sinks import Closed, JsonLinesSink, LiveStoreSink, Sinks
+from flashback.live.sinks.media import LiveMediaSink
 from flashback.live.watcher import WatchConfig, Watcher
 from flashback.settings import PRESETS
 from flashback.store import ResultStore, RunRecord
@@ -89,9 +89,7 @@ def test_a_live_incident_gets_a_clip_that_starts_before_it_was_reported(tmp_path
         w.run()
     finally:
         server.kill()
-    media.close()
-    assert store_sink.close()
-    sinks[0].close()
+    assert Sinks(sinks).close() == [Closed()] * 3  # the clips first, then the store's last rows, the JSON lines last
     with duckdb.connect(str(store.path), read_only=True) as c:
         [(start_s, end_s, peak_s)] = c.execute("SELECT start_s, end_s, peak_s FROM events").fetchall()
         [m] = c.execute("SELECT clip_path, clip_start_s, clip_end_s, thumb_path, thumb_s, note FROM event_media").fetchall()

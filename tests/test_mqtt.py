@@ -14,7 +14,8 @@ import pytest
 from conftest import FLASHBACK, TINY_CLI, free_port
 
 from flashback.errors import UsageError
-from flashback.live.mqtt import MqttSink, parse_broker
+from flashback.live.sinks import Closed
+from flashback.live.sinks.mqtt import MqttSink, parse_broker
 from flashback.video.synthetic import make_video
 
 MOSQUITTO = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto") or None
@@ -126,7 +127,7 @@ def test_a_broker_down_at_start_gets_the_queue_in_order_and_an_overflow_is_count
         got = [json.loads(p)["n"] for t, p, _ in sub.messages if t == "t/cam/events"]
         assert got == list(range(6)) and sub.last("t/cam/score") == b"19"
         assert [p for t, p, _ in sub.messages if t == "t/cam/score"] == [b"19"]
-        assert sink.close() == 0
+        assert sink.close() == Closed()  # every message delivered
         sub.stop()
     finally:
         broker.kill()

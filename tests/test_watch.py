@@ -339,7 +339,7 @@ def test_webhook_updates_survive_kill_9_and_are_sent_first_by_the_next_watch(tmp
     """The receiver is down; the watcher is killed with SIGKILL after queueing four updates.  They
     are on disk, the next watch keeps the outbox until it has delivered them, in order, each with a
     key that a second watch's events (same feed, same numbers) never repeat."""
-    from flashback.live.sinks import WebhookSink
+    from flashback.live.sinks import Closed, WebhookSink
 
     port = free_port()
     url, outbox = f"http://127.0.0.1:{port}/hook", tmp_path / "outbox.jsonl"
@@ -358,7 +358,7 @@ def test_webhook_updates_survive_kill_9_and_are_sent_first_by_the_next_watch(tmp
     receiver = Receiver(port)
     receiver.start()
     try:
-        assert sink.close(drain_s=10.0) == 0
+        assert sink.close(drain_s=10.0) == Closed()  # every update delivered, nothing kept
     finally:
         receiver.stop()
     assert not outbox.exists()  # removed once everything was delivered
@@ -368,13 +368,13 @@ def test_webhook_updates_survive_kill_9_and_are_sent_first_by_the_next_watch(tmp
 
 
 def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
-    from flashback.live.sinks import WebhookSink
+    from flashback.live.sinks import Closed, WebhookSink
 
     outbox = tmp_path / "outbox.jsonl"
     outbox.write_text('{"type": "event_opened"}\n{broken\n')
     logs = []
     sink = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", outbox, log=logs.append)
-    assert sink.close(drain_s=0.1) == 0
+    assert sink.close(drain_s=0.1) == Closed()  # nothing to deliver
     aside = list(tmp_path.glob("outbox.jsonl.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text() == '{"type": "event_opened"}\n{broken\n'
     assert any("not readable" in m and str(aside[0]) in m for m in logs)
@@ -485,7 +485,7 @@ def test_a_verdict_on_an_open_live_event_survives_its_closing(tmp_path):
     from datetime import datetime, timezone
 
     from flashback.live.causal import EventUpdate
-    from flashback.live.sinks import FeedSession, LiveStoreSink
+    from flashback.live.sinks import Closed, FeedSession, LiveStoreSink
     from flashback.scoring.events import Event
     from flashback.scoring.scoring import Explanation
     from flashback.store import ResultStore, RunRecord
@@ -506,7 +506,7 @@ def test_a_verdict_on_an_open_live_event_survives_its_closing(tmp_path):
     [row] = db.events()
     db.save_verdict(EventKey.decode(row["key"]), row["end_frame"], "confirmed", "ana")
     sink.event(session, update("closed", 11))
-    assert sink.close()
+    assert sink.close() == Closed()  # nothing left unwritten
     [row] = db.events()
     assert row["end_frame"] == 11 and row["status"] == "confirmed" and row["reviewer"] == "ana"
     assert EventKey.decode(row["key"]).video_id == "live-gate:1-abc"
@@ -569,3 +569,27 @@ def test_watch_config_checks_its_numbers():
         WatchConfig(max_latency_s=0)
     with pytest.raises(UsageError, match="--duration must be a number > 0"):
         WatchConfig(duration_s=-1)
+
+
+def test_the_sinks_close_in_reverse_order_and_a_failing_one_stops_none_of_the_others():
+    """One owner closes every sink: the last added first (the clips sink hands its last files to the
+    others), the first added (the JSON lines) last; a close that raises is raised after the rest."""
+    from flashback.live.sinks import Closed, Sinks
+
+    order = []
+
+    class Named(LiveSink):
+        def __init__(self, name, broken=False):
+            self.name, self.broken = name, broken
+
+        def close(self):
+            order.append(self.name)
+            if self.broken:
+                raise RuntimeError(f"{self.name} is broken")
+            return Closed(note=self.name)
+
+    assert Sinks([Named("json"), Named("store"), Named("clips")]).close() == [Closed(note=n) for n in ("clips", "store", "json")]
+    order.clear()
+    with pytest.raises(RuntimeError, match="store is broken"):
+        Sinks([Named("json"), Named("store", broken=True), Named("clips")]).close()
+    assert order == ["clips", "store", "json"]

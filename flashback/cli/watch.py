@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..errors import FlashbackError, UsageError
 from ..live.feeds import parse_feeds
-from ..live.media_sink import LiveMediaSink
-from ..live.mqtt import MqttSink, parse_broker
-from ..live.sinks import JsonLinesSink, LiveSink, LiveStoreSink, WebhookSink
+from ..live.sinks import JsonLinesSink, LiveStoreSink, Sinks, WebhookSink
+from ..live.sinks.media import LiveMediaSink
+from ..live.sinks.mqtt import MqttSink, parse_broker
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from ..video.cameras import load_cameras, user_texts
@@ -96,24 +96,20 @@ def run(a: argparse.Namespace) -> int:
         events = JsonLinesSink(a.events)
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
-    sinks: list[LiveSink] = [events]
+    sinks = Sinks([events])
     config = dataclasses.replace(config, hwaccel=hwaccel_for(a, encoder))
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
-    store_sink = webhook = media = None
-    if store is not None:
-        store_sink = LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say)
-        sinks.append(store_sink)
-    if config.clips:
-        media = LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say)
-        sinks.append(media)
-    mqtt = None
-    if broker is not None:
-        mqtt = MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None, log=say)
-        sinks.append(mqtt)
+    # closed in reverse: the clips first (they hand what is still being written to the others), then the
+    # store's last rows, then MQTT and the webhook drain their queues, and the JSON lines end last
     if a.webhook:
         outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")
-        webhook = WebhookSink(a.webhook, outbox, log=say)
-        sinks.append(webhook)
+        sinks.append(WebhookSink(a.webhook, outbox, log=say))
+    if broker is not None:
+        sinks.append(MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None, log=say))
+    if store is not None:
+        sinks.append(store_sink := LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say))
+        if config.clips:
+            sinks.append(LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say))
 
     def stop(signum, _frame) -> None:
         say(f"{signal.Signals(signum).name}: closing open events and flushing (up to {watcher.shutdown_bound_s:g} s)")
@@ -125,33 +121,24 @@ def run(a: argparse.Namespace) -> int:
                   "max_latency_s": config.max_latency_s})
     say(f"watching {len(feeds)} feed(s); scores lag {watcher.delays['smoothing_lag_s']:.2f} s (causal smoothing), "
         f"events open after {settings.min_event_s:g} s and close after {settings.merge_gap_s:g} s below threshold")
-    failed = False
     try:
         report = watcher.run()
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
-        if media is not None:
-            media.close()  # the clips of events that closed just now, then their rows below
-        if store_sink is not None and not store_sink.close():
-            fail(f"{store.path}: could not write the last results ({store_sink.last_error})")
-            failed = True
-        if mqtt is not None:
-            left = mqtt.close()
-            if left:
-                fail(f"mqtt {broker.shown}: {left} message(s) could not be delivered before exit")
-                failed = True
-        if webhook is not None:
-            left = webhook.close()
-            if left:
-                say(f"webhook: {left} undelivered event update(s) kept in {webhook.outbox}; sent first next time")
+        closed = sinks.close()
+    problems = [c.problem for c in closed if c.problem]
+    for c in closed:
+        if c.problem:
+            fail(c.problem)
+        elif c.note:
+            say(c.note)
     for name in report:
         error = watcher.feeds[name].reader.error
         if error:
             fail(error)
-            failed = True
-    events.write({"type": "watch_stopped"})
-    events.close()
+            problems.append(error)
+    failed = bool(problems)
     code = EXIT_FAILED if failed else EXIT_OK
     if watcher.stuck_readers:
         # Everything is flushed and closed.  A reader thread still inside an FFmpeg call must not

@@ -1,5 +1,5 @@
 """A short ring of each feed's packets, so that a live event's clip can start before the event
-opened (``media_sink.py`` turns the recorded packets into a clip and a thumbnail).
+opened (``sinks/media.py`` turns the recorded packets into a clip and a thumbnail).
 
 An event is reported open ``min_event_s`` plus the smoothing lag after it began, so the ring keeps
 at least that plus ``CONTEXT_S`` and the latency budget, from a key frame (a decoder can only start

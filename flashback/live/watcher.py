@@ -52,7 +52,7 @@ class WatchConfig:
     backoff_cap_s: float = knob(30.0, Range(0.01, 86_400), "--reconnect-max")
     stats_every_s: float = knob(10.0, Range(0.1, 86_400), "--stats-every")
     duration_s: float | None = knob(None, POSITIVE, "--duration", optional=True)  # None: until the feeds end or a signal
-    clips: bool = False  # keep a ring of each feed's packets, for event clips (live/media_sink.py)
+    clips: bool = False  # keep a ring of each feed's packets, for event clips (live/sinks/media.py)
     hwaccel: str | None = None  # the hardware decoder feeds are decoded on (decode.open_input); None: software
 
     def __post_init__(self) -> None:

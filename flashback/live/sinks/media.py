@@ -1,4 +1,4 @@
-"""Clips and thumbnails of live events, from the packets each feed's ring recorded (``packets.py``).
+"""Clips and thumbnails of live events, from the packets each feed's ring recorded (``live/packets.py``).
 
 When an event closes its recording runs on for ``CONTEXT_S`` after its end; then a worker thread
 decodes the packets with a decoder of their own (the reader's is busy) and writes an H.264 MP4 and
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import av
 
-from ..errors import FlashbackError, one_line
-from ..video.media import CONTEXT_S, EventMedia, encode_frames, frame_rgb, media_stem, renamed, save_jpeg
-from .causal import EventUpdate
-from .packets import Held, PacketRing, decode_held
-from .sinks import FeedSession, LiveSink
+from ...errors import FlashbackError, one_line
+from ...video.media import CONTEXT_S, EventMedia, encode_frames, frame_rgb, media_stem, renamed, save_jpeg
+from ..causal import EventUpdate
+from ..packets import Held, PacketRing, decode_held
+from .base import Closed, FeedSession, LiveSink
 
 WORKER_DRAIN_S = 30.0  # at shutdown, how long the clips still being written are waited for
 
@@ -112,11 +112,12 @@ class LiveMediaSink(LiveSink):
                 if sink is not self:
                     sink.media(session, event, media)
 
-    def close(self) -> None:
+    def close(self) -> Closed:
         """Finish every closed event's recording, wait (bounded) for its files, hand them on."""
         for ring in self._rings:
             ring.finish_all()
         self._jobs.put(None)
         self._worker.join(timeout=WORKER_DRAIN_S)
         self.tick()
+        return Closed()
 

@@ -33,13 +33,14 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
-from ..scoring.events import Event
-from ..scoring.scoring import Segments
-from ..video.media import EventMedia
-from .causal import EventUpdate
-from .feeds import Outage
-from .sinks import FeedSession, LiveSink, media_doc
+from ...errors import UsageError
+from ...scoring.events import Event
+from ...scoring.scoring import Segments
+from ...video.media import EventMedia
+from ..causal import EventUpdate
+from ..feeds import Outage
+from .base import Closed, FeedSession, LiveSink
+from .jsonlines import media_doc
 
 MAX_QUEUE = 10_000
 ACK_WAIT_S = 5.0
@@ -259,9 +260,9 @@ class MqttSink(LiveSink):
         self._summary[session.spec.name] = {**stats, "active": active}
         self.send("summary", {"feeds": self._summary, "queued": len(self._queue), "dropped": self.dropped}, retain=True)
 
-    def close(self, drain_s: float = 5.0) -> int:
+    def close(self, drain_s: float = 5.0) -> Closed:
         """Say every feed and this watcher are offline, give the queue ``drain_s`` to empty, then
-        disconnect.  Returns how many messages were left undelivered."""
+        disconnect; what is left undelivered is a problem of the watch's."""
         for name in self._feeds:
             self.send(f"{name}/availability", "offline", retain=True)
         self.send("status", "offline", retain=True)
@@ -273,7 +274,7 @@ class MqttSink(LiveSink):
         left = sum(not m.stale for m in self._queue)
         self.client.disconnect()
         self.client.loop_stop()
-        return left
+        return Closed(problem=f"mqtt {self.broker.shown}: {left} message(s) could not be delivered before exit" if left else None)
 
     # ------------------------------------------------------------ Home Assistant
 
