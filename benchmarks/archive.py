@@ -74,6 +74,7 @@ def main() -> int:
     from flashback.encoders.encoder_registry import EncoderSpec
     from flashback.eval.bench import device_name, synthetic_memory
     from flashback.scoring.pipeline import Detector
+    from flashback.scoring.schedule import Callbacks
     from flashback.settings import preset
     from flashback.video.sources import VideoSource
     from flashback.video.synthetic import make_video
@@ -108,8 +109,8 @@ def main() -> int:
             scorer = PoolScorer(detector, n)
             got: dict = {}
             t = time.perf_counter()
-            scorer.run([Work(VideoSource(str(v))) for v in videos], lambda wk, r: got.__setitem__(wk.source.location, r.scores),
-                       lambda wk, why: print(why, file=sys.stderr), lambda *x: None)
+            scorer.run([Work(VideoSource(str(v))) for v in videos], Callbacks(lambda wk, r: got.__setitem__(wk.source.location, r.scores),
+                                                                          lambda wk, why: print(why, file=sys.stderr)))
             wall = time.perf_counter() - t
             same = set(got) == set(base) and all(np.array_equal(got[k], base[k]) for k in base)
             rows.append({"input": name, "setup": f"--workers {n}", "wall_s": round(wall, 2), "video_fps": round(frames / wall, 1),

@@ -62,6 +62,7 @@ def main() -> int:
     from flashback.eval.bench import device_name
     from flashback.memory.bundle import BundleSpec, CaptionTable, load_bundle, write_bundle
     from flashback.scoring.pipeline import Detector, Work
+    from flashback.scoring.schedule import Callbacks
     from flashback.store import ResultStore, RunRecord
     from flashback.video.sources import VideoSource
     from flashback.video.synthetic import make_video
@@ -97,12 +98,9 @@ def main() -> int:
                 scorer = ClusterScorer(c, detector, spec, a.precision, actors=1)
                 store = ResultStore(work / f"ray-{n}.duckdb")
 
-                def keep(job, result) -> float:
-                    t = time.perf_counter()
-                    store.save(run, result)
-                    return time.perf_counter() - t
-
-                report, _ = scorer.run([Work(VideoSource(str(v))) for v in videos], keep, lambda job, why: print(why))
+                scorer.run([Work(VideoSource(str(v))) for v in videos],  # the scorer times the store writes
+                           Callbacks(lambda job, result: store.save(run, result), lambda job, why: print(why)))
+                report = scorer.report
             finally:
                 disconnect()
         t = report.timings

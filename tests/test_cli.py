@@ -164,3 +164,33 @@ def test_the_efficiency_report_counts_what_a_hand_count_gives(tiny_encoder):
     cost = model_cost(tiny_encoder)
     assert cost["macs_per_frame"] == macs
     assert cost["params_image_tower_m"] == round(sum(p.numel() for p in tiny_encoder._model.visual.parameters()) / 1e6, 2)
+
+
+def test_a_folder_kept_from_python_is_stored_as_flashback_score_stores_it(folder, tmp_path, seed_memory, tiny_encoder):
+    """The documented Python call (store.keeper.keep_all with a scheduler) and the command write the
+    same rows: one contract for the local loop, the pool and Ray, one keeper for what is stored."""
+    from flashback.scoring.pipeline import Detector, Work
+    from flashback.scoring.schedule import InProcess
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.store.keeper import Keeper, keep_all
+    from flashback.video.sources import expand_inputs
+
+    by_cli = tmp_path / "cli.duckdb"
+    assert flashback_here("score", folder, "--db", by_cli, "--threshold", "0.3", "--memory", seed_memory.path, *TINY_CLI).returncode == 1
+    detector = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.3))
+    keeper = Keeper(ResultStore(tmp_path / "py.duckdb"), RunRecord.of(detector), warn=lambda m: None)
+    sources = expand_inputs([str(folder)]).sources
+    assert keep_all([Work(s) for s in sources], InProcess(detector), keeper) is False
+    assert [r.source for r in keeper.results] == [str(folder / "b.mkv"), str(folder / "north" / "a.mp4")]
+    assert [f["source"] for f in keeper.failures] == [str(folder / "north" / "broken.mp4")]
+
+    def rows(db):
+        with duckdb.connect(str(db), read_only=True) as c:
+            return {t: c.execute(f"SELECT * EXCLUDE (run_id) FROM {t} ORDER BY ALL").fetchall()
+                    for t in ("frame_scores", "segments", "events", "event_media")}
+
+    cli, py = rows(by_cli), rows(tmp_path / "py.duckdb")
+    assert cli["frame_scores"] and cli["events"]  # something to compare
+    assert {t: len(v) for t, v in py.items()} == {t: len(v) for t, v in cli.items()}
+    assert py["frame_scores"] == cli["frame_scores"] and py["segments"] == cli["segments"] and py["events"] == cli["events"]

@@ -15,6 +15,7 @@ from conftest import TINY_CLI, flashback
 
 from flashback.batch.parallel import PoolScorer, Work
 from flashback.scoring.pipeline import Detector
+from flashback.scoring.schedule import Callbacks
 from flashback.settings import ScoringSettings
 from flashback.video.decode import FrameFit, VideoReader
 from flashback.video.sources import VideoSource
@@ -120,8 +121,8 @@ def test_a_worker_killed_mid_file_fails_that_file_only(folder, scene_memory, tin
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    interrupted = scorer.run(work, lambda w, r: results.__setitem__(w.source.name, r),
-                             lambda w, why: failures.__setitem__(w.source.name, why), on_seconds)
+    interrupted = scorer.run(work, Callbacks(lambda w, r: results.__setitem__(w.source.name, r),
+                                             lambda w, why: failures.__setitem__(w.source.name, why), on_seconds))
     assert not interrupted and killed
     assert list(failures) == ["long.mp4"] and "its decoding worker died (exit code -9)" in failures["long.mp4"]
     assert sorted(results) == ["short0.mp4", "short1.mp4", "short2.mp4"]
@@ -144,7 +145,7 @@ def test_a_recording_cut_short_gives_the_sequential_result_however_it_is_split(s
     assert sequential.truncated and "only 172.70 s of the declared 288.06 s" in sequential.note
     for workers, resequenced in ((2, 0), (4, 1)):
         scorer, got = PoolScorer(detector, workers), []
-        scorer.run([Work(VideoSource(str(cut)))], lambda w, r: got.append(r), lambda w, why: pytest.fail(why), lambda *a: None)
+        scorer.run([Work(VideoSource(str(cut)))], Callbacks(lambda w, r: got.append(r), lambda w, why: pytest.fail(why)))
         (r,) = got
         assert (scorer.report.split, scorer.report.resequenced) == (1, resequenced)
         assert np.array_equal(r.scores, sequential.scores) and np.array_equal(r.frame_times, sequential.frame_times)
@@ -199,8 +200,8 @@ def test_workers_do_not_run_the_parents_main_script(folder, scene_memory, tiny_e
     monkeypatch.setitem(sys.modules, "__main__", fake)
     results, failures = {}, {}
     PoolScorer(Detector(scene_memory, tiny_encoder, ScoringSettings()), workers=2).run(
-        [Work(VideoSource(str(folder / "short0.mp4")))], lambda w, r: results.__setitem__(w.source.name, r),
-        lambda w, why: failures.__setitem__(w.source.name, why), lambda *a: None)
+        [Work(VideoSource(str(folder / "short0.mp4")))], Callbacks(lambda w, r: results.__setitem__(w.source.name, r),
+                                                                   lambda w, why: failures.__setitem__(w.source.name, why)))
     assert not failures and list(results) == ["short0.mp4"] and not mark.exists()
     assert fake.__file__ == str(script)  # put back for the parent
 
@@ -227,6 +228,7 @@ from flashback.encoders.encoder import ClipEncoder
 from flashback.encoders.encoder_registry import EncoderSpec
 from flashback.batch.parallel import PoolScorer
 from flashback.scoring.pipeline import Detector, Work
+from flashback.scoring.schedule import Callbacks
 from flashback.video.sources import VideoSource
 if __name__ == "__main__":
     enc = ClipEncoder(EncoderSpec(model=TINY_MODEL, pretrained="random"), device="cpu")
@@ -237,7 +239,7 @@ if __name__ == "__main__":
             said.append(1)
             print(" ".join(str(s.proc.pid) for s in scorer.pool._slots), flush=True)
             time.sleep(600)  # killed here, mid-file
-    scorer.run([Work(VideoSource({str(folder / "long.mp4")!r}))], print, print, seconds)
+    scorer.run([Work(VideoSource({str(folder / "long.mp4")!r}))], Callbacks(print, print, seconds))
 """)
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     pids = [int(x) for x in p.stdout.readline().split()]

@@ -14,14 +14,15 @@ import dataclasses
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..encoders.protocols import encode_views
 from ..errors import FlashbackError, InputError
-from ..scoring.pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, Work
+from ..scoring.pipeline import Detector, SampleBatch, SegmentPooler, Work
+from ..scoring.schedule import ResultSink
 from ..video.decode import VideoReader, hardware_for
 from ..video.spans import Span, Unsplittable, plan_spans, stitch
 from .pool import DecodeJob, DecodePool, Msg
@@ -118,14 +119,14 @@ class PoolScorer:
 
     # ------------------------------------------------------------ the loop
 
-    def run(self, work: list[Work], on_result: Callable[[Work, VideoResult], None],
-            on_failure: Callable[[Work, str], None], on_seconds: Callable[[Work, float, float | None], None]) -> bool:
-        """Every item of ``work`` scored or failed, in the order they finish; True if Ctrl-C stopped it."""
+    def run(self, work: Sequence[Work], sink: ResultSink) -> bool:
+        """Every item of ``work`` to ``sink`` (a ``scoring.schedule.Scheduler``), scored or failed, in
+        the order they finish; True if Ctrl-C stopped it."""
         start = time.perf_counter()
         sizes = [w.source.path.stat().st_size if not w.source.is_url and w.source.path.is_file() else 0 for w in work]
         self._hwaccel = hardware_for(self._hwaccel, [str(w.source) for w in work if not w.source.is_url])
         total = max(sum(sizes), 1)
-        self._done = {"result": on_result, "failure": on_failure, "seconds": on_seconds}
+        self._sink = sink
         try:
             for w, size in zip(work, sizes):
                 self._plan(_Video(w), size / total)
@@ -176,7 +177,7 @@ class PoolScorer:
     def _fail(self, video: _Video, reason: str) -> None:
         self._drop(video)
         self.report.failed += 1
-        self._done["failure"](video.work, reason)
+        self._sink.failure(video.work, reason)
 
     def _resequence(self, video: _Video) -> None:
         """A span could not be exact: the whole video again, as one job."""
@@ -211,7 +212,7 @@ class PoolScorer:
         if run:
             video.pooler.add(np.arange(video.fed - len(run), video.fed), np.stack(run))
         total = video.info.declared_duration_s if video.info is not None else None
-        self._done["seconds"](video.work, min(video.received * self.detector.grid.step_s, total or np.inf), total)
+        self._sink.seconds(video.work, min(video.received * self.detector.grid.step_s, total or np.inf), total)
 
     def _finish_if_done(self, video: _Video) -> None:
         if not video.keys or len(video.ends) < video.parts or video.waiting:
@@ -241,5 +242,6 @@ class PoolScorer:
         video.keys.clear()
         self.report.videos += 1
         self.report.frames += len(result.frame_times)
-        self._done["result"](video.work, result)
+        if self._sink.claim(video.work, result.video_id):
+            self._sink.result(video.work, result)
 

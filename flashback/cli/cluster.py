@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 from ..checks import Range
-from .common import Guard, progress_bars, say, warn
+from .common import Guard, say
+from .drive import drive
 
 ACTORS = Range(1, 4096, integer=True)
 GPUS_PER_ACTOR = Range(0.01, 64)
@@ -58,40 +58,9 @@ def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard:
         say(f"{len(scorer.actors)} encoder actor(s) on {where}; up to {scorer.in_flight} video(s) in flight")
         # workers open files by the path the driver has (a folder every node mounts at the same place)
         jobs = [dataclasses.replace(w, source=absolute(w.source)) for w in work]
-        with progress_bars(a.quiet) as progress:
-            n = len(jobs)
-            videos = progress.add_task("videos", total=n, done=f"0/{n} videos")
-            seconds = progress.add_task("video seconds", total=None, done="")
-            start, frames = time.perf_counter(), 0
-
-            def advance() -> None:
-                k = int(progress.tasks[videos].completed) + 1
-                fps = frames / max(time.perf_counter() - start, 1e-9)
-                progress.update(videos, completed=k, done=f"{k}/{n} videos, {fps:,.0f} video FPS")
-
-            def on_result(job, result) -> float:
-                nonlocal frames
-                frames += len(result.frame_times)
-                t0 = time.perf_counter()
-                if not keeper.duplicate(result.video_id, job.source):
-                    guard.run(str(job.source), lambda: keeper.keep(job.source, result))
-                advance()
-                return time.perf_counter() - t0
-
-            def on_failure(job, reason: str) -> None:
-                guard.problem(str(job.source), reason)
-                advance()
-
-            def on_seconds(total_s: float) -> None:
-                rate = total_s / max(time.perf_counter() - start, 1e-9)
-                progress.update(seconds, completed=total_s, done=f"{total_s:,.0f} s of video, {rate:,.1f} video-s/s")
-
-            report, interrupted = scorer.run(jobs, on_result, on_failure, on_seconds)
-        order = {str(j.source): k for k, j in enumerate(jobs)}  # results arrive as they finish; list them as given
-        keeper.results.sort(key=lambda r: order.get(r.source, len(order)))
-        if interrupted:
-            warn("interrupted: the cluster's tasks for this job are cancelled; videos finished so far are stored and exported")
-        say(report.line())
+        interrupted = drive(scorer, jobs, keeper, guard, a.quiet,
+                            "interrupted: the cluster's tasks for this job are cancelled; videos finished so far are stored and exported")
+        say(scorer.report.line())
         return interrupted
     finally:
         disconnect()

@@ -141,9 +141,13 @@ class Guard:
         except FlashbackError as e:
             self.problem(source, str(e))
         except Exception as e:  # noqa: BLE001 - the isolation boundary: a bug on one input must not end the run
-            report_bug(f"while working on {one_line(source)}")
-            self.failures.append({"source": one_line(source), "error": f"internal error: {type(e).__name__}: {one_line(e)}"})
+            self.bug(source, e)
         return False
+
+    def bug(self, source: str, error: BaseException) -> None:
+        """A bug while working on one input (called where it was caught): its traceback, and the input failed."""
+        report_bug(f"while working on {one_line(source)}")
+        self.failures.append({"source": one_line(source), "error": f"internal error: {type(error).__name__}: {one_line(error)}"})
 
     def each(self, items, work, what: str, after=lambda k: None, name=str) -> bool:
         """``work(item)`` for every item, each under ``run`` (failures named ``name(item)``);

@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 import ray
@@ -24,6 +24,7 @@ from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledE
 from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError, first_line, one_line
 from ..scoring.pipeline import Detector, VideoResult, Work
+from ..scoring.schedule import ResultSink
 from ..store import RunRecord
 from ..video.sources import VideoSource
 from .connect import ActorPlan, Cluster, task_failure
@@ -101,6 +102,7 @@ class ClusterScorer:
         self._turn = 0
         self._running: set = set()
         self._seconds: dict[VideoSource, float] = {}
+        self.report = ClusterReport()  # of the last run
         self.replaced = 0
         self.in_flight = self.decode_slots  # Ray holds no CPU for the actors: the driver keeps them free
 
@@ -201,24 +203,24 @@ class ClusterScorer:
 
     # ---------------------------------------------------------------- the run, on the main thread
 
-    def run(self, jobs: list[Work], on_result: Callable[[Work, VideoResult], float],
-            on_failure: Callable[[Work, str], None], progress: Callable[[float], None] = lambda s: None) -> tuple[ClusterReport, bool]:
-        """Score ``jobs``; ``on_result`` stores a result and returns the seconds it took; returns the
-        report and whether Ctrl-C stopped the run."""
-        report, todo, attempts = ClusterReport(), list(reversed(jobs)), {}
+    def run(self, jobs: Sequence[Work], sink: ResultSink) -> bool:
+        """Score ``jobs`` into ``sink`` (a ``scoring.schedule.Scheduler``; its ``seconds`` is called
+        from the videos' driver threads); True if Ctrl-C stopped the run.  ``report`` says how it went."""
+        self.report = report = ClusterReport()
+        todo, attempts = list(reversed(jobs)), {}
         done: queue.Queue = queue.Queue()
         active = 0
         start = time.perf_counter()
 
-        def tick() -> None:
+        def tick(job: Work) -> None:
             with self._lock:
-                total = sum(self._seconds.values())
-            progress(total)
+                seconds = self._seconds.get(job.source, 0.0)
+            sink.seconds(job, seconds, None)
 
         def launch(job: Work) -> None:
             def work() -> None:
                 try:
-                    done.put((job, self._attempt(job, tick), None))
+                    done.put((job, self._attempt(job, lambda: tick(job)), None))
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     done.put((job, None, e))
 
@@ -248,22 +250,24 @@ class ClusterScorer:
                     reason = (f"{job.source}: {what} {deaths} times ({error}); not retried again"
                               if isinstance(error, _Crash) else str(error) if isinstance(error, FlashbackError)
                               else f"{job.source}: internal error ({type(error).__name__}: {one_line(error)})")
-                    on_failure(job, reason)
+                    sink.failure(job, reason)
                 else:
                     result, t = outcome
-                    t.store_s = on_result(job, result)
+                    t0 = time.perf_counter()
+                    if sink.claim(job, result.video_id):
+                        sink.result(job, result)
+                    t.store_s = time.perf_counter() - t0
                     report.videos += 1
                     report.frames += len(result.frame_times)
                     report.video_s += result.duration_s
                     report.timings += t
-                tick()
         except KeyboardInterrupt:
             self.cancel()
             interrupted = True
         else:
             interrupted = False
         report.wall_s, report.actors_replaced = time.perf_counter() - start, self.replaced
-        return report, interrupted
+        return interrupted
 
     def cancel(self) -> None:
         """Stop every task of this job now (Ctrl-C): decoding tasks are cancelled, actors killed."""
