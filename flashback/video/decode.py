@@ -275,21 +275,10 @@ class VideoReader:
         tl = self.timeline
         name = str(self.source)
         fallback_step = self.fallback_step
-        pending: av.VideoFrame | None = None
-        pending_rgb: np.ndarray | None = None
+        clock = SampleClock(grid, self.encoder_input)
         t0: float | None = None
-        next_i = 0
-
-        def emit_until(limit: float) -> Iterator[tuple[int, np.ndarray]]:
-            nonlocal next_i, pending_rgb
-            while grid.sample_time(next_i) < limit:
-                if pending_rgb is None:
-                    pending_rgb = self.fit(pending, self.views)
-                yield next_i, pending_rgb
-                next_i += 1
-
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self.frames():
                 t = frame.time
                 if t is None:  # no timestamp: assume the declared rate
                     t = (t0 or 0.0) + len(tl.frame_times) * fallback_step
@@ -298,32 +287,60 @@ class VideoReader:
                 rel = t - t0
                 if tl.frame_times and rel <= tl.frame_times[-1]:
                     continue  # duplicate or backwards timestamp: keep time monotonic
-                if pending is not None:
-                    yield from emit_until(rel)
-                pending, pending_rgb = frame, None
+                if clock.frame is not None:
+                    yield from clock.until(rel)
+                clock.now(frame)
                 tl.frame_times.append(rel)
         except av.FFmpegError as e:
             if not tl.frame_times:
                 raise InputError(name, f"corrupt video, no frame could be decoded ({_describe(e)})") from None
             tl.truncated = True
             tl.note = f"decoding stopped at {tl.frame_times[-1]:.2f} s ({_describe(e)}); scored up to there"
-        if pending is None:
+        if clock.frame is None:
             raise InputError(name, "no decodable video frames (zero-frame video)")
-        yield from emit_until(tl.close(fallback_step, grid))
-        tl.n_samples = next_i
+        yield from clock.until(tl.close(fallback_step, grid))
+        tl.n_samples = clock.next
         tl.check_declared(self.info.declared_duration_s)
 
-    @property
-    def container(self):
-        return self._container
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """The stream's frames, decoded from where the reader stands (its start, or a ``seek``)."""
+        return self._container.decode(self._stream)
 
-    @property
-    def stream(self):
-        return self._stream
+    def seek(self, seconds: float) -> None:
+        """To the key frame at or before ``seconds`` of the stream's own time (an FFmpegError if it cannot)."""
+        self._container.seek(int(seconds / self._stream.time_base), stream=self._stream, backward=True, any_frame=False)
+
+    def encoder_input(self, frame: av.VideoFrame) -> np.ndarray:
+        """What the encoder is shown of ``frame`` (``FrameFit``)."""
+        return self.fit(frame, self.views)
 
     @property
     def fallback_step(self) -> float:
         return fallback_step(self.info)
+
+
+class SampleClock:
+    """The one sampling rule, for a whole file and a time span of one alike: grid sample ``i`` shows
+    the frame on screen at its time (the last frame at or before it), so samples are let out as the
+    next frame's time passes them; each frame is made encoder input once, however many samples
+    land on it.  ``first``/``stop``: the span's samples [first, stop); ``next``: the next to emit."""
+
+    def __init__(self, grid: TimeGrid, encoder_input, first: int = 0, stop: int | None = None):
+        self.grid, self.encoder_input, self.next, self.stop = grid, encoder_input, first, stop
+        self.frame: av.VideoFrame | None = None
+        self._input: np.ndarray | None = None
+
+    def until(self, limit: float) -> Iterator[tuple[int, np.ndarray]]:
+        """The samples before ``limit`` seconds, each showing the current frame."""
+        while (self.stop is None or self.next < self.stop) and self.grid.sample_time(self.next) < limit:
+            if self._input is None:
+                self._input = self.encoder_input(self.frame)
+            yield self.next, self._input
+            self.next += 1
+
+    def now(self, frame: av.VideoFrame) -> None:
+        """``frame`` is on screen from here on (once the samples before its time are out: ``until``)."""
+        self.frame, self._input = frame, None
 
 
 def fallback_step(info: VideoInfo) -> float:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
-from .decode import Timeline, VideoInfo, VideoReader, fallback_step
+from .decode import SampleClock, Timeline, VideoInfo, VideoReader, fallback_step
 from .timegrid import TimeGrid
 
 MIN_SPAN_S = 60.0  # a span pays up to a key-frame interval of extra decoding: keep spans long beside it
@@ -64,7 +64,7 @@ def plan_spans(reader: VideoReader, grid: TimeGrid, most: int) -> list[Span]:
         return []
     n = min(most, int(declared // MIN_SPAN_S))
     try:
-        first = next(reader.container.decode(reader.stream), None)
+        first = next(reader.frames(), None)
     except av.FFmpegError:
         return []  # the worker reads it sequentially, and reports what is wrong with it
     if first is None or first.time is None:
@@ -81,10 +81,10 @@ def span_samples(reader: VideoReader, grid: TimeGrid, span: Span, end: SpanEnd) 
     """(sample index, encoder input) for the span's samples; ``end`` is filled in as it goes."""
     for back in SEEK_BACK_S:
         if span.part == 0:
-            frames = reader.container.decode(reader.stream)
+            frames = reader.frames()
         else:
             _seek(reader, span.t0 + max(0.0, span.begin_s - back))
-            frames = _from_key_frame(reader.container.decode(reader.stream))
+            frames = _from_key_frame(reader.frames())
         started = False
         try:
             for item in _span(reader, grid, span, frames, end):
@@ -104,9 +104,8 @@ class _LateSeek(Exception):
 
 
 def _seek(reader: VideoReader, seconds: float) -> None:
-    stream = reader.stream
     try:
-        reader.container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+        reader.seek(seconds)
     except av.FFmpegError as e:
         raise Unsplittable(f"cannot seek ({e})") from None
 
@@ -122,43 +121,33 @@ def _from_key_frame(frames: Iterator) -> Iterator:
 
 def _span(reader: VideoReader, grid: TimeGrid, span: Span, frames: Iterator, end: SpanEnd) -> Iterator[tuple[int, np.ndarray]]:
     end.frame_times, end.n_samples = [], 0
-    i, stop = span.first, span.stop
-    pending = rgb = None
+    clock = SampleClock(grid, reader.encoder_input, span.first, span.stop)
     last = -math.inf
-
-    def emit_until(limit: float):
-        nonlocal i, rgb
-        while (stop is None or i < stop) and grid.sample_time(i) < limit:
-            if rgb is None:
-                rgb = reader.fit(pending, reader.views)
-            yield i, rgb
-            i += 1
-            end.n_samples += 1
-
     try:
         for frame in frames:
             if frame.time is None:
                 raise Unsplittable("a frame without a timestamp")
             rel = float(frame.time) - span.t0
-            if pending is None and (rel > span.begin_s if span.part else rel != 0.0):
+            if clock.frame is None and (rel > span.begin_s if span.part else rel != 0.0):
                 raise _LateSeek()  # part 0: a first frame other than the plan's
             if rel <= last:
                 raise Unsplittable("timestamps that go backwards")
             last = rel
-            if pending is not None:
-                yield from emit_until(rel)
+            if clock.frame is not None:
+                yield from clock.until(rel)
+                end.n_samples = clock.next - span.first
             if span.end_s is not None and rel >= span.end_s:
-                if stop is not None and i < stop:
+                if span.stop is not None and clock.next < span.stop:
                     raise Unsplittable("a span that gave fewer samples than planned")
                 return
-            pending, rgb = frame, None
+            clock.now(frame)
             if rel >= span.begin_s:
                 end.frame_times.append(rel)
     except av.FFmpegError as e:
         raise Unsplittable(f"a decode error ({e})") from None
-    if span.end_s is not None or pending is None or not end.frame_times:
+    if span.end_s is not None or clock.frame is None or not end.frame_times:
         raise Unsplittable("the stream ended before its last span")
-    end.tail = reader.fit(pending, reader.views)
+    end.tail = reader.encoder_input(clock.frame)
 
 
 def stitch(ends: list[SpanEnd], grid: TimeGrid, info: VideoInfo, first_of_last: int) -> tuple[Timeline, int]:
