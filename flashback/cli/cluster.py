@@ -45,7 +45,7 @@ def absolute(source):
     return source if source.is_url else VideoSource(str(source.path.resolve()))
 
 
-def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard: Guard) -> bool:
+def score_on_cluster(a, cluster, detector, work, keeper, guard: Guard) -> bool:
     """Every ``pipeline.Work`` of ``work`` scored on the cluster, each result kept here as it
     arrives; True if Ctrl-C stopped it."""
     from ..cluster.connect import disconnect
@@ -53,7 +53,7 @@ def score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard:
     from .options import encoder_spec
 
     try:
-        scorer = ClusterScorer(cluster, detector, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor, texts, overlays)
+        scorer = ClusterScorer(cluster, detector, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor)
         where = ", ".join(sorted({p["host"] for p in scorer.placement}))
         say(f"{len(scorer.actors)} encoder actor(s) on {where}; up to {scorer.in_flight} video(s) in flight")
         # workers open files by the path the driver has (a folder every node mounts at the same place)

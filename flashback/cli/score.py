@@ -80,7 +80,7 @@ def run(a: argparse.Namespace) -> int:
     keeper = Keeper(store, RunRecord.of(detector), media=not a.no_media, warn=warn)
     work = [Work(s, cameras.for_file(s.location), frozenset(scopes_of(s, cameras))) for s in expansion.sources]
     if cluster is not None:
-        interrupted = score_on_cluster(a, cluster, detector, texts, overlays, work, keeper, guard)
+        interrupted = score_on_cluster(a, cluster, detector, work, keeper, guard)
     elif workers := default_workers(a, encoder.device):
         from ..batch.parallel import PoolScorer
 

@@ -12,6 +12,7 @@ stored stays stored.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -82,9 +83,9 @@ class _Crash(Exception):
 
 class ClusterScorer:
     def __init__(self, cluster: Cluster, detector: Detector, spec: EncoderSpec, precision: str = "auto",
-                 actors: int | None = None, gpus_per_actor: float = 1.0, texts=(), overlays=None):
-        """``detector`` is the driver's own, made with ``texts`` and ``overlays``: its run is what
-        every actor must reproduce."""
+                 actors: int | None = None, gpus_per_actor: float = 1.0):
+        """``detector`` is the driver's own: every actor rebuilds it from its ``spec`` (run-time texts
+        and overlays included) and must reproduce its run."""
         self.detector = detector
         self.run_id = RunRecord.of(detector).run_id
         plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=4, reserve_cpu=False)
@@ -94,7 +95,7 @@ class ClusterScorer:
                                "leaving none for decoding; add a node or ask for fewer --actors")
         self._memory = ray.put(bundle_files(detector.memory.path))  # sent once through the object store
         self._make = lambda: VideoEncoder.options(**plan.options, scheduling_strategy="SPREAD").remote(
-            spec, plan.device, precision, self._memory, detector.settings, detector.batch_size, list(texts), overlays)
+            spec, plan.device, precision, self._memory, dataclasses.replace(detector.spec, hwaccel=None))
         self.actors = [self._make() for _ in range(plan.n)]
         self._lock = threading.Lock()
         self._stop = threading.Event()

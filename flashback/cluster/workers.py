@@ -21,12 +21,9 @@ import ray
 from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError
 from ..memory.bundle import load_bundle
-from ..memory.extras import Extras
 from ..memory.manifest import MANIFEST
-from ..scoring.pipeline import Detector, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
-from ..settings import ScoringSettings
+from ..scoring.pipeline import DetectorSpec, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
 from ..store import RunRecord
-from ..video.cameras import UserText
 from ..video.decode import FrameFit, Timeline, VideoInfo, VideoReader
 from ..video.sources import VideoSource
 from ..video.timegrid import TimeGrid
@@ -79,14 +76,15 @@ class VideoEncoder:
     was working on start again.
     """
 
-    def __init__(self, spec: EncoderSpec, device: str, precision: str, memory: dict[str, bytes],
-                 settings: ScoringSettings, batch_size: int, texts: list[UserText], overlays: Extras):
+    def __init__(self, spec: EncoderSpec, device: str, precision: str, memory: dict[str, bytes], detector: DetectorSpec):
+        """``detector``: the driver's detector as it was made (settings, texts, overlays), rebuilt here
+        around this actor's own model and copy of the memory."""
         from ..encoders.encoder import ClipEncoder
 
         self.error = None
         try:
             encoder = ClipEncoder(spec, device=device, precision=precision)
-            self.detector = Detector(receive_bundle(memory), encoder, settings, batch_size, texts, overlays)
+            self.detector = detector.build(receive_bundle(memory), encoder)
         except FlashbackError as e:  # told to the driver by identity(): restarting would fail the same way
             self.error = str(e)
 

@@ -83,12 +83,10 @@ class Evaluation:
     def result_from_grid(self, detector: Detector, emb: GridEmbeddings, source: str, video_id: str) -> VideoResult:
         from ..video.decode import VideoInfo
 
-        r = detector.score_grid(emb.vectors, emb.frame_times, emb.duration_s)
         m = emb.meta
-        r.source, r.video_id, r.n_samples = source, video_id, len(emb.vectors)
-        r.info = VideoInfo(source, m.get("width", 0), m.get("height", 0), m.get("codec", ""), None, None)
-        r.truncated, r.note = bool(m.get("truncated")), m.get("note", "")
-        return r
+        return VideoResult.of(detector.score_grid(emb.vectors, emb.frame_times, emb.duration_s), source, video_id,
+                              info=VideoInfo(source, m.get("width", 0), m.get("height", 0), m.get("codec", ""), None, None),
+                              n_samples=len(emb.vectors), truncated=bool(m.get("truncated")), note=m.get("note", ""))
 
     def score_one(self, source: VideoSource, truth: VideoTruth, keep: Callable | None = None
                   ) -> tuple[ScoredVideo, dict, GridEmbeddings | None]:

@@ -5,11 +5,13 @@ video -> grid samples (decode thread) -> image embeddings (batched) -> segment v
 
 ``score_segment_vectors`` is everything after "segment vectors": a caption-based or any other
 front end that produces one vector per time span reuses it unchanged, and so does the live path
-(through ``score_views``, the same retrieval and scoring).
+(through ``score_views``, the same retrieval and scoring).  It returns what it computed
+(``Scored``); each front end makes its ``VideoResult`` whole from that and what it read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import queue
 import threading
@@ -35,10 +37,9 @@ ProgressFn = Callable[[float, float | None], None]  # (seconds scored, total sec
 
 
 @dataclass
-class VideoResult:
-    source: str
-    video_id: str
-    info: VideoInfo | None
+class Scored:
+    """What scoring computes from segment vectors: all of a result but what it is a result of."""
+
     duration_s: float
     frame_times: np.ndarray
     raw_scores: np.ndarray  # per frame, before smoothing
@@ -46,10 +47,25 @@ class VideoResult:
     segments: Segments
     events: list[Event]
     captions: CaptionTable  # the memory's table that ``segments.ids`` index into
+
+
+@dataclass
+class VideoResult(Scored):
+    """A video's result, made whole in one place (``VideoResult.of``) by each front end: what was
+    scored (``Scored``) and what it is of (source, content address, how it was read)."""
+
+    source: str = ""
+    video_id: str = ""
+    info: VideoInfo | None = None
     n_samples: int = 0
     truncated: bool = False
     note: str = ""
     region: str | None = None  # what of each frame was seen (cameras.Region.describe), None: all of it
+
+    @classmethod
+    def of(cls, scored: Scored, source: str, video_id: str, **about) -> "VideoResult":
+        return cls(**{f.name: getattr(scored, f.name) for f in dataclasses.fields(Scored)}, source=source,
+                   video_id=video_id, **about)
 
     @property
     def fps(self) -> float:
@@ -199,6 +215,21 @@ class SegmentPooler:
                 self._held.pop(i, None)
 
 
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a ``Detector`` is made of besides its memory and encoder, as given: what another process
+    (a Ray actor) rebuilds the same detector from, with its own copy of the memory and the model."""
+
+    settings: ScoringSettings = ScoringSettings()
+    batch_size: int = 32
+    texts: tuple[UserText, ...] = ()
+    overlays: Extras | None = None
+    hwaccel: str | None = None
+
+    def build(self, memory: MemoryBundle, encoder: TextEncoder | ImageEncoder) -> "Detector":
+        return Detector(memory, encoder, self.settings, self.batch_size, self.texts, self.overlays, self.hwaccel)
+
+
 class Detector:
     """Scores videos against one memory with one encoder; settings are fixed per detector."""
 
@@ -208,6 +239,7 @@ class Detector:
         """``texts``: what the operator asked at run time (``--alert``/``--ignore``); ``overlays``: the
         exemplars of reviewers' verdicts (``overlays.load_extras``); both searched beside the memory.
         ``hwaccel``: the hardware decoder frames are decoded on (``decode.open_input``), None: software."""
+        self.spec = DetectorSpec(settings, batch_size, tuple(texts), overlays, hwaccel)
         self.hwaccel = hwaccel
         memory.require_encoder(encoder.identity)
         self.memory = memory
@@ -276,11 +308,9 @@ class Detector:
         """A decoded video's result from its segment vectors: the one ending of ``score``, wherever
         the vectors were made (here, or on a cluster's workers: ``flashback.cluster``)."""
         spans = self.grid.segment_spans(len(vectors), tl.duration_s)
-        result = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
-        result.source, result.video_id, result.info = info.source, video_id, info
-        result.n_samples, result.truncated, result.note = tl.n_samples, tl.truncated, tl.note
-        result.region = region.describe() if region is not None else None
-        return result
+        scored = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
+        return VideoResult.of(scored, info.source, video_id, info=info, n_samples=tl.n_samples, truncated=tl.truncated,
+                              note=tl.note, region=region.describe() if region is not None else None)
 
     def score_caption_track(self, track, fps: float, n_frames: int | None = None, vectors: np.ndarray | None = None) -> VideoResult:
         """Captions as the front end: each caption's text vector is one segment's vector."""
@@ -289,13 +319,12 @@ class Detector:
         n = n_frames if n_frames is not None else max(1, int(round(track.duration_s * fps)))
         frame_times = np.arange(n) / fps
         spans = np.stack([track.starts_s, track.ends_s], axis=1)
-        r = self.score_segment_vectors(vectors, spans, frame_times, n / fps)
-        r.source = f"{track.source}#{track.video}" if track.source.endswith(".jsonl") else track.source
-        r.video_id = "captions-" + hashlib.sha256(("\n".join(track.texts) + f"|{track.video}").encode()).hexdigest()[:32]
-        r.n_samples = len(track.texts)
-        return r
+        return VideoResult.of(self.score_segment_vectors(vectors, spans, frame_times, n / fps),
+                              f"{track.source}#{track.video}" if track.source.endswith(".jsonl") else track.source,
+                              "captions-" + hashlib.sha256(("\n".join(track.texts) + f"|{track.video}").encode()).hexdigest()[:32],
+                              n_samples=len(track.texts))
 
-    def score_grid(self, grid_vectors: np.ndarray, frame_times: np.ndarray, duration_s: float) -> VideoResult:
+    def score_grid(self, grid_vectors: np.ndarray, frame_times: np.ndarray, duration_s: float) -> Scored:
         """Score from already-computed grid frame embeddings (a cache), without decoding or encoding."""
         vectors = pool_segments(grid_vectors, self.grid)
         spans = self.grid.segment_spans(len(vectors), duration_s)
@@ -305,7 +334,7 @@ class Detector:
 
     def score_segment_vectors(
         self, vectors: np.ndarray, spans: np.ndarray, frame_times: np.ndarray, duration_s: float, scope=None
-    ) -> VideoResult:
+    ) -> Scored:
         s = self.settings
         segments = score_views(self.searcher, vectors, s.logit_scale, spans, allowed=self.allowed(scope, len(vectors)))
         raw = frame_scores(frame_times, spans, segments.scores)
@@ -313,7 +342,4 @@ class Detector:
         smoothed = smooth(raw, sigma_in_frames(s.smoothing_sigma_s, fps))
         captions = self.captions
         events = find_events(frame_times, duration_s, smoothed, segments, captions, s)
-        return VideoResult(
-            source="", video_id="", info=None, duration_s=duration_s, frame_times=frame_times,
-            raw_scores=raw, scores=smoothed, segments=segments, events=events, captions=captions,
-        )
+        return Scored(duration_s, frame_times, raw, smoothed, segments, events, captions)
