@@ -108,6 +108,16 @@ def filled_store(seed_memory, tiny_encoder, tmp_path_factory):
 FLASHBACK = str(Path(sys.executable).with_name("flashback"))
 
 
+def copy_of(filled_store, folder: Path) -> Path:
+    """A test's own copy of ``filled_store``'s database, and its media folder beside it."""
+    import shutil
+
+    db = folder / "r.duckdb"
+    shutil.copy(filled_store[0], db)
+    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
+    return db
+
+
 def sigint_as_a_terminal_sends_it() -> None:
     """``preexec_fn`` of a command a test presses Ctrl-C on: SIGINT back to its default action.  A
     shell's background job (one way CI starts the suite) inherits SIGINT ignored, and a Python

@@ -7,13 +7,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import FLASHBACK, free_port
 
 
 def descendants(pid: int) -> set[int]:
@@ -47,7 +46,7 @@ def start_review(db: Path, args=(), **popen) -> tuple[subprocess.Popen, str]:
     """``flashback review`` (with ``args``) on a free loopback port, once it answers its health check."""
     port = free_port()
     popen = popen or {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "review", "--db", str(db), "--port", str(port),
+    proc = subprocess.Popen([FLASHBACK, "review", "--db", str(db), "--port", str(port),
                              *args], env=os.environ.copy(), **popen)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

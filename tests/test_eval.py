@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback_here, sigint_as_a_terminal_sends_it
+from conftest import FLASHBACK, TINY_CLI, flashback_here, sigint_as_a_terminal_sends_it
 
 from flashback.eval.annotations import load_ground_truth
 from flashback.eval.embedding_cache import EmbeddingCache
@@ -202,7 +201,7 @@ def test_ctrl_c_during_eval_reports_what_was_scored(tmp_path):
     ann.write_text("Arson010_x264.mp4 Arson 300 600 -1 -1\nFighting010_x264.mp4 Fighting 100 400 -1 -1\n"
                    "Normal_Videos_010_x264.mp4 Normal -1 -1 -1 -1\nNormal_Videos_011_x264.mp4 Normal -1 -1 -1 -1\n")
     db, out = tmp_path / "e.duckdb", tmp_path / "report"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("flashback")), "eval", "--dataset", "ucf-crime",
+    proc = subprocess.Popen([FLASHBACK, "eval", "--dataset", "ucf-crime",
                              "--videos", str(tmp_path), "--annotations", str(ann), "--db", str(db), "--out", str(out),
                              "--no-cache", *TINY_CLI], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=sigint_as_a_terminal_sends_it)

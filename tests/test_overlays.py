@@ -4,12 +4,11 @@ other cameras are untouched, and undo puts everything back."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback_here
+from conftest import TINY_CLI, copy_of, flashback_here
 
 from flashback.memory.bundle import load_bundle
 from flashback.review.overlays import list_overlays, load_extras
@@ -21,9 +20,7 @@ from ui.data import EventKey, ReviewDB
 
 @pytest.fixture
 def db(filled_store, tmp_path):
-    d = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], d)
-    return d
+    return copy_of(filled_store, tmp_path)
 
 
 def rescore(db, seed_memory, tiny_encoder, result):

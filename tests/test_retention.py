@@ -5,7 +5,6 @@ killed midway."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pytest
-from conftest import FLASHBACK, TINY_CLI, flashback, flashback_here
+from conftest import FLASHBACK, TINY_CLI, copy_of, flashback, flashback_here
 
 from flashback.scoring.scoring import Segments
 from flashback.store import ResultStore, writers
@@ -40,9 +39,7 @@ def store(filled_store, seed_memory, tmp_path):
     verdict on g1, and a live feed started 3 days ago with rows at 0, 1.5 and 2.5 days."""
     from flashback.scoring.events import Event, Explanation
 
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
-    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
+    db = copy_of(filled_store, tmp_path)
     run = filled_store[1]
     s = ResultStore(db)
     with s.transaction() as con:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import copy_of
 from streamlit.testing.v1 import AppTest
 
 from flashback.store import ResultStore
@@ -19,9 +19,7 @@ APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 
 @pytest.fixture
 def db_copy(filled_store, tmp_path, monkeypatch):
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
-    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
+    db = copy_of(filled_store, tmp_path)
     monkeypatch.setenv(DB_ENV, str(db))
     return db
 

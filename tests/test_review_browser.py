@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
 import pytest
+from conftest import copy_of
 from review_server import review_server
 
 from flashback.review.overlays import list_overlays
@@ -23,9 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture
 def server(filled_store, tmp_path):
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
-    shutil.copytree(filled_store[0].with_suffix(".media"), db.with_suffix(".media"))
+    db = copy_of(filled_store, tmp_path)
     with review_server(db) as url:
         yield url, db
 
@@ -235,8 +234,7 @@ def test_search_in_chromium(filled_store, tmp_path):
     from conftest import TINY_CLI
     from playwright.sync_api import sync_playwright
 
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
+    db = copy_of(filled_store, tmp_path)
     with review_server(db, args=TINY_CLI) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback_here
+from conftest import TINY_CLI, copy_of, flashback_here
 
 from flashback.errors import UsageError
 from flashback.review.search import FootageSearch, unpack
@@ -24,9 +24,7 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime_text_
 
 @pytest.fixture
 def store(filled_store, tmp_path):
-    db = tmp_path / "r.duckdb"
-    shutil.copy(filled_store[0], db)
-    return ResultStore(db)
+    return ResultStore(copy_of(filled_store, tmp_path))
 
 
 def stored(store, where: str = "TRUE"):
