@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, free_port
+from conftest import FLASHBACK, TINY_CLI, free_port
 from streams import FFMPEG, listening, serve
 
 from flashback.errors import UsageError
@@ -128,6 +128,18 @@ class Receiver:
             self.server.server_close()
 
 
+def closed_on_flaky(events_file: Path, n: int, timeout: float = 60.0) -> None:
+    """Wait until the JSON lines say the flaky feed's ``n``-th event has closed (a deadline, not a
+    fixed sleep: a loaded machine is slower, an idle one need not wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in events_file.read_text().splitlines() if x.strip()]
+        if sum(u["type"] == "event_closed" and u.get("feed") == "flaky" for u in lines) >= n:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the flaky feed's event {n} did not close within {timeout:g} s")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, scene_memory):
@@ -141,7 +153,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
     receiver = Receiver(ph)
     db, events_file = tmp_path / "live.duckdb", tmp_path / "events.jsonl"
     watch = subprocess.Popen(
-        [str(Path(sys.executable).with_name("flashback")), "watch", f"steady=http://127.0.0.1:{pa}/feed",
+        [FLASHBACK, "watch", f"steady=http://127.0.0.1:{pa}/feed",
          f"flaky=http://127.0.0.1:{pb}/feed", "--memory", str(scene_memory.path), "--db", str(db),
          "--events", str(events_file), "--webhook", f"http://127.0.0.1:{ph}/hook", "--read-timeout", "5", "--reconnect-max", "1",  # the kill is an end of file at once; 5 s rides out a loaded machine
          "--sigma", "0.25", "--stats-every", "2", *TINY_CLI],
@@ -151,13 +163,13 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         deadline = time.time() + 60
         while not (events_file.exists() and events_file.read_text()) and time.time() < deadline:
             time.sleep(0.05)  # the watcher has loaded its model and memory: feed time starts now
-        time.sleep(8.0)  # the flaky feed's first incident (3-6 s) has closed by now
+        closed_on_flaky(events_file, 1)  # its first incident (3-6 s)
         flaky.kill()
         flaky.wait()
-        time.sleep(2.0)
+        time.sleep(2.0)  # the camera is away for 2 s
         restarted = serve(video, pb)  # the camera comes back, its video from the start
         receiver.start()  # the webhook receiver was down until now
-        time.sleep(10.0)  # the second incident, 3-6 s into the restarted stream, has closed; the file has not ended
+        closed_on_flaky(events_file, 2)  # the second incident, 3-6 s into the restarted stream; the file has not ended
         watch.send_signal(signal.SIGTERM)
         try:
             out, err = watch.communicate(timeout=60)
@@ -408,7 +420,7 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
         db, events = tmp_path / "r.duckdb", tmp_path / "e.jsonl"
         url = f"rtsp://127.0.0.1:{client_port}/cam"
         p = subprocess.run(
-            [str(Path(sys.executable).with_name("flashback")), "watch", f"udp={url}", "--transport", "udp",
+            [FLASHBACK, "watch", f"udp={url}", "--transport", "udp",
              "--memory", str(scene_memory.path), "--db", str(db), "--events", str(events), "--duration", "10",
              "--sigma", "0.25", *TINY_CLI],
             capture_output=True, text=True, env=os.environ.copy(), timeout=120)
@@ -442,7 +454,7 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
 def test_watch_usage_errors_are_one_line(tmp_path, args, message):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")
-    p = subprocess.run([str(Path(sys.executable).with_name("flashback")), "watch", *[a.format(video=video) for a in args], "--no-db"],
+    p = subprocess.run([FLASHBACK, "watch", *[a.format(video=video) for a in args], "--no-db"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
@@ -462,19 +474,25 @@ def test_the_store_shows_a_feed_while_it_runs(tmp_path, scene_memory, tiny_encod
     sink = LiveStoreSink(store, RunRecord(w.settings.to_dict(), scene_memory.memory_id, "", tiny_encoder.identity.key, "t"),
                          flush_every_s=1.0)
     w.sinks.append(sink)
-    seen = []
+    seen, finished = [], threading.Event()
 
-    def poll():
-        time.sleep(5.0)  # mid-feed (8 s long)
-        with store.connect(read_only=True) as c:
-            seen.append(c.execute("SELECT count(*) FROM frame_scores").fetchone()[0])
+    def poll():  # until the scores show up, while the feed still runs (it is 8 s long)
+        deadline = time.monotonic() + 30
+        while not finished.is_set() and time.monotonic() < deadline:
+            with store.connect(read_only=True) as c:
+                n = c.execute("SELECT count(*) FROM frame_scores").fetchone()[0]
+            if n >= 4:
+                seen.append(n)
+                return
+            time.sleep(0.2)
 
     t = threading.Thread(target=poll)
     t.start()
     w.run()
+    finished.set()
     t.join()
     sink.close()
-    assert seen[0] >= 4  # scores were there while the feed was still running
+    assert seen and seen[0] >= 4  # scores were there while the feed was still running
     with store.connect(read_only=True) as c:
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM frame_scores").fetchone()[0] > seen[0]
