@@ -37,8 +37,9 @@ _process_start = multiprocessing.process.BaseProcess.start
 
 def _guarded_popen_init(self, args, *rest, **kwargs):
     argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
-    if not argv or os.path.basename(os.fsdecode(argv[0]).split()[0]) not in PROBES:
-        _refuse_in_fast_lane(f"a process ({os.fsdecode(argv[0]) if argv else '?'})")
+    program = (os.fsdecode(argv[0]).split() or [""])[0] if argv else ""
+    if os.path.basename(program) not in PROBES:
+        _refuse_in_fast_lane(f"a process ({program or '?'})")
     _popen_init(self, args, *rest, **kwargs)
 
 
