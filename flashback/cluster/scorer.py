@@ -182,11 +182,10 @@ class ClusterScorer:
             end = ray.get(held)
             settle(0)
             t0 = time.perf_counter()
-            result = ray.get(self._actor().score.remote(parts, end, video_id, job.region, job.scope))
+            scored = ray.get(self._actor().score.remote(parts, end, job.scope))
             t.score_s = time.perf_counter() - t0
             t.decode_s, t.encode_s = end.decode_s, sum(ray.get(costs))
-            result.captions = d.captions
-            return result, t
+            return VideoResult.of(scored, d.captions, **d.about(end.timeline, end.info, video_id, job.region)), t
         except RayTaskError as e:
             _drop(gen)
             what, ours = task_failure(e)

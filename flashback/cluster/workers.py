@@ -22,7 +22,7 @@ from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError
 from ..memory.bundle import load_bundle
 from ..memory.manifest import MANIFEST
-from ..scoring.pipeline import DetectorSpec, SampleBatch, SegmentPooler, VideoResult, sample_batches, video_id_for
+from ..scoring.pipeline import DetectorSpec, SampleBatch, Scored, SegmentPooler, sample_batches, video_id_for
 from ..store import RunRecord
 from ..video.decode import FrameFit, Timeline, VideoInfo, VideoReader
 from ..video.sources import VideoSource
@@ -101,14 +101,12 @@ class VideoEncoder:
         rows = batch.rows(self.detector.encoder)
         return self.detector.grid.sample_time(int(batch.idx[-1])), (batch.idx, rows), time.perf_counter() - t0
 
-    def score(self, parts: list, end: DecodeEnd, video_id: str, region, scope) -> VideoResult:
+    def score(self, parts: list, end: DecodeEnd, scope) -> Scored:
         """Pool a video's encoded rows (``parts``: references, fetched one at a time) and score it.
-        The caption table is left out: the driver has the same one."""
+        What comes back is what was scored: the driver makes the result whole with its own copy of
+        the caption table (no table travels with each video) and what the video is of."""
         pooler = SegmentPooler(self.detector.grid)
         for ref in parts:
             idx, rows = ray.get(ref)
             pooler.add(idx, rows)
-        vectors = pooler.finish(end.timeline.n_samples)
-        result = self.detector.video_result(vectors, end.timeline, end.info, video_id, region, scope)
-        result.captions = None
-        return result
+        return self.detector.video_scored(pooler.finish(end.timeline.n_samples), end.timeline, scope)

@@ -84,7 +84,7 @@ class Evaluation:
         from ..video.decode import VideoInfo
 
         m = emb.meta
-        return VideoResult.of(detector.score_grid(emb.vectors, emb.frame_times, emb.duration_s), source, video_id,
+        return VideoResult.of(detector.score_grid(emb.vectors, emb.frame_times, emb.duration_s), detector.captions, source, video_id,
                               info=VideoInfo(source, m.get("width", 0), m.get("height", 0), m.get("codec", ""), None, None),
                               n_samples=len(emb.vectors), truncated=bool(m.get("truncated")), note=m.get("note", ""))
 

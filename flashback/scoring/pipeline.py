@@ -38,7 +38,8 @@ ProgressFn = Callable[[float, float | None], None]  # (seconds scored, total sec
 
 @dataclass
 class Scored:
-    """What scoring computes from segment vectors: all of a result but what it is a result of."""
+    """What scoring computes from segment vectors: all of a result but what it is a result of (and
+    the detector's caption table, which a Ray actor need not send back with every video)."""
 
     duration_s: float
     frame_times: np.ndarray
@@ -46,14 +47,15 @@ class Scored:
     scores: np.ndarray  # per frame, smoothed: the output
     segments: Segments
     events: list[Event]
-    captions: CaptionTable  # the memory's table that ``segments.ids`` index into
 
 
 @dataclass
 class VideoResult(Scored):
     """A video's result, made whole in one place (``VideoResult.of``) by each front end: what was
-    scored (``Scored``) and what it is of (source, content address, how it was read)."""
+    scored (``Scored``), the table its caption ids index into, and what it is of (source, content
+    address, how it was read)."""
 
+    captions: CaptionTable  # the detector's table that ``segments.ids`` index into
     source: str = ""
     video_id: str = ""
     info: VideoInfo | None = None
@@ -63,9 +65,9 @@ class VideoResult(Scored):
     region: str | None = None  # what of each frame was seen (cameras.Region.describe), None: all of it
 
     @classmethod
-    def of(cls, scored: Scored, source: str, video_id: str, **about) -> "VideoResult":
-        return cls(**{f.name: getattr(scored, f.name) for f in dataclasses.fields(Scored)}, source=source,
-                   video_id=video_id, **about)
+    def of(cls, scored: Scored, captions: CaptionTable, source: str, video_id: str, **about) -> "VideoResult":
+        return cls(**{f.name: getattr(scored, f.name) for f in dataclasses.fields(Scored)}, captions=captions,
+                   source=source, video_id=video_id, **about)
 
     @property
     def fps(self) -> float:
@@ -307,10 +309,19 @@ class Detector:
                      region: Region | None = None, scope=None) -> VideoResult:
         """A decoded video's result from its segment vectors: the one ending of ``score``, wherever
         the vectors were made (here, or on a cluster's workers: ``flashback.cluster``)."""
+        return VideoResult.of(self.video_scored(vectors, tl, scope), self.captions,
+                              **self.about(tl, info, video_id, region))
+
+    def video_scored(self, vectors: np.ndarray, tl: Timeline, scope=None) -> Scored:
+        """A decoded video's segment vectors scored: what a Ray actor sends back (``cluster.workers``)."""
         spans = self.grid.segment_spans(len(vectors), tl.duration_s)
-        scored = self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
-        return VideoResult.of(scored, info.source, video_id, info=info, n_samples=tl.n_samples, truncated=tl.truncated,
-                              note=tl.note, region=region.describe() if region is not None else None)
+        return self.score_segment_vectors(vectors, spans, np.asarray(tl.frame_times), tl.duration_s, scope)
+
+    @staticmethod
+    def about(tl: Timeline, info: VideoInfo, video_id: str, region: Region | None = None) -> dict:
+        """What a decoded video's result is of, as ``VideoResult.of`` takes it."""
+        return dict(source=info.source, video_id=video_id, info=info, n_samples=tl.n_samples, truncated=tl.truncated,
+                    note=tl.note, region=region.describe() if region is not None else None)
 
     def score_caption_track(self, track, fps: float, n_frames: int | None = None, vectors: np.ndarray | None = None) -> VideoResult:
         """Captions as the front end: each caption's text vector is one segment's vector."""
@@ -319,7 +330,7 @@ class Detector:
         n = n_frames if n_frames is not None else max(1, int(round(track.duration_s * fps)))
         frame_times = np.arange(n) / fps
         spans = np.stack([track.starts_s, track.ends_s], axis=1)
-        return VideoResult.of(self.score_segment_vectors(vectors, spans, frame_times, n / fps),
+        return VideoResult.of(self.score_segment_vectors(vectors, spans, frame_times, n / fps), self.captions,
                               f"{track.source}#{track.video}" if track.source.endswith(".jsonl") else track.source,
                               "captions-" + hashlib.sha256(("\n".join(track.texts) + f"|{track.video}").encode()).hexdigest()[:32],
                               n_samples=len(track.texts))
@@ -340,6 +351,5 @@ class Detector:
         raw = frame_scores(frame_times, spans, segments.scores)
         fps = len(frame_times) / duration_s if duration_s > 0 else 0.0
         smoothed = smooth(raw, sigma_in_frames(s.smoothing_sigma_s, fps))
-        captions = self.captions
-        events = find_events(frame_times, duration_s, smoothed, segments, captions, s)
-        return Scored(duration_s, frame_times, raw, smoothed, segments, events, captions)
+        events = find_events(frame_times, duration_s, smoothed, segments, self.captions, s)
+        return Scored(duration_s, frame_times, raw, smoothed, segments, events)
