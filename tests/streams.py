@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,3 +26,14 @@ def listening(port: int) -> bool:
     """Is a socket listening on this loopback port? Read from /proc, without connecting."""
     rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+def described(url: str, port: int) -> bool:
+    """Does the RTSP server on this loopback port describe ``url`` yet (a publisher has announced
+    it)?  One DESCRIBE over TCP and its status line; no session is set up."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+            return s.recv(64).split(b"\r\n", 1)[0].endswith(b"200 OK")
+    except OSError:
+        return False

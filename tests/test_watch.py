@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pytest
 from conftest import FLASHBACK, TINY_CLI, free_port
-from streams import FFMPEG, listening, serve
+from streams import FFMPEG, described, listening, serve
 
 from flashback.errors import UsageError
 from flashback.live.causal import CausalSmoother, OnlineEvents
@@ -416,9 +416,11 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
         publisher = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
                                       "-c", "copy", "-f", "rtsp", "-rtsp_transport", "udp", f"rtsp://127.0.0.1:{source_port}/cam"],
                                      stdin=subprocess.DEVNULL)
-        time.sleep(1.5)  # announced
-        db, events = tmp_path / "r.duckdb", tmp_path / "e.jsonl"
         url = f"rtsp://127.0.0.1:{client_port}/cam"
+        deadline = time.monotonic() + 15
+        while not described(url, client_port) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the publisher has announced the stream
+        db, events = tmp_path / "r.duckdb", tmp_path / "e.jsonl"
         p = subprocess.run(
             [FLASHBACK, "watch", f"udp={url}", "--transport", "udp",
              "--memory", str(scene_memory.path), "--db", str(db), "--events", str(events), "--duration", "10",
