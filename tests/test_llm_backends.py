@@ -25,7 +25,7 @@ needs_llamacpp = pytest.mark.skipif(
            "pip install -e '.[dev,llamacpp-test]'; .ci/run installs it")
 
 
-@pytest.mark.slow  # a real LLM, natively compiled: the full suite's
+@pytest.mark.slow  # a real LLM, in compiled native code: the full suite's
 @needs_llamacpp
 def test_llamacpp_answers_are_schema_valid_json():
     engine = LlamaCppEngine(smollm2_path(), max_tokens=256)
@@ -38,7 +38,7 @@ def test_llamacpp_answers_are_schema_valid_json():
             assert pair["anomalous"]["category"] in ("Fighting", "Robbery")
 
 
-@pytest.mark.slow  # a real LLM, natively compiled: the full suite's
+@pytest.mark.slow  # a real LLM, in compiled native code: the full suite's
 @needs_llamacpp
 def test_llamacpp_build_of_a_small_memory(tiny_encoder, tmp_path):
     """A test model: its captions are weak, but JSON in, captions out, drops counted, bundle written."""
