@@ -22,9 +22,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import InputError, UsageError, first_line
+from ..errors import InputError, UsageError
 from ..video.cameras import Region
-from ..video.decode import MAX_SIDE, MIN_SIDE, FrameFit, open_input
+from ..video.decode import MAX_SIDE, MIN_SIDE, FrameFit, ffmpeg_reason, open_input
 from ..video.sources import is_url
 from .packets import PacketRing, StreamInfo
 
@@ -201,7 +201,7 @@ class FeedReader:
                                         options=self.spec.open_options(self.read_timeout_s),
                                         timeout=(self.read_timeout_s, self.read_timeout_s))
                 except (av.FFmpegError, OSError) as e:
-                    outage = self._lost(outage, f"cannot open ({_reason(e)})")
+                    outage = self._lost(outage, f"cannot open ({ffmpeg_reason(e)})")
                     if self.spec.is_file:
                         self.error = f"{self.spec.location}: {outage.reason} (feed {self.spec.name})"
                         return
@@ -278,9 +278,9 @@ class FeedReader:
                     self.stats.frames_decoded += 1
                     self._offer(frame)
         except av.FFmpegError as e:
-            return _reason(e)
+            return ffmpeg_reason(e)
         except OSError as e:
-            return _reason(e)
+            return ffmpeg_reason(e)
         return "end of file" if self.spec.is_file else "stream ended"
 
     def _offer(self, frame) -> None:
@@ -301,7 +301,3 @@ class FeedReader:
             while len(self.queue) > self.queue_len:
                 self.queue.popleft()
                 self.stats.samples_dropped += 1
-
-
-def _reason(e: Exception) -> str:
-    return str(getattr(e, "strerror", None) or first_line(e))

@@ -82,8 +82,8 @@ class Timeline:
                          "(truncated file?); scored up to there")
 
 
-def _describe(error: Exception) -> str:
-    """FFmpeg's reason without the errno and file name the caller already prints."""
+def ffmpeg_reason(error: Exception) -> str:
+    """FFmpeg's reason without the errno and file name the caller already prints (a file or a feed)."""
     return str(getattr(error, "strerror", None) or first_line(error))
 
 
@@ -105,7 +105,7 @@ def open_input(name: str, hwaccel: str | None = None, **kw) -> av.container.Inpu
         except (av.FFmpegError, OSError) as e:
             container = av.open(name, **kw)  # the input's own problem raises here, and blames no device
             _NO_HARDWARE.add(hwaccel)
-            log.warning("hardware decoding on %s is not available here (%s); decoding in software", hwaccel, _describe(e))
+            log.warning("hardware decoding on %s is not available here (%s); decoding in software", hwaccel, ffmpeg_reason(e))
             return container
     return av.open(name, **kw)
 
@@ -227,9 +227,9 @@ class VideoReader:
             self._container = open_input(name, fit.hwaccel, mode="r", options=OPEN_OPTIONS_URL if source.is_url else {},
                                          timeout=None)
         except av.FFmpegError as e:
-            raise InputError(name, f"not a readable video ({_describe(e)})") from None
+            raise InputError(name, f"not a readable video ({ffmpeg_reason(e)})") from None
         except OSError as e:
-            raise InputError(name, f"cannot open ({_describe(e)})") from None
+            raise InputError(name, f"cannot open ({ffmpeg_reason(e)})") from None
         if not self._container.streams.video:
             kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
             self._container.close()
@@ -293,9 +293,9 @@ class VideoReader:
                 tl.frame_times.append(rel)
         except av.FFmpegError as e:
             if not tl.frame_times:
-                raise InputError(name, f"corrupt video, no frame could be decoded ({_describe(e)})") from None
+                raise InputError(name, f"corrupt video, no frame could be decoded ({ffmpeg_reason(e)})") from None
             tl.truncated = True
-            tl.note = f"decoding stopped at {tl.frame_times[-1]:.2f} s ({_describe(e)}); scored up to there"
+            tl.note = f"decoding stopped at {tl.frame_times[-1]:.2f} s ({ffmpeg_reason(e)}); scored up to there"
         if clock.frame is None:
             raise InputError(name, "no decodable video frames (zero-frame video)")
         yield from clock.until(tl.close(fallback_step, grid))
