@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..errors import FlashbackError
 from ..scoring.pipeline import VideoResult, Work
 from ..scoring.schedule import Scheduler
-from ..store.keeper import Keeper
+from ..store.keeper import Keeper, keep_all
 from .common import Guard, progress_bars, warn
 
 
@@ -18,8 +18,7 @@ def drive(scheduler: Scheduler, work: Sequence[Work], keeper: Keeper, guard: Gua
     """Every item of ``work`` scored by ``scheduler`` and kept by ``keeper``, its results then in
     input order; True if Ctrl-C stopped it (what was finished stays stored and is exported)."""
     with progress_bars(quiet) as progress:
-        interrupted = scheduler.run(work, _Bars(progress, keeper, guard, len(work)))
-    keeper.in_order(work)
+        interrupted = keep_all(work, scheduler, keeper, _Bars(progress, keeper, guard, len(work)))
     if interrupted:
         warn(interrupted_note)
     return interrupted

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import FlashbackError
 from ..scoring.pipeline import VideoResult, Work
-from ..scoring.schedule import Scheduler
+from ..scoring.schedule import ResultSink, Scheduler
 from ..video.media import file_event_media
 from .db import ResultStore
 from .writers import RunRecord
@@ -89,9 +89,10 @@ class Keeper:
         self.results.sort(key=lambda r: order.get(r.source, len(order)))
 
 
-def keep_all(work: Sequence[Work], scheduler: Scheduler, keeper: Keeper) -> bool:
+def keep_all(work: Sequence[Work], scheduler: Scheduler, keeper: Keeper, sink: ResultSink | None = None) -> bool:
     """Every item of ``work`` scored by ``scheduler`` and kept by ``keeper``, its results then in
-    input order; True if Ctrl-C stopped it (what was finished stays stored)."""
-    interrupted = scheduler.run(work, keeper)
+    input order; True if Ctrl-C stopped it (what was finished stays stored).  ``sink``: one that
+    wraps the keeper (``flashback score``'s, with bars), so the command keeps exactly this way too."""
+    interrupted = scheduler.run(work, sink or keeper)
     keeper.in_order(work)
     return interrupted
