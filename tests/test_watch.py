@@ -170,6 +170,9 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         restarted = serve(video, pb)  # the camera comes back, its video from the start
         receiver.start()  # the webhook receiver was down until now
         closed_on_flaky(events_file, 2)  # the second incident, 3-6 s into the restarted stream; the file has not ended
+        deadline = time.monotonic() + 45  # the webhook's next retry, after its backoff grew while the receiver was down
+        while not receiver.posts and time.monotonic() < deadline:
+            time.sleep(0.1)
         watch.send_signal(signal.SIGTERM)
         try:
             out, err = watch.communicate(timeout=60)
