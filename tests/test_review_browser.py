@@ -164,6 +164,19 @@ def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
             assert page.locator(f"a[href^='{beacon.url}']").count() == 0
             assert page.evaluate("window.pwned === undefined")
             give_verdict(page, "False alarm", "dana")  # the verdict still works on such an event
+            # a hostile reviewer: the History table (st.table renders Markdown) must show the name as text
+            page.get_by_label("Reviewer").fill(f"![x]({beacon.url}/rev.png) [y]({beacon.url}/l)")
+            page.get_by_label("Reviewer").press("Enter")
+            page.get_by_label("Note").fill(f"**loud** ![n]({beacon.url}/note.png)")
+            page.get_by_label("Note").press("Enter")
+            page.wait_for_timeout(500)
+            page.get_by_role("button", name=re.compile(r"^Unsure\b")).click()
+            page.get_by_text("Saved: Unsure by").wait_for(timeout=60_000)
+            page.get_by_text("History (newest first)").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            assert "**loud**" in page.inner_text("body")  # the note, as the text it is
+            assert page.locator(f"img[src^='{beacon.url}']").count() == 0
+            assert page.locator(f"a[href^='{beacon.url}']").count() == 0
         finally:
             page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
             browser.close()

@@ -98,7 +98,9 @@ def render(db: ReviewDB) -> None:
     history = db.history(key)
     if history:
         st.caption("History (newest first)")
-        st.table([{**h, "verdict": VERDICTS[h["verdict"]], "when": h["when"].strftime("%Y-%m-%d %H:%M:%S")} for h in history])
+        # st.table renders every cell as Markdown: names and notes go through md like all data
+        st.table([{k: md(v) if isinstance(v, str) else v for k, v in h.items()}
+                  | {"verdict": VERDICTS[h["verdict"]], "when": h["when"].strftime("%Y-%m-%d %H:%M:%S")} for h in history])
     st.session_state[state.SNAPSHOT] = db.version()
 
 
