@@ -20,13 +20,44 @@ traceback and a request to report it (``flashback/cli/common.py``).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
+
+_URL_AUTHORITY = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/?#\s]*)")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|secret|api_?key|auth)=)[^&;#\s]*")
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _mask_authority(m: re.Match) -> str:
+    userinfo, at, host = m.group(2).rpartition("@")  # the last '@' ends it, as urllib and FFmpeg read it
+    if not at or ":" not in userinfo:
+        return m.group(0)
+    return f"{m.group(1)}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def masked(text: object) -> str:
+    """Text with every URL's password written as ``***`` (``rtsp://admin:***@cam/``, and
+    ``?password=***`` in a query): a camera's URL carries its password, and what we print, log,
+    store or show is read by people who should not learn it.  The real URL is only ever opened."""
+    s = str(text)
+    if "://" not in s and "=" not in s:
+        return s
+    return _SECRET_PARAM.sub(r"\1***", _URL_AUTHORITY.sub(_mask_authority, s))
+
+
+def printable(text: object) -> str:
+    """Data as it may reach a terminal: passwords masked and control characters (ESC, which
+    recolours a terminal or sets its title; bidi overrides, which reorder what is shown) written as
+    escapes. Newlines and tabs stay, for text that is several lines on purpose."""
+    s = masked(text)
+    return _TERMINAL_CONTROL.sub(lambda m: repr(m.group(0))[1:-1], s)
 
 
 def one_line(text: object) -> str:
     """A name as it may appear inside a one-line message: control characters (a newline in a file
-    name, say) are written as escapes, so one error is always exactly one line."""
-    s = str(text)
+    name, say) are written as escapes and passwords masked, so one error is always exactly one
+    line and never shows a secret."""
+    s = masked(text)
     if s.isprintable():
         return s
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)

@@ -7,8 +7,11 @@ two places where errors are caught.
 - ``Guard`` does the same around one input of a many-input command (a video, a caption file): the
   input is named as failed and the run goes on with the others.
 
-Data never passes through rich markup: the consoles and progress columns have it turned off, so a
-caption or a file name with brackets in it is printed as it is.
+Data never passes through rich markup or emoji codes: the consoles and progress columns have both
+turned off, so a caption or a file name with brackets or ``:smile:`` in it is printed as it is.
+Every string they print (table cells included) goes through ``errors.printable``: a shared bundle's
+caption or a file name cannot send ESC sequences to the terminal, and a camera URL's password is
+never shown.
 """
 
 from __future__ import annotations
@@ -21,12 +24,31 @@ import traceback
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import FlashbackError, one_line
+from ..errors import FlashbackError, one_line, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+class SafeConsole(Console):
+    """A rich Console for data: no markup, no emoji codes, no highlighting, and every string it
+    renders (``print``'s arguments and a table's cells alike reach ``render_str``) made printable."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(highlight=False, soft_wrap=True, markup=False, emoji=False, **kw)
+
+    def render_str(self, text: str, **kw):
+        return super().render_str(printable(text), **kw)
+
+
+out = SafeConsole()
+err = SafeConsole(stderr=True)
+
+
+def print_json(text: str) -> None:
+    """A JSON document on stdout as it is: no console wrapping, markup or emoji can touch it
+    (``json.dumps`` already writes control characters as ``\\u`` escapes)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str) -> None:
@@ -64,13 +86,22 @@ def report_bug(where: str) -> None:
 def progress_bars(quiet: bool = False) -> Progress:
     """Bars on a terminal; on anything else (a log file, a pipe, a service manager) a plain line per
     task every ``log_every_s()`` seconds instead, so a long step is never silent."""
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.fields[done]}", markup=False),
+    columns = (_SafeText("{task.description}", markup=False), BarColumn(), _SafeText("{task.fields[done]}", markup=False),
                TimeElapsedColumn(), TimeRemainingColumn())
     if not quiet and not err.is_terminal:
         return LogLines(*columns, console=err, transient=False, disable=True)
     p = Progress(*columns, console=err, transient=False)
     p.disable = quiet
     return p
+
+
+class _SafeText(TextColumn):
+    """A progress column whose text (a file name, a URL) is made printable like the consoles'."""
+
+    def render(self, task):
+        text = super().render(task)
+        text.plain = printable(text.plain)
+        return text
 
 
 def counter(progress: Progress, what: str, total: int, unit: str):

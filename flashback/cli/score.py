@@ -97,5 +97,5 @@ def run(a: argparse.Namespace) -> int:
 
 def scopes_of(source, cameras) -> set:
     """The cameras a file belongs to: the camera-file glob it matches, and its folder (overlays)."""
-    folder = source.location if source.is_url else camera_of(str(Path(source.location).resolve()), live=False)
+    folder = str(source) if source.is_url else camera_of(str(Path(source.location).resolve()), live=False)
     return {cameras.camera_of_file(source.location), folder} - {None}

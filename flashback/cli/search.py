@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..checks import Range
 from ..review.search import FootageSearch, hits_json, query_encoder
-from .common import EXIT_OK, out
+from .common import EXIT_OK, out, print_json
 from .options import add_db_arg, add_encoder_args, encoder_choice, since
 from .setup import existing_store
 
@@ -35,7 +35,7 @@ def run(a: argparse.Namespace) -> int:
     finder = FootageSearch(store, query_encoder(store, encoder_choice(a)))
     hits = finder.search(a.query, a.top, a.camera, a.since)
     if a.json:
-        out.print(hits_json(hits, a.query))
+        print_json(hits_json(hits, a.query))
         return EXIT_OK
     t = Table(title=f"{a.query!r}: {len(hits)} of {finder.n:,} segments", title_justify="left")
     for col, just in (("#", "right"), ("similarity", "right"), ("camera", "left"), ("video", "left"), ("span", "right"),

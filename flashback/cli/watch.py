@@ -116,7 +116,7 @@ def run(a: argparse.Namespace) -> int:
         watcher.stop_event.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    events.write({"type": "watch_started", "feeds": [{"name": f.name, "location": f.location} for f in feeds],
+    events.write({"type": "watch_started", "feeds": [{"name": f.name, "location": f.shown} for f in feeds],
                   "settings": watcher.settings.to_dict(), "causal_delays_s": watcher.delays,
                   "max_latency_s": config.max_latency_s})
     say(f"watching {len(feeds)} feed(s); scores lag {watcher.delays['smoothing_lag_s']:.2f} s (causal smoothing), "

@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, masked
 from ..video.cameras import Region
 from ..video.decode import MAX_SIDE, MIN_SIDE, FrameFit, ffmpeg_reason, open_input
 from ..video.sources import is_url
@@ -38,6 +38,11 @@ class FeedSpec:
     transport: str = "tcp"  # RTSP only
     loop: bool = False  # files: start again at the end
     region: Region | None = None  # what of each frame the encoder sees (--roi, --cameras)
+
+    @property
+    def shown(self) -> str:
+        """The location as messages, JSON lines and the store name it: a URL's password masked."""
+        return masked(self.location)
 
     @property
     def is_file(self) -> bool:
@@ -203,7 +208,7 @@ class FeedReader:
                 except (av.FFmpegError, OSError) as e:
                     outage = self._lost(outage, f"cannot open ({ffmpeg_reason(e)})")
                     if self.spec.is_file:
-                        self.error = f"{self.spec.location}: {outage.reason} (feed {self.spec.name})"
+                        self.error = f"{self.spec.shown}: {outage.reason} (feed {self.spec.name})"
                         return
                     self._sleep_backoff(outage)
                     continue

@@ -125,7 +125,7 @@ class Watcher:
         started = datetime.now(timezone.utc)
         s = self.settings
         for spec in self.specs:
-            vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.location.encode()).hexdigest()[:8],
+            vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.shown.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
             session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None)
             reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0,

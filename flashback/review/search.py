@@ -24,7 +24,7 @@ from indexes import build_index, load_index, save_index
 from indexes import search as index_search
 
 from ..encoders.protocols import TextEncoder
-from ..errors import UsageError
+from ..errors import UsageError, masked
 from ..store import ResultStore
 from ..video.cameras import camera_matches, camera_of
 
@@ -180,8 +180,9 @@ class FootageSearch:
             r = meta.get(int(i))
             if r is None:
                 continue
-            camera = camera_of(r[4] or r[3], live=bool(r[4]))
-            out.append(Hit(r[1], r[2], r[3], camera, int(r[5]), float(r[6]), float(r[7]), float(s),
+            path = masked(r[3])  # a store written before passwords were masked may still hold one
+            camera = camera_of(r[4] or path, live=bool(r[4]))
+            out.append(Hit(r[1], r[2], path, camera, int(r[5]), float(r[6]), float(r[7]), float(s),
                            None if r[8] is None else float(r[8]), r[9], r[10]))
         return out
 

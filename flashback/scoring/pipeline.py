@@ -86,9 +86,9 @@ class Work:
 
 def video_id_for(source: VideoSource) -> str:
     """Content address of a file (so a moved or renamed file is still the same video; two
-    byte-identical files are one video too).  A URL's id is the hash of the URL."""
+    byte-identical files are one video too).  A URL's id is the hash of the URL as shown (password masked)."""
     if source.is_url:
-        return "url-" + hashlib.sha256(source.location.encode()).hexdigest()[:32]
+        return "url-" + hashlib.sha256(str(source).encode()).hexdigest()[:32]  # masked: no hash of a password
     return file_sha256(source.path)
 
 

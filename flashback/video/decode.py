@@ -224,7 +224,7 @@ class VideoReader:
             if not os.access(path, os.R_OK):
                 raise InputError(name, "not readable (permission denied)")
         try:
-            self._container = open_input(name, fit.hwaccel, mode="r", options=OPEN_OPTIONS_URL if source.is_url else {},
+            self._container = open_input(source.location, fit.hwaccel, mode="r", options=OPEN_OPTIONS_URL if source.is_url else {},
                                          timeout=None)
         except av.FFmpegError as e:
             raise InputError(name, f"not a readable video ({ffmpeg_reason(e)})") from None

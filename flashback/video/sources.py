@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import masked
+
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .m2ts .mts .flv .wmv .3gp .ogv .asf .vob .y4m".split()
 )
@@ -30,11 +32,13 @@ class VideoSource:
 
     @property
     def name(self) -> str:
-        """How bars and process titles name it: a file by its name, a URL whole."""
-        return self.location if self.is_url else Path(self.location).name
+        """How bars and process titles name it: a file by its name, a URL whole (password masked)."""
+        return str(self) if self.is_url else Path(self.location).name
 
     def __str__(self) -> str:
-        return self.location
+        """How every message, export and store row names it: a URL's password is masked
+        (``errors.masked``); only ``location`` is ever opened."""
+        return masked(self.location) if self.is_url else self.location
 
 
 @dataclass(frozen=True)

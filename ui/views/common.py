@@ -14,6 +14,7 @@ import re
 import plotly.graph_objects as go
 import streamlit as st
 
+from flashback.errors import masked
 from ui import state
 from ui.data import VERDICTS
 
@@ -28,8 +29,9 @@ def md(value) -> str:
     """Data as literal text inside Markdown: every character Markdown (or Streamlit's extensions
     to it: colours, icons, LaTeX) could read as syntax is backslash-escaped, and the spots where
     GFM would turn bare text into a link (``://``, ``www.``, ``@``) get an invisible word joiner,
-    since escaping does not stop that; line breaks become spaces."""
-    text = " ".join(str(value).splitlines())
+    since escaping does not stop that; line breaks become spaces; a URL's password is masked (a
+    store written before passwords were masked may still hold one)."""
+    text = " ".join(masked(value).splitlines())
     text = _AUTOLINK.sub(lambda m: m.group(1)[0] + _WORD_JOINER + m.group(1)[1:], text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import state
 from ui.data import STATUSES, VERDICTS, Filters, ReviewDB
-from ui.views.common import md, open_event, status_label
+from ui.views.common import masked, md, open_event, status_label
 
 PAGE = 50
 
@@ -18,8 +18,8 @@ def filters(db: ReviewDB) -> Filters:
     sb = st.sidebar
     sb.subheader("Filters")
     f = Filters(
-        videos=sb.multiselect("Video", facets["videos"], key="f_videos"),
-        folders=sb.multiselect("Camera / folder", facets["folders"], key="f_folders"),
+        videos=sb.multiselect("Video", facets["videos"], format_func=masked, key="f_videos"),
+        folders=sb.multiselect("Camera / folder", facets["folders"], format_func=masked, key="f_folders"),
         categories=sb.multiselect("Category", facets["categories"], key="f_categories"),
         score_range=sb.slider("Peak score", 0.0, 1.0, (0.0, 1.0), 0.01, key="f_score"),
         statuses=sb.multiselect("Verdict", list(STATUSES), format_func=status_label, key="f_status"),

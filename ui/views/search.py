@@ -11,7 +11,7 @@ from flashback.errors import FlashbackError
 from flashback.video.media import MediaError, key_frames
 from ui import state
 from ui.data import ReviewDB
-from ui.views.common import md, open_event, open_video
+from ui.views.common import masked, md, open_event, open_video
 
 
 @st.cache_resource(show_spinner="Loading the encoder's text tower…")
@@ -41,7 +41,7 @@ def render(db: ReviewDB) -> None:
     with st.form("search"):
         c = st.columns([5, 2, 1])
         text = c[0].text_input("Look for", placeholder="a person climbing a fence", key="search_text")
-        camera = c[1].selectbox("Camera", ["all cameras", *db.cameras()], key="search_camera")
+        camera = c[1].selectbox("Camera", ["all cameras", *db.cameras()], format_func=masked, key="search_camera")
         top = c[2].number_input("Results", 1, 200, 12, key="search_top")
         st.form_submit_button("Search")
     if not text.strip():

@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import state
 from ui.data import ReviewDB
-from ui.views.common import md, open_event, status_label, timeline_figure
+from ui.views.common import masked, md, open_event, status_label, timeline_figure
 
 
 def render(db: ReviewDB) -> None:
@@ -17,7 +17,7 @@ def render(db: ReviewDB) -> None:
         st.info("No scored videos yet.")
         return
     flagged = {(r["run_id"], r["video_id"]) for r in rows}
-    labels = [f"{p} (run {r[:8]})" + ("" if (r, v) in flagged else " · no events") for r, v, p in runs_videos]
+    labels = [f"{masked(p)} (run {r[:8]})" + ("" if (r, v) in flagged else " · no events") for r, v, p in runs_videos]
     idx = next((i for i, (r, v, _) in enumerate(runs_videos) if (r, v) == tuple(target or ())), 0)
     choice = st.selectbox("Video", range(len(labels)), index=idx, format_func=lambda i: labels[i], key="video_pick")
     run_id, video_id, path = runs_videos[choice]

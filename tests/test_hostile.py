@@ -1,0 +1,120 @@
+"""Regressions from the second round of trying to break flashback (issue 27): what a shared bundle,
+a file name, a camera URL or a reviewer can make flashback print, store or show.  Every printed
+datum is printable text (no terminal escapes, no emoji rewriting) and a camera's password never
+leaves the URL it is opened with."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import pytest
+from conftest import TINY_CLI, flashback_here, free_port
+
+from flashback.errors import masked, printable
+from flashback.video.synthetic import make_video
+
+ESC_TITLE = "\x1b]0;pwned\x07"
+ESC_RED = "\x1b[31m"
+BIDI = "\u202e"
+
+
+def printed_safely(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and BIDI not in text, repr(text[:400])
+
+
+@pytest.fixture(scope="module")
+def escape_memory(tmp_path_factory):
+    """Captions and a category carrying terminal escapes, a bidi override and emoji codes."""
+    d = tmp_path_factory.mktemp("escapes")
+    rows = [{"text": f"a calm street :smile: number {i}", "label": "normal"} for i in range(6)]
+    rows += [{"text": f"{ESC_TITLE}a man smashes {ESC_RED}a window{BIDI} :-1 {i}", "label": "anomalous",
+              "category": f"Vandalism{ESC_RED} :thumbsup:"} for i in range(6)]
+    f = d / "caps.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mem = d / "mem"
+    p = flashback_here("memory", "from-captions", f, "--out", mem, *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    return mem
+
+
+def test_escapes_in_a_bundle_and_a_file_name_reach_no_terminal(escape_memory, tmp_path):
+    info = flashback_here("memory", "info", escape_memory)
+    assert info.returncode == 0, info.stderr
+    video = make_video(tmp_path / f"cam{ESC_TITLE} :smile:.mp4", n_frames=60)
+    score = flashback_here("score", video, "--memory", escape_memory, "--no-db", "--threshold", "0", *TINY_CLI)
+    assert score.returncode == 0, score.stderr
+    for p in (info, score):
+        printed_safely(p.stdout + p.stderr)
+    assert "Vandalism\\x1b[31m :thumbsup:" in info.stdout  # shown as the text it is, emoji code included
+    assert "cam\\x1b]0;pwned\\x07 :smile:.mp4" in score.stdout and ":-1" in score.stdout
+
+
+def test_printable_and_masked():
+    assert printable(f"a{ESC_RED}b\nc\td{BIDI}") == "a\\x1b[31mb\nc\td\\u202e"
+    assert masked("rtsp://admin:s3cret@cam:554/s?x=1") == "rtsp://admin:***@cam:554/s?x=1"
+    assert masked("rtsp://admin:p@ss@cam/s") == "rtsp://admin:***@cam/s"  # the last '@' ends the password
+    assert masked("http://cam/snap.cgi?user=a&pwd=s3cret&x=1") == "http://cam/snap.cgi?user=a&pwd=***&x=1"
+    assert masked("rtsp://viewer@cam/s and rtsp://cam/s") == "rtsp://viewer@cam/s and rtsp://cam/s"
+
+
+@contextlib.contextmanager
+def http_folder(folder):
+    """A loopback HTTP server for one folder (FFmpeg's http protocol sends the URL's user and password)."""
+    handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+                                directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://admin:s3cret@127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_camera_password_is_never_printed_exported_or_stored(seed_memory, tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    make_video(www / "cam.ts", n_frames=90, scene_of=lambda i: 5 if i >= 45 else 0)
+    db, exported, lines = tmp_path / "r.duckdb", tmp_path / "r.json", tmp_path / "ev.jsonl"
+    dead = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/stream"
+    with http_folder(www) as base:
+        score = flashback_here("score", f"{base}/cam.ts", dead, "--memory", seed_memory.path, "--db", db,
+                               "--json", exported, *TINY_CLI)
+        watch = flashback_here("watch", f"yard={base}/cam.ts", "--memory", seed_memory.path, "--db", db,
+                               "--events", lines, "--duration", "3", "--read-timeout", "1", *TINY_CLI)
+    search = flashback_here("search", "a street", "--db", db, "--json", *TINY_CLI)
+    assert score.returncode == 1 and "rtsp://admin:***@127.0.0.1" in score.stderr  # the dead one, named
+    assert watch.returncode == 0, watch.stderr
+    assert search.returncode == 0, search.stderr
+    doc = json.loads(exported.read_text())
+    assert [r["source"] for r in doc["videos"]] == [f"{base.replace(':s3cret@', ':***@')}/cam.ts"]
+    started = json.loads(lines.read_text().splitlines()[0])
+    assert started["feeds"][0]["location"].startswith("http://admin:***@127.0.0.1")
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = [con.execute(f"SELECT * FROM {t}").fetchall() for t in ("videos", "scorings", "live_feeds", "runs")]
+    assert stored[0] and stored[2]
+    said = [score.stdout, score.stderr, watch.stdout, watch.stderr, search.stdout, search.stderr, exported.read_text(),
+            lines.read_text(), repr(stored)]
+    assert not [s for s in said if "s3cret" in s]
+    assert json.loads(search.stdout)["hits"] and all("s3cret" not in h["path"] for h in json.loads(search.stdout)["hits"])
+
+
+def test_search_json_is_written_as_it_is(seed_memory, tmp_path):
+    """Rich used to rewrite ':smile:' in a query (and ':-1' in errors) to emoji, JSON included."""
+    video = make_video(tmp_path / "v.mp4", n_frames=60)
+    db = tmp_path / "r.duckdb"
+    assert flashback_here("score", video, "--memory", seed_memory.path, "--db", db, *TINY_CLI).returncode == 0
+    p = flashback_here("search", "a fight :smile: :-1", "--db", db, "--json", *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["query"] == "a fight :smile: :-1"
+
+
+def test_the_review_app_masks_a_password_a_legacy_store_still_holds():
+    from ui.views.common import md
+
+    assert "s3cret" not in md("rtsp://admin:s3cret@cam/s") and "admin:\\*\\*\\*@" in md("rtsp://admin:s3cret@cam/s")
