@@ -46,6 +46,8 @@ def _rows(path: Path):
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise CaptionFileError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                except RecursionError:
+                    raise CaptionFileError(f"{path}:{lineno}: JSON nested too deeply to read") from None
                 if not isinstance(row, dict):
                     raise CaptionFileError(f"{path}:{lineno}: expected a JSON object per line")
                 yield lineno, row

@@ -82,7 +82,7 @@ def parse_pairs(text: str, categories: list[str], drops: Drops, provenance: str)
     allowed = {c.lower(): c for c in categories}
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):
         drops.add("malformed_json")
         return []
     pairs = doc.get("pairs") if isinstance(doc, dict) else doc

@@ -119,3 +119,32 @@ def test_the_review_app_masks_a_password_a_legacy_store_still_holds():
 
     shown = md("rtsp://admin:s3cret@cam/s")
     assert "s3cret" not in shown and "admin\\:\\*\\*\\*@" in shown
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "normal.faiss"])
+def test_a_symbolic_link_inside_a_bundle_is_refused_not_followed(seed_memory, tmp_path, name):
+    import shutil
+
+    mem = shutil.copytree(seed_memory.path, tmp_path / "mem")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(mem / name, elsewhere)
+    (mem / name).symlink_to(elsewhere)  # the very bytes the manifest pinned: only the link is wrong
+    verify = flashback_here("memory", "verify", mem)
+    score = flashback_here("score", make_video(tmp_path / "v.mp4", n_frames=30), "--memory", mem, "--no-db", *TINY_CLI)
+    for p in (verify, score):
+        assert p.returncode == 1 and f"{mem / name}: a symbolic link" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_deeply_nested_json_is_one_line_not_a_recursion_error(seed_memory, tmp_path):
+    import shutil
+
+    mem = shutil.copytree(seed_memory.path, tmp_path / "mem")
+    (mem / "manifest.json").write_text("[" * 100_000)
+    caps = tmp_path / "caps.jsonl"
+    caps.write_text('{"text": "a calm street", "label": "normal"}\n' + "[" * 100_000 + "\n")
+    verify = flashback_here("memory", "verify", mem)
+    build = flashback_here("memory", "from-captions", caps, "--out", tmp_path / "new", *TINY_CLI)
+    assert verify.returncode == 1 and f"{mem / 'manifest.json'}: not a manifest (JSON nested too deeply" in verify.stderr
+    assert build.returncode == 1 and f"{caps}:2: JSON nested too deeply to read" in build.stderr, build.stderr
+    assert "Traceback" not in verify.stderr + build.stderr

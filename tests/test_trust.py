@@ -155,6 +155,7 @@ def test_every_command_checks_its_numbers_before_any_work(tmp_path, args, messag
     ("key.json", b'{"99999999999999999999999999": "x"}', "key.json: key '99999999999999999999999999' is not a frame index"),
     ("far.json", b'{"999999999999": "x"}', "far.json: key '999999999999': frame time"),
     ("latin1.json", "{\"0\": \"caf\xe9\"}".encode("latin-1"), "latin1.json: not UTF-8 text"),
+    ("deep.json", b"[" * 100_000, "deep.json: JSON nested too deeply to read"),
 ])
 def test_bad_caption_files_are_named_and_the_others_scored(tmp_path, minilm_memory, name, content, message):
     d = tmp_path / "caps"

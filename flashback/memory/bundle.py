@@ -226,11 +226,15 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 
 def _file_problems(path: Path, manifest: Manifest) -> list[str]:
-    """Size and SHA-256 of each data file against the manifest (the names are fixed by the schema)."""
+    """Size and SHA-256 of each data file against the manifest (the names are fixed by the schema).
+    A bundle holds its own files: a symbolic link is refused, never followed (it would read, size
+    and hash whatever it points at)."""
     problems = []
     for name, meta in manifest.files.items():
         f = Path(path) / name
-        if not f.is_file():
+        if f.is_symlink():
+            problems.append(f"{f}: a symbolic link; a bundle must hold its own files (links are not followed)")
+        elif not f.is_file():
             problems.append(f"{f}: missing")
         elif f.stat().st_size != meta["bytes"]:
             problems.append(f"{f}: size {f.stat().st_size} bytes, manifest says {meta['bytes']}")

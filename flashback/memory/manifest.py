@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -122,12 +123,18 @@ def read_manifest(path: Path) -> Manifest:
     if not path.is_dir():
         raise BundleError(f"{path}: a memory bundle is a folder, this is a file")
     mf = path / MANIFEST
+    if mf.is_symlink():
+        raise BundleError(f"{mf}: a symbolic link; a bundle must hold its own files (links are not followed)")
     if not mf.is_file():
         raise BundleError(f"{path}: not a memory bundle ({MANIFEST} is missing)")
     try:
-        raw = json.loads(mf.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        fd = os.open(mf, os.O_RDONLY | os.O_NOFOLLOW)  # a link made after the check above is refused too
+        with open(fd, encoding="utf-8") as f:
+            raw = json.loads(f.read(), parse_constant=_reject_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{mf}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise BundleError(f"{mf}: not a manifest (JSON nested too deeply to read)") from None
     except OSError as e:
         raise BundleError(f"{mf}: cannot read ({e.strerror or e})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:

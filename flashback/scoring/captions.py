@@ -56,6 +56,8 @@ def _loads(text: str, where: str):
         raise CaptionInputError(f"{where}:{e.lineno}: not valid JSON ({e.msg})") from None
     except ValueError as e:
         raise CaptionInputError(f"{where}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CaptionInputError(f"{where}: JSON nested too deeply to read") from None
 
 
 def _read_text(path: Path) -> str:
