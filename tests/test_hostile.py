@@ -148,3 +148,36 @@ def test_deeply_nested_json_is_one_line_not_a_recursion_error(seed_memory, tmp_p
     assert verify.returncode == 1 and f"{mem / 'manifest.json'}: not a manifest (JSON nested too deeply" in verify.stderr
     assert build.returncode == 1 and f"{caps}:2: JSON nested too deeply to read" in build.stderr, build.stderr
     assert "Traceback" not in verify.stderr + build.stderr
+
+
+def test_no_csv_cell_starts_a_formula(tmp_path):
+    """File names, categories, reviewers and notes are anyone's text: in the score CSV, clips'
+    index.csv and the review app's export a cell that starts like a formula gets an apostrophe."""
+    import csv
+
+    from ui.data import EventKey, ReviewDB
+
+    rows = [{"text": f"a calm street {i}", "label": "normal"} for i in range(6)]
+    rows += [{"text": f"-1+1 a window is smashed {i}", "label": "anomalous", "category": "=HYPERLINK(\"http://x\",\"y\")"}
+             for i in range(6)]
+    caps = tmp_path / "caps.jsonl"
+    caps.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert flashback_here("memory", "from-captions", caps, "--out", tmp_path / "mem", *TINY_CLI).returncode == 0
+    video = make_video(tmp_path / "@cam.mp4", n_frames=60)
+    db, scores = tmp_path / "r.duckdb", tmp_path / "scores.csv"
+    p = flashback_here("score", video, "--memory", tmp_path / "mem", "--db", db, "--csv", scores, "--threshold", "0", *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    review = ReviewDB(db)
+    event = review.events()[0]
+    review.save_verdict(EventKey.decode(event["key"]), event["end_frame"], "confirmed", "+reviewer", "=1+1 note")
+    assert flashback_here("clips", "--db", db, "--out", tmp_path / "clips").returncode == 0
+    tables = [list(csv.reader(open(scores))), list(csv.reader(open(tmp_path / "clips" / "index.csv"))),
+              list(csv.reader(review.export_csv().splitlines()))]
+    for table in tables:
+        for row in table[1:]:
+            for value in row:
+                if value[:1] in ("=", "+", "-", "@"):
+                    float(value)  # only a number may start so
+    flat = [v for t in tables for r in t for v in r]
+    assert "'=HYPERLINK(\"http://x\",\"y\")" in flat and "'+reviewer" in flat and "'=1+1 note" in flat
+    assert any(v.endswith("@cam.mp4") for v in flat)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from flashback.errors import UsageError
+from flashback.scoring.export import cells
 from flashback.store import ResultStore, writers
 from flashback.video.cameras import camera_of
 
@@ -299,7 +300,7 @@ class ReviewDB:
         w = csv.DictWriter(buf, fieldnames=self.EXPORT_COLUMNS)
         w.writeheader()
         for r in self.reviewed(rows):
-            w.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()})
+            w.writerow(cells({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}))
         return buf.getvalue()
 
     def export_json(self, rows: list[dict] | None = None) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import StoreError, UsageError
+from ..scoring.export import cells, write_text_file
 from .common import EXIT_OK, out, progress_bars, warn
 from .options import add_db_arg, since
 from .setup import existing_store
@@ -79,10 +80,12 @@ def run(a: argparse.Namespace) -> int:
                           "peak_score": round(peak, 4), "category": category, "status": status,
                           "made_at": made.isoformat(timespec="seconds")})
             progress.update(task, advance=1, done=f"{k + 1}/{len(rows)} events")
-    with open(a.out / INDEX, "w", newline="", encoding="utf-8") as f:
+    def write_index(f) -> None:
         w = csv.DictWriter(f, fieldnames=list(index[0]) if index else ["clip"])
         w.writeheader()
-        w.writerows(index)
+        w.writerows(cells(row) for row in index)
+
+    write_text_file(a.out / INDEX, write_index)
     if missing:
         warn(f"{missing} event(s) have no clip file any more (pruned, or it could not be cut); listed in {INDEX} without one")
     out.print(f"{len(index) - missing} clip(s) and their thumbnails copied to {a.out} (index: {a.out / INDEX})")

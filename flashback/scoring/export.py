@@ -18,7 +18,7 @@ from ..atomic import atomic_write
 from .pipeline import VideoResult
 
 
-def _write_text_file(path: Path, write) -> None:
+def write_text_file(path: Path, write) -> None:
     """``write`` gets an open text file (UTF-8, no newline translation, as csv wants)."""
 
     def fill(tmp: Path) -> None:
@@ -48,9 +48,30 @@ def video_to_dict(r: VideoResult) -> dict:
     }
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value):
+    """A CSV cell a spreadsheet shows as the text it is: a string that starts like a formula
+    (``=``, ``+``, ``-``, ``@``, tab, CR; OWASP's list) gets a leading apostrophe, since file names,
+    captions, categories and reviewers' notes are anyone's text.  Numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def cells(row):
+    """``cell`` on every value of a row (a list, or a dict for ``csv.DictWriter``)."""
+    return {k: cell(v) for k, v in row.items()} if isinstance(row, dict) else [cell(v) for v in row]
+
+
 def write_json(path: Path, run: dict, results: Iterable[VideoResult], failures: list[dict]) -> None:
     doc = {"run": run, "videos": [video_to_dict(r) for r in results], "failures": failures}
-    _write_text_file(path, lambda f: json.dump(doc, f, indent=1))
+    write_text_file(path, lambda f: json.dump(doc, f, indent=1))
 
 
 def write_csv(path: Path, results: Iterable[VideoResult]) -> None:
@@ -63,7 +84,7 @@ def write_csv(path: Path, results: Iterable[VideoResult]) -> None:
                 event_of[e.start_frame : e.end_frame + 1] = e.index
             cats = {e.index: e.category or "" for e in r.events}
             for i, (t, s, raw, ev) in enumerate(zip(r.frame_times, r.scores, r.raw_scores, event_of)):
-                w.writerow([r.source, r.video_id, i, f"{t:.4f}", f"{s:.6f}", f"{raw:.6f}",
-                            "" if ev < 0 else int(ev), cats.get(int(ev), "")])
+                w.writerow(cells([r.source, r.video_id, i, f"{t:.4f}", f"{s:.6f}", f"{raw:.6f}",
+                                  "" if ev < 0 else int(ev), cats.get(int(ev), "")]))
 
-    _write_text_file(path, write)
+    write_text_file(path, write)
