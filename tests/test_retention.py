@@ -205,3 +205,56 @@ def test_watch_applies_its_retention_as_it_runs(store, tmp_path):
     assert "retention: deleted" in p.stderr
     assert count(db, "SELECT count(*) FROM frame_scores WHERE video_id = ?", [g1]) == 0
     assert count(db, "SELECT count(*) FROM live_feeds WHERE feed = 'cam'") == 1
+
+
+def test_a_sweep_removes_links_as_links_and_a_watch_with_one_starts(store, tmp_path):
+    """A dangling link in the media folder used to end a watch with retention at its start (exit 70),
+    and a file that vanished during a sweep ended a prune the same way: the sweep lstat()s, skips
+    what is gone and removes a link without following it."""
+    db, _ = store
+    media = db.with_suffix(".media")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.mp4").write_bytes(b"not ours")
+    old = time.time() - 3600
+    for name, target in (("dangling.mp4", tmp_path / "gone.mp4"), ("link.mp4", precious / "keep.mp4"), ("folder", precious)):
+        (media / name).symlink_to(target)
+        os.utime(media / name, (old, old), follow_symlinks=False)
+    age_media(db)
+    video = make_video(tmp_path / "cam.mp4", n_frames=60)
+    w = flashback_here("watch", f"cam={video}", "--db", db, "--retention-days", "1", "--events", tmp_path / "ev.jsonl",
+                       *TINY_CLI)
+    assert w.returncode == 0, w.stderr
+    assert not any((media / n).is_symlink() for n in ("dangling.mp4", "link.mp4", "folder"))
+    assert (precious / "keep.mp4").read_bytes() == b"not ours"
+    (media / "dangling.mp4").symlink_to(tmp_path / "gone.mp4")
+    os.utime(media / "dangling.mp4", (old, old), follow_symlinks=False)
+    p = flashback_here("prune", "--db", db, "--keep-days", "1")
+    assert p.returncode == 0, p.stderr
+    assert not (media / "dangling.mp4").is_symlink()
+
+
+@pytest.mark.slow  # mounts a read-only tmpfs (needs root; skipped otherwise)
+def test_a_dry_run_on_a_read_only_store_counts_what_a_prune_would_delete(store, tmp_path):
+    import shutil
+
+    db, _ = store
+    (tmp_path / "w").mkdir()
+    expected = flashback_here("prune", "--db", copy_of((db, None), tmp_path / "w"), "--keep-days", "1", "--dry-run")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'})")
+    try:
+        shutil.copy(db, mnt / "r.duckdb")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        before = (mnt / "r.duckdb").read_bytes()
+        p = flashback_here("prune", "--db", mnt / "r.duckdb", "--keep-days", "1", "--dry-run")
+        assert p.returncode == 0, p.stderr
+        assert (mnt / "r.duckdb").read_bytes() == before
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    assert expected.returncode == 0
+    rows = [line for line in p.stdout.splitlines() if "│" in line]
+    assert rows == [line for line in expected.stdout.splitlines() if "│" in line] and len(rows) > 3

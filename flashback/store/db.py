@@ -190,6 +190,8 @@ class ResultStore:
         then the media files no row names any more.  A kill before the commit leaves every row;
         after it, a file too many, which the next prune removes.  ``dry_run`` counts and rolls back."""
         cutoff = datetime.now() - timedelta(days=keep_days)  # local time, as the store keeps it
+        if dry_run and not _writable(self.path):
+            return self._dry_run_on_a_copy(cutoff, keep_reviewed, drop_reviewed)
         try:
             with self.transaction() as con:
                 rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
@@ -202,6 +204,27 @@ class ResultStore:
             pass
         files, size = sweep(self.media_dir, referenced, delete=not dry_run)
         return PruneReport(rows, files, size, dry_run)
+
+    def _dry_run_on_a_copy(self, cutoff: datetime, keep_reviewed: bool, drop_reviewed: bool) -> PruneReport:
+        """A dry run on a store this user cannot write (a read-only file, folder or mount): the same
+        deletes, counted on an in-memory copy of it, so the answer is the real prune's."""
+        con = duckdb.connect()
+        try:
+            con.execute("SET enable_progress_bar = false")
+            with ctrl_c_stays_ctrl_c():
+                con.execute(f"ATTACH '{_sql_literal(self.path)}' AS src (READ_ONLY)")
+                con.execute("COPY FROM DATABASE src TO memory")
+                con.execute("DETACH src")
+                rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
+                referenced = {r[0] for r in con.execute(
+                    "SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL UNION "
+                    "SELECT thumb_path FROM event_media WHERE thumb_path IS NOT NULL").fetchall()}
+        except duckdb.Error as e:
+            raise StoreError(f"{self.path}: cannot read it for a dry run ({first_line(e)})") from None
+        finally:
+            con.close()
+        files, size = sweep(self.media_dir, referenced, delete=False)
+        return PruneReport(rows, files, size, True)
 
     def save(self, run: RunRecord, result: VideoResult, media: list[EventMedia] = ()) -> None:
         """Replace everything stored for (run, video) with this result (and its events' media, whose
@@ -229,6 +252,15 @@ def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult)
     writers.insert_frame_scores(con, rid, np.full(n, vid, dtype=object), np.arange(n), r.frame_times, r.raw_scores, r.scores)
     for e in r.events:
         writers.write_event(con, rid, vid, e)
+
+
+def _writable(path: Path) -> bool:
+    """Whether DuckDB can open this store for writing: the file and its folder (for the WAL)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _sql_literal(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:

@@ -13,6 +13,7 @@ with one line saying so.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -27,6 +28,8 @@ import numpy as np
 
 from ..errors import FlashbackError, one_line
 from .decode import displayed_rgb, upright_size
+
+log = logging.getLogger(__name__)
 
 CONTEXT_S = 2.0  # seconds of video before and after the event
 MAX_CLIP_S = 60.0  # a longer event is shown as the minute around its peak
@@ -233,23 +236,37 @@ SWEEP_MIN_AGE_S = 600.0  # a newer file may be a clip whose row a running watch 
 
 def sweep(folder: Path, referenced: set[str], delete: bool = True) -> tuple[int, int]:
     """Remove the files under the media folder that no row names (pruned, or left by a kill),
-    and folders left empty; returns (files, bytes).  Files younger than ``SWEEP_MIN_AGE_S`` stay."""
+    and folders left empty; returns (files, bytes).  Files younger than ``SWEEP_MIN_AGE_S`` stay.
+
+    It runs beside a watch writing clips and other prunes, so the folder changes under it: a file
+    or folder that vanished meanwhile is skipped, a link is removed as a link (never followed,
+    dangling or not), and a file it cannot remove is logged and left.  A sweep never raises for
+    what it finds: it must not end a prune or a watch."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return 0, 0
     files = size = 0
     now = time.time()
-    for p in sorted(folder.rglob("*"), reverse=True):  # children before their folders
-        if p.is_dir():
-            if delete and not any(p.iterdir()):
-                p.rmdir()
-            continue
-        st = p.stat()
-        if p.relative_to(folder).as_posix() in referenced or now - st.st_mtime < SWEEP_MIN_AGE_S:
-            continue
-        files, size = files + 1, size + st.st_size
-        if delete:
-            p.unlink(missing_ok=True)
+    for root, dirs, names in os.walk(folder, topdown=False):  # children before their folders; errors skip a folder
+        base = Path(root)
+        for name in names + [d for d in dirs if (base / d).is_symlink()]:
+            p = base / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue  # gone meanwhile
+            if p.relative_to(folder).as_posix() in referenced or now - st.st_mtime < SWEEP_MIN_AGE_S:
+                continue
+            if delete:
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    log.warning("%s: cannot remove this unreferenced media file (%s); left in place", p, e.strerror or e)
+                    continue
+            files, size = files + 1, size + st.st_size
+        if delete and base != folder:
+            with contextlib.suppress(OSError):  # only an empty folder goes; one a watch just wrote into stays
+                base.rmdir()
     return files, size
 
 
