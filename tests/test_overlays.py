@@ -115,3 +115,59 @@ def test_the_review_app_learns_from_a_verdict_and_undoes_it(db, monkeypatch):
     at.button(key="undo-adapt").click().run()
     assert not at.exception, at.exception
     assert list_overlays(db) == [] and not any(c.value.startswith("Learned: ") for c in at.caption)
+
+
+@pytest.mark.parametrize("damage", ["checksum", "provenance", "camera"])
+def test_a_damaged_overlay_costs_only_its_own_camera(db, filled_store, seed_memory, damage, monkeypatch):
+    """One unreadable overlay used to stop every scoring of the store, show a traceback on the Event
+    page, and answer a verdict click with "Not saved" although the row was written."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from flashback.memory.bundle import BundleSpec, CaptionTable, write_bundle
+    from ui import state
+
+    gate, _, lobby = filled_store[2]
+    review = ReviewDB(db)
+    events = {r["video_id"]: r for r in review.events()}
+    for video in (gate, lobby):
+        ev = events[video.video_id]
+        review.save_verdict(EventKey.decode(ev["key"]), ev["end_frame"], "false_alarm", "ana")
+    bad = next(o for o in list_overlays(db) if o.camera.endswith("gate"))
+    if damage == "checksum":
+        (bad.path / "normal.faiss").write_bytes(b"\0" * 64)
+    else:  # a well-formed bundle whose rows or camera were edited (and re-signed)
+        b = load_bundle(bad.path)
+        rows = list(b.captions.provenance)
+        if damage == "provenance":
+            rows[0] = json.dumps({"verdict": "false_alarm"})
+        camera = bad.camera if damage == "provenance" else str(Path(lobby.source).parent)
+        write_bundle(bad.path, CaptionTable(b.captions.texts, b.captions.anomalous, b.captions.categories, rows), bad.vectors,
+                     BundleSpec(b.manifest.encoder, alpha=1.0, template="none", logit_scale=100.0,
+                                provenance={"kind": "overlay", "camera": camera}), require_both=False)
+    assert [o.camera for o in list_overlays(db)] == [str(Path(lobby.source).parent)]
+    common = ["--memory", seed_memory.path, "--threshold", "0.3", "--min-event", "0.5", "--db", db, *TINY_CLI]
+    p = flashback_here("score", lobby.source, gate.source, *common)
+    assert p.returncode == 0, p.stderr
+    named = [line for line in p.stderr.splitlines() if line.startswith("flashback: warning:") and str(bad.path) in line]
+    assert len(named) == 1 and "left out" in named[0] and "Traceback" not in p.stderr
+    p = flashback_here("overlay", "list", "--db", db)
+    assert p.returncode == 1 and "lobby" in p.stdout and str(bad.path) in p.stderr and "Traceback" not in p.stderr
+
+    ev = next(r for r in ReviewDB(db).events() if r["video_id"] == gate.video_id)
+    key = EventKey.decode(ev["key"])
+    said = review.save_verdict(key, ev["end_frame"], "confirmed", "bo")
+    assert said.startswith("the camera's overlay did not learn it") and str(bad.path) in said
+    assert [h["verdict"] for h in review.history(key)] == ["confirmed", "false_alarm"]  # saved once, not twice
+
+    monkeypatch.setenv(state.DB_ENV, str(db))
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "ui" / "app.py"), default_timeout=60)
+    at.run()
+    keys = [r["key"] for r in ReviewDB(db).events()]
+    at.button(key=f"open-{keys.index(ev['key'])}").click().run()
+    at.text_input(key=state.REVIEWER).input("cy").run()
+    at.button(key="verdict-unsure").click().run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success] == ["Saved: Unsure by cy"] and not at.error
+    assert any(str(bad.path) in w.value.replace("\\", "") for w in at.warning)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flashback.errors import UsageError
+from flashback.errors import FlashbackError, UsageError
 from flashback.scoring.export import cells
 from flashback.store import ResultStore, writers
 from flashback.video.cameras import camera_of
@@ -235,7 +235,10 @@ class ReviewDB:
         with self._store.transaction() as con:
             writers.write_review(con, key.run_id, key.video_id, key.start_frame, end_frame, verdict,
                                  reviewer.strip(), note.strip() or None)
-        return self.adapt(key, verdict, reviewer.strip())
+        try:  # the verdict is stored now: whatever the overlay says, the page must not say "Not saved"
+            return self.adapt(key, verdict, reviewer.strip())
+        except FlashbackError as e:
+            return f"the camera's overlay did not learn it: {e}"
 
     def adapt(self, key: EventKey, verdict: str, reviewer: str) -> str:
         """The camera's overlay learns the verdict (``flashback.review.overlays``); a line saying what changed."""
@@ -245,16 +248,20 @@ class ReviewDB:
         if path is None:
             return "this store keeps no segment vectors for the event, so the camera's overlay did not change"
         held = self.adaptation(key)
-        if held is None:
+        if held is None or "problem" in held:
             return "no exemplar of this event is in its camera's overlay"
         return (f"the camera's overlay now holds {held['exemplars']} {'anomalous' if verdict == 'confirmed' else 'normal'} "
                 "exemplar(s) of this event; re-scoring that camera uses them")
 
     def adaptation(self, key: EventKey) -> dict | None:
-        """What the event's camera overlay holds of it: camera, verdict, exemplars; None if nothing."""
+        """What the event's camera overlay holds of it: camera, verdict, exemplars; None if nothing;
+        ``{"problem": line}`` when that overlay cannot be read."""
         from flashback.review.overlays import held
 
-        return held(self._store, key.run_id, key.video_id, key.start_frame)
+        try:
+            return held(self._store, key.run_id, key.video_id, key.start_frame)
+        except FlashbackError as e:
+            return {"problem": str(e)}
 
     def undo_adaptation(self, key: EventKey) -> int:
         """Take this event's exemplars out of every overlay (the verdict itself stays); how many overlays changed."""

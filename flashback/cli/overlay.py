@@ -8,9 +8,9 @@ import shutil
 from rich.table import Table
 
 from ..errors import UsageError
-from ..review.overlays import list_overlays, remove_event
+from ..review.overlays import list_overlays, remove_event, scan_overlays
 from ..video.cameras import camera_matches
-from .common import EXIT_OK, out, usage
+from .common import EXIT_FAILED, EXIT_OK, out, usage, warn
 from .options import add_db_arg
 
 
@@ -42,11 +42,14 @@ def run_list(a: argparse.Namespace) -> int:
     t = Table(title=f"overlays of {a.db}", title_justify="left")
     for col in ("camera", "exemplars", "normal", "anomalous", "events", "encoder", "folder"):
         t.add_column(col)
-    for o in list_overlays(a.db):
+    found, problems = scan_overlays(a.db)
+    for o in found:
         normal = sum(e["label"] == "normal" for e in o.entries)
         t.add_row(o.camera, str(len(o.entries)), str(normal), str(len(o.entries) - normal), str(len(o.events)), o.encoder, str(o.path))
     out.print(t)
-    return EXIT_OK
+    for p in problems:
+        warn(f"{p}; not used when scoring (remove this folder to start that camera's overlay afresh)")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def run_show(a: argparse.Namespace) -> int:

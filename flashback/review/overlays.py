@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from ..store import ResultStore
 from ..video.cameras import camera_of
 
 MAX_PER_EVENT = 16
+log = logging.getLogger(__name__)
 
 
 def overlays_dir(store_path: Path) -> Path:
@@ -63,10 +65,37 @@ class Overlay:
         return out
 
 
-def read_overlay(path: Path) -> Overlay:
+_ENTRY_TYPES = {"run_id": str, "video_id": str, "start_frame": int, "verdict": str, "reviewer": str, "at": str,
+                "label": str, "category": str}
+
+
+def _entry(text: str, where: str) -> dict:
+    """One exemplar's provenance row, checked: everything that reads an overlay indexes these keys."""
+    try:
+        e = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BundleError(f"{where}: not a JSON object") from None
+    if not isinstance(e, dict):
+        raise BundleError(f"{where}: not a JSON object")
+    for k, t in _ENTRY_TYPES.items():
+        if not isinstance(e.get(k), t) or isinstance(e.get(k), bool):
+            raise BundleError(f"{where}: {k!r} missing or not a {t.__name__}")
+    if e["verdict"] not in ("confirmed", "false_alarm") or e["label"] not in ("normal", "anomalous"):
+        raise BundleError(f"{where}: verdict {e['verdict']!r} / label {e['label']!r} is not an exemplar's")
+    return e
+
+
+def read_overlay(path: Path, store_path: Path | None = None) -> Overlay:
+    """An overlay, every exemplar's provenance checked.  Read for a store (``store_path``), its
+    camera must be the one its folder is named for: the manifest's ``provenance.camera`` is not
+    signed, and an edit would move the exemplars to another camera."""
+    path = Path(path)
     b = load_bundle(path)
-    entries = [json.loads(p) for p in b.captions.provenance]
-    return Overlay(b.manifest.provenance.get("camera", path.name), Path(path), entries, _vectors(b), b.manifest.encoder.key)
+    entries = [_entry(p, f"{path}: exemplar {i}") for i, p in enumerate(b.captions.provenance)]
+    camera = b.manifest.provenance.get("camera", path.name)
+    if store_path is not None and (not isinstance(camera, str) or overlay_dir(store_path, camera).name != path.name):
+        raise BundleError(f"{path}: its manifest names camera {camera!r}, not the camera this folder is for")
+    return Overlay(camera, path, entries, _vectors(b), b.manifest.encoder.key)
 
 
 def _vectors(b) -> np.ndarray:
@@ -76,11 +105,24 @@ def _vectors(b) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, b.manifest.encoder.dim), np.float32)
 
 
-def list_overlays(store_path: Path) -> list[Overlay]:
+def scan_overlays(store_path: Path) -> tuple[list[Overlay], list[str]]:
+    """The store's overlays that read, and one line per overlay that does not (damaged, edited,
+    malformed): one bad folder must not cost every other camera its verdicts."""
     root = overlays_dir(store_path)
-    if not root.is_dir():
-        return []
-    return [read_overlay(p) for p in sorted(root.iterdir()) if (p / MANIFEST).is_file()]
+    found: list[Overlay] = []
+    problems: list[str] = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if (p / MANIFEST).is_file() or (p / MANIFEST).is_symlink():
+            try:
+                found.append(read_overlay(p, store_path))
+            except BundleError as e:
+                problems.append(str(e))
+    return found, problems
+
+
+def list_overlays(store_path: Path) -> list[Overlay]:
+    """The store's overlays that read (``scan_overlays`` says which do not)."""
+    return scan_overlays(store_path)[0]
 
 
 def require_overlay(folder: Path) -> None:
@@ -91,8 +133,13 @@ def require_overlay(folder: Path) -> None:
 
 def load_extras(store_path: Path | None, extra_dirs: list[Path] = (), encoder_key: str | None = None) -> Extras:
     """Every overlay next to the store (each for its camera) and each ``--overlay DIR`` (for every
-    input), as entries searched beside the memory.  An overlay of another encoder is refused."""
-    overlays = [(o, o.camera) for o in (list_overlays(store_path) if store_path is not None else [])]
+    input), as entries searched beside the memory.  An overlay of another encoder is refused; one
+    next to the store that cannot be read is named once and left out (its camera is scored without it)."""
+    found, problems = scan_overlays(store_path) if store_path is not None else ([], [])
+    for p in problems:
+        log.warning("%s; left out: that camera is scored without its verdicts until this folder is removed "
+                    "(the verdicts stay in the store)", p)
+    overlays = [(o, o.camera) for o in found]
     for d in extra_dirs:
         require_overlay(d)
         overlays.append((read_overlay(d), None))
@@ -131,7 +178,7 @@ def held(store: ResultStore, run_id: str, video_id: str, start_frame: int) -> di
     path = overlay_dir(store.path, camera_of_video(store, video_id))
     if not (path / MANIFEST).is_file():
         return None
-    o = read_overlay(path)
+    o = read_overlay(path, store.path)
     h = o.events.get((run_id, video_id, int(start_frame)))
     return {**h, "camera": o.camera, "path": str(o.path)} if h else None
 
@@ -152,7 +199,7 @@ def apply_verdict(store: ResultStore, run_id: str, video_id: str, start_frame: i
     camera = camera_of(location, live)
     path = overlay_dir(store.path, camera)
     key = {"run_id": run_id, "video_id": video_id, "start_frame": int(start_frame)}
-    old = read_overlay(path) if (path / MANIFEST).is_file() else None
+    old = read_overlay(path, store.path) if (path / MANIFEST).is_file() else None  # a damaged one raises: never overwritten
     keep = [i for i, e in enumerate(old.entries) if {k: e[k] for k in key} != key] if old else []
     entries = [old.entries[i] for i in keep] if old else []
     vectors = old.vectors[keep] if old else np.zeros((0, 0), np.float32)

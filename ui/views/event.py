@@ -86,11 +86,14 @@ def render(db: ReviewDB) -> None:
         col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, ev["end_frame"], verdict),
                    type="primary" if verdict == "confirmed" else "secondary")
     if st.session_state.get("saved"):
-        st.success(st.session_state.pop("saved"))
+        said = st.session_state.pop("saved")
+        (st.error if said.startswith("Not saved") else st.success)(said)
         if st.session_state.get("adapted"):
             st.caption(md(st.session_state.pop("adapted")))
     held = db.adaptation(key)
-    if held is not None:
+    if held is not None and "problem" in held:
+        st.warning(f"{md(held['problem'])}: this camera's verdicts are not used when it is scored")
+    elif held is not None:
         c = st.columns([4, 1])
         c[0].caption(f"Learned: {held['exemplars']} exemplar(s) of this event in the overlay of {md(held['camera'])} "
                      f"({VERDICTS.get(held['verdict'], held['verdict'])} by {md(held['reviewer'])})")
