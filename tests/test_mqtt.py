@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FLASHBACK, TINY_CLI, free_port
+from conftest import FLASHBACK, TINY_CLI, flashback_here, free_port
 
 from flashback.errors import UsageError
 from flashback.live.sinks import Closed
@@ -104,6 +104,39 @@ def test_broker_urls_are_checked_before_anything_loads():
         with pytest.raises(UsageError, match=problem) as e:
             parse_broker(url)
         assert "secret" not in str(e.value)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bad#cam={video}", "--mqtt", "mqtt://127.0.0.1"], "feed 'bad#cam': with --mqtt a feed name is one MQTT topic level"),
+    (["a+b={video}", "--mqtt", "mqtt://127.0.0.1"], "feed 'a+b': with --mqtt a feed name is one MQTT topic level"),
+    (["{video}", "--mqtt", "mqtt://127.0.0.1", "--mqtt-topic", "home/#"], "--mqtt-topic 'home/#': a topic base may not"),
+    (["{video}", "--mqtt", "mqtt://a:s3cret@[::1"], "--mqtt mqtt://a:***@[::1: not a URL"),
+])
+def test_mqtt_topics_and_urls_are_checked_before_anything_loads(tmp_path, args, message):
+    video = make_video(tmp_path / "v.mp4", n_frames=10)
+    p = flashback_here("watch", *[x.format(video=video) for x in args], "--no-db")
+    assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "s3cret" not in p.stderr
+
+
+@pytest.mark.slow
+@needs_broker
+def test_a_message_the_broker_cannot_take_is_dropped_and_the_sender_goes_on(tmp_path):
+    """A wildcard in a topic made paho raise inside the sender thread, and MQTT went silent for every feed."""
+    port = free_port()
+    broker = Broker(tmp_path / "b", port).start()
+    log: list[str] = []
+    sink = MqttSink(parse_broker(broker.url), "t", log=log.append, client_id="wild")
+    sub = Subscriber(port, ("t/#",))
+    try:
+        sink.send("bad#feed/score", "1")
+        sink.send("cam/events", {"n": 1})
+        assert sub.wait_for(lambda ms: any(t == "t/cam/events" for t, _, _ in ms), 30), log
+        assert sink.dropped == 1 and any("'t/bad#feed/score' dropped" in m for m in log), log
+        assert sink.close() == Closed()
+    finally:
+        sub.stop()
+        broker.kill()
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from ..errors import FlashbackError, UsageError
 from ..live.feeds import parse_feeds
 from ..live.sinks import JsonLinesSink, LiveStoreSink, Sinks, WebhookSink
 from ..live.sinks.media import LiveMediaSink
-from ..live.sinks.mqtt import MqttSink, parse_broker
+from ..live.sinks.mqtt import MqttSink, check_topics, parse_broker
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from ..video.cameras import load_cameras, user_texts
@@ -86,6 +86,8 @@ def run(a: argparse.Namespace) -> int:
     if a.ha_discovery and broker is None:
         raise UsageError("--ha-discovery needs --mqtt URL")
     feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
+    if broker is not None:
+        check_topics(a.mqtt_topic, [f.name for f in feeds])
     store = open_store(a)
     config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
                          stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max,

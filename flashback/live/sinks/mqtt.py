@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import UsageError
+from ...errors import UsageError, masked
 from ...scoring.events import Event
 from ...scoring.scoring import Segments
 from ...video.media import EventMedia
@@ -65,8 +65,12 @@ class Broker:
 def parse_broker(url: str) -> Broker:
     """``mqtt://[user:pass@]host[:port]`` (1883) or ``mqtts://`` (TLS, 8883); a hostname that does
     not resolve is refused here, since no reconnect can fix a typo."""
-    u = urllib.parse.urlsplit(url)
-    shown = url.replace(f":{u.password}@", ":***@") if u.password else url
+    shown = masked(url)
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018 - parsing the port is what can raise here
+    except ValueError as e:
+        raise UsageError(f"--mqtt {shown}: not a URL ({e}); expected mqtt://[user:pass@]host[:port]") from None
     if u.scheme not in ("mqtt", "mqtts"):
         raise UsageError(f"--mqtt {shown}: expected mqtt://[user:pass@]host[:port] or mqtts://...")
     try:
@@ -81,6 +85,18 @@ def parse_broker(url: str) -> Broker:
         raise UsageError(f"--mqtt {shown}: broker host {u.hostname!r} does not resolve ({e.strerror or e})") from None
     return Broker(u.hostname, port, urllib.parse.unquote(u.username) if u.username else None,
                   urllib.parse.unquote(u.password) if u.password else None, u.scheme == "mqtts")
+
+
+def check_topics(base: str, feeds: list[str]) -> None:
+    """A topic base and feed names that make valid MQTT topics, checked before anything loads:
+    ``#`` and ``+`` are wildcards a message's topic may not hold (the broker, or paho before it,
+    refuses the message), and a feed name is one topic level, so no ``/`` either."""
+    if not base.strip("/") or any(c in base for c in "#+\0"):
+        raise UsageError(f"--mqtt-topic {base!r}: a topic base may not be empty or hold '#', '+' or NUL (MQTT wildcards)")
+    for name in feeds:
+        if any(c in name for c in "#+/\0"):
+            raise UsageError(f"feed {name!r}: with --mqtt a feed name is one MQTT topic level: no '#', '+', '/' or NUL; "
+                             "rename it (NAME=URL)")
 
 
 def _probe(broker: Broker) -> str | None:
@@ -209,7 +225,14 @@ class MqttSink(LiveSink):
                 return
 
     def _deliver(self, m: _Message) -> bool:
-        info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+        """True once the broker has the message (or it can never be sent: then it is logged and
+        dropped, so that one bad message never stops the sender, which serves every feed)."""
+        try:
+            info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+        except (ValueError, TypeError) as e:
+            self.dropped += 1
+            self.log(f"mqtt {self.broker.shown}: message to {m.topic!r} dropped ({e})")
+            return True
         if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
             return False
         try:
