@@ -181,3 +181,44 @@ def test_no_csv_cell_starts_a_formula(tmp_path):
     flat = [v for t in tables for r in t for v in r]
     assert "'=HYPERLINK(\"http://x\",\"y\")" in flat and "'+reviewer" in flat and "'=1+1 note" in flat
     assert any(v.endswith("@cam.mp4") for v in flat)
+
+
+def test_a_file_replaced_while_it_was_scored_is_not_stored_under_its_old_content(seed_memory, tiny_encoder, tmp_path):
+    """The clip used to be cut from the new recording and videos.path to name other content (rc 0)."""
+    from flashback.scoring.pipeline import Detector, Work
+    from flashback.scoring.schedule import InProcess
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.store.keeper import Keeper, keep_all
+    from flashback.video.sources import expand_inputs
+
+    cam, other = tmp_path / "cam.mp4", tmp_path / "other.mp4"
+    make_video(cam, n_frames=90, scene_of=lambda i: 5 if i >= 45 else 0)
+    make_video(other, n_frames=90, size=(96, 64))
+    kept = make_video(tmp_path / "kept.mp4", n_frames=60, scene_of=lambda i: 5 if i >= 30 else 0)
+    detector = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))
+    store = ResultStore(tmp_path / "r.duckdb")
+    keeper = Keeper(store, RunRecord.of(detector), warn=lambda m: None)
+
+    class ReplacedAfterScoring:  # the camera's recorder rotates the file between its scoring and its storing
+        def claim(self, w, video_id):
+            return keeper.claim(w, video_id)
+
+        def seconds(self, w, done, total):
+            pass
+
+        def result(self, w, result):
+            if w.source.path == cam:
+                other.replace(cam)
+            keeper.result(w, result)
+
+        def failure(self, w, reason, error=None):
+            keeper.failure(w, reason, error)
+
+    work = [Work(s) for s in expand_inputs([str(cam), str(kept)]).sources]
+    keep_all(work, InProcess(detector), keeper, sink=ReplacedAfterScoring())
+    assert [f["source"] for f in keeper.failures] == [str(cam)]
+    assert "replaced or changed while it was scored" in keeper.failures[0]["error"]
+    with duckdb.connect(str(store.path), read_only=True) as c:
+        assert c.execute("SELECT path FROM videos").fetchall() == [(str(kept),)]
+        assert c.execute("SELECT count(*) FROM event_media").fetchone()[0] >= 1  # the untouched file kept its clips

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from ..errors import FlashbackError
+from ..encoders.encoder_registry import file_sha256
+from ..errors import FlashbackError, InputError
 from ..scoring.pipeline import VideoResult, Work
 from ..scoring.schedule import ResultSink, Scheduler
 from ..video.media import file_event_media
@@ -55,6 +56,9 @@ class Keeper:
         """Kept for the exports first (even if the store then refuses it), then stored with its media;
         a store that refuses it raises its ``StoreError``."""
         source = work.source
+        if self.store is not None and not source.is_url and _content_id(source.path) != result.video_id:
+            raise InputError(str(source), "the file was replaced or changed while it was scored; nothing of it is stored "
+                                          "(its clips would be cut from other content): score it again")
         if result.truncated:
             self.warn(f"{source}: {result.note}")
         self.results.append(result)
@@ -87,6 +91,15 @@ class Keeper:
         """Results arrive as they finish; list them as the work was given."""
         order = {str(w.source): k for k, w in enumerate(work)}
         self.results.sort(key=lambda r: order.get(r.source, len(order)))
+
+
+def _content_id(path) -> str | None:
+    """The file's content address now (``video_id_for``'s), or None if it is gone: the store names
+    the file by its path, so the path must still hold what was scored when the rows are written."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def keep_all(work: Sequence[Work], scheduler: Scheduler, keeper: Keeper, sink: ResultSink | None = None) -> bool:
