@@ -137,3 +137,26 @@ def test_people_fighting_finds_the_fights_on_real_captions(tmp_path):
     assert fights >= 15, [(Path(h["path"]).name, h["caption"]) for h in hits]
     with duckdb.connect(str(db), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM segment_vectors").fetchone()[0] > 100
+
+
+@pytest.mark.parametrize("damage", ["truncated index", "garbage ids", "short ids", "pickled ids"])
+def test_a_damaged_index_cache_is_rebuilt(store, tiny_encoder, damage):
+    """It is a cache: a truncated index or a garbage id map used to end search with exit 70, and a
+    short id map (a kill between its two renames) made every search append all vectors again."""
+    finder = FootageSearch(store, tiny_encoder, approx_at=10)
+    q = unpack([stored(store)[5][3]], tiny_encoder.identity.dim)[0]
+    want = finder.search_vector(q, top=3)
+    index_file = next(store.path.with_suffix(".search").glob("*.faiss"))
+    ids_file = next(store.path.with_suffix(".search").glob("*.ids.npy"))
+    if damage == "truncated index":
+        index_file.write_bytes(index_file.read_bytes()[:100])
+    elif damage == "garbage ids":
+        ids_file.write_bytes(b"\x93NUMPY garbage")
+    elif damage == "short ids":
+        np.save(ids_file, np.load(ids_file)[:-3])
+    else:
+        np.save(ids_file, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for _ in range(2):
+        got = FootageSearch(store, tiny_encoder, approx_at=10).search_vector(q, top=3)
+        assert [(h.video_id, h.segment) for h in got] == [(h.video_id, h.segment) for h in want]
+        assert len(np.load(ids_file)) == finder.n  # rebuilt whole, not appended to

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,10 +25,11 @@ from indexes import build_index, load_index, save_index
 from indexes import search as index_search
 
 from ..encoders.protocols import TextEncoder
-from ..errors import UsageError, masked
+from ..errors import UsageError, first_line, masked
 from ..store import ResultStore
 from ..video.cameras import camera_matches, camera_of
 
+log = logging.getLogger(__name__)
 APPROX_AT = 200_000  # segments of one encoder above which an approximate index is used
 ANN_FACTORY = "HNSW32"
 STALE_SHARE = 0.2
@@ -141,9 +143,10 @@ class FootageSearch:
         folder = self.store.path.with_suffix(".search")
         stem = folder / hashlib.sha256(self.key.encode()).hexdigest()[:16]
         index_file, ids_file = stem.with_suffix(".faiss"), stem.with_suffix(".ids.npy")
+        cached = self._cached(index_file, ids_file)
         with self.store.connect(read_only=True) as con:
-            if index_file.is_file() and ids_file.is_file():
-                index, ids = load_index(index_file), np.load(ids_file)
+            if cached is not None:
+                index, ids = cached
                 live = self.n
                 if len(ids) and live >= (1 - STALE_SHARE) * len(ids):
                     new_ids, new_vecs = self._rows(con, after=int(ids.max()))
@@ -155,6 +158,25 @@ class FootageSearch:
             ids, vecs = self._rows(con)
         index = build_index(vecs, ANN_FACTORY)
         self._save(index, ids, index_file, ids_file)
+        return index, ids
+
+    def _cached(self, index_file: Path, ids_file: Path):
+        """The saved index and its id map if they are whole and agree (one vector per id, ids
+        increasing, this encoder's dimension), else None and they are rebuilt: it is a cache, and
+        a kill between its two renames, a truncated file or garbage must cost a rebuild, not a
+        crash or an index whose rows no longer match their ids."""
+        if not (index_file.is_file() and ids_file.is_file()):
+            return None
+        try:
+            index, ids = load_index(index_file), np.load(ids_file, allow_pickle=False)
+            whole = (ids.ndim == 1 and ids.dtype.kind == "i" and index.ntotal == len(ids)
+                     and index.d == self.encoder.identity.dim and bool(np.all(np.diff(ids) > 0)))
+        except Exception as e:  # noqa: BLE001 - FAISS raises RuntimeError, numpy ValueError/OSError/EOFError: all mean "rebuild"
+            log.warning("%s: search index cache unreadable (%s); rebuilding it", index_file, first_line(e))
+            return None
+        if not whole:
+            log.warning("%s: search index cache does not match its id map; rebuilding it", index_file)
+            return None
         return index, ids
 
     @staticmethod
