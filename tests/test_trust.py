@@ -137,6 +137,8 @@ def test_every_numeric_flag_is_range_checked(tmp_path, args, message):
     (["review", "--port", "0"], "argument --port: must be a whole number in [1, 65535]"),
     (["bench", "--size", "640by480"], "argument --size: expected WIDTHxHEIGHT"),
     (["score", "x.mp4", "--segment", "1", "--overlap", "1"], "flashback: error: settings: --overlap must be in [0, segment length)"),
+    (["search", "x", "--since", "999999d"], "argument --since: '999999d': too far back"),
+    (["clips", "--out", "c", "--since", "99999999999h"], "argument --since: '99999999999h': too far back"),
 ])
 def test_every_command_checks_its_numbers_before_any_work(tmp_path, args, message):
     p = flashback_here(*args, cwd=tmp_path)

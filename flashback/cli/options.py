@@ -155,7 +155,10 @@ def since(text: str) -> datetime:
     if m:
         n, unit = float(m.group(1)), m.group(2)
         unit_name = {"m": "minutes", "h": "hours", "d": "days"}[unit]
-        return datetime.now() - timedelta(**{unit_name: n})
+        try:
+            return datetime.now() - timedelta(**{unit_name: n})
+        except OverflowError:  # before year 1: a datetime cannot say it, and nothing is that old
+            raise argparse.ArgumentTypeError(f"{text!r}: too far back (a date must be after the year 1)") from None
     try:
         return datetime.fromisoformat(text.strip())
     except ValueError:

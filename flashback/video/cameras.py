@@ -22,6 +22,7 @@ A table may also list texts to alert on or to ignore at that camera only (``extr
 from __future__ import annotations
 
 import fnmatch
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +127,16 @@ def _rect(x: int, y: int, w: int, h: int, label: str) -> Region:
     return Region((x, y, w, h), label=label)
 
 
+def _coordinate(v) -> bool:
+    """A pixel coordinate as a camera file may give it: a finite number >= 0 (not a string, not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1e6
+
+
 def _polygon(points, label: str) -> Region:
-    try:
-        pts = tuple((float(p[0]), float(p[1])) for p in points if len(p) == 2)
-    except (TypeError, ValueError, IndexError):
-        pts = ()
-    if len(pts) < 3 or len(pts) != len(points) or min(min(p) for p in pts) < 0:
-        raise UsageError(f"{label}: a polygon is a list of at least 3 [x, y] points, each >= 0")
+    if not (len(points) >= 3 and all(isinstance(p, list) and len(p) == 2 and all(map(_coordinate, p)) for p in points)):
+        raise UsageError(f"{label}: a polygon is a list of at least 3 [x, y] points, numbers >= 0 "
+                         "(not strings, tables, nan or inf)")
+    pts = tuple((float(p[0]), float(p[1])) for p in points)
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x0, y0 = int(np.floor(min(xs))), int(np.floor(min(ys)))
     box = _rect(x0, y0, max(2, int(np.ceil(max(xs))) + 1 - x0), max(2, int(np.ceil(max(ys))) + 1 - y0), label).box
