@@ -616,3 +616,50 @@ def test_the_sinks_close_in_reverse_order_and_a_failing_one_stops_none_of_the_ot
     with pytest.raises(RuntimeError, match="store is broken"):
         Sinks([Named("json"), Named("store", broken=True), Named("clips")]).close()
     assert order == ["clips", "store", "json"]
+
+
+def test_a_store_that_fails_is_said_bounded_and_caught_up(tmp_path, monkeypatch):
+    """A watch whose store refused writes used to be silent and to buffer without bound."""
+    from datetime import datetime, timezone
+
+    from flashback.live.causal import EventUpdate
+    from flashback.live.sinks import FeedSession, LiveStoreSink
+    from flashback.live.sinks import store as store_sink
+    from flashback.scoring.events import Event
+    from flashback.scoring.scoring import Explanation, Segments
+    from flashback.store import ResultStore, RunRecord
+
+    monkeypatch.setattr(store_sink, "MAX_PENDING", 12)
+    monkeypatch.setattr(store_sink, "SAY_EVERY_S", 0.0)
+    store = ResultStore(tmp_path / "r.duckdb", lock_wait_s=0.1)
+    store.initialize()
+    said: list[str] = []
+    sink = LiveStoreSink(store, RunRecord({"x": 1}, "mem", "/mem", "enc", "t"), flush_every_s=0.0, log=said.append)
+    session = FeedSession(parse_feed("gate=http://127.0.0.1/x", 0), "live-gate-1", datetime.now(timezone.utc))
+    sink.start(session)
+    aside = tmp_path / "aside.duckdb"
+    store.path.rename(aside)
+    store.path.mkdir()  # the store's path is now a folder: every write fails with a StoreError
+
+    def segment(k: int) -> Segments:
+        return Segments(np.array([k]), np.array([[k, k + 1.0]]), np.array([0.9]), np.zeros((1, 1), int), np.array([[0.3]]),
+                        np.ones((1, 1)), np.ones((1, 1), bool), np.array([0.9]), np.ones((1, 4), np.float32) / 2)
+
+    from flashback.memory.bundle import CaptionTable
+
+    captions = CaptionTable(["two men fight"], [True], ["Fighting"], ["test"])
+    for k in range(20):
+        sink.segments(session, segment(k), captions, 2.0)
+        sink.tick()
+    e = Event(0, 1.0, 3.0, 1, 3, 0.9, 2, 2.0, Explanation("Fighting", 0.9, 0.1, []))
+    sink.event(session, EventUpdate("opened", "gate", e, "uid-1"))
+    assert len(sink._pending) <= 12 and sink.dropped["segments"] == 9
+    assert said[0].startswith(f"{store.path}: cannot write live results") and "is a folder" in said[0]
+    assert any("still cannot write" in s and "9 segment batch(es) dropped" in s for s in said)
+    store.path.rmdir()
+    aside.rename(store.path)
+    sink.tick()
+    assert said[-1].startswith(f"{store.path}: writing again after") and "9 segment batch(es) dropped meanwhile" in said[-1]
+    with duckdb.connect(str(store.path), read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # events are never dropped
+        assert [r[0] for r in c.execute("SELECT segment FROM segments ORDER BY 1").fetchall()] == list(range(9, 20))

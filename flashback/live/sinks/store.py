@@ -17,10 +17,19 @@ from ..feeds import Outage
 from .base import Closed, FeedSession, LiveSink
 
 
+MAX_PENDING = 20_000  # buffered items (a feed adds about one segments item a second) while the store fails
+SAY_EVERY_S = 60.0  # while it keeps failing, a line this often
+
+
 class LiveStoreSink(LiveSink):
     """Append live rows to the results store, one transaction per flush, so the review app sees them.
 
-    Writes go through ``store.writers``, the same functions the file path uses.
+    Writes go through ``store.writers``, the same functions the file path uses.  While the store
+    refuses writes (locked, disk full, gone read-only) rows wait in memory and every flush retries:
+    the first failure is logged at once, then a line every ``SAY_EVERY_S`` and one when it writes
+    again.  The wait is bounded (``MAX_PENDING`` items): the oldest segment scores go first, then
+    superseded feed statistics, never events, outages, clips or a feed's own rows; what was dropped
+    is counted and said.
     """
 
     def __init__(self, store: ResultStore, run: RunRecord, flush_every_s: float = 2.0, retention_days: float | None = None,
@@ -29,11 +38,28 @@ class LiveStoreSink(LiveSink):
         self._pending: list[tuple[str, object]] = []  # ("segments", (video_id, Segments, captions, fps)) or ("write", fn)
         self._last_flush = 0.0
         self.last_error = ""  # why the last flush failed (its rows are still buffered)
+        self.dropped = {"segments": 0, "stats": 0}  # items given up while the store failed
+        self._failing_since: float | None = None
+        self._said_at = 0.0
         self.retention_days, self.prune_every_s = retention_days, prune_every_s
         self._last_prune = -float("inf")
 
-    def _queue(self, fn) -> None:
-        self._pending.append(("write", fn))
+    def _queue(self, fn, kind: str = "write") -> None:
+        self._pending.append((kind, fn))
+        self._bound()
+
+    def _bound(self) -> None:
+        """Keep the buffer within ``MAX_PENDING``: the oldest segment scores go first, then feed statistics."""
+        over = len(self._pending) - MAX_PENDING
+        for kind in ("segments", "stats"):
+            if over <= 0:
+                return
+            gone = [i for i, (k, _) in enumerate(self._pending) if k == kind][:over]
+            if gone:
+                drop = set(gone)
+                self._pending = [item for i, item in enumerate(self._pending) if i not in drop]
+                self.dropped[kind] += len(gone)
+                over -= len(gone)
 
     def start(self, session: FeedSession) -> None:
         rid, vid, spec = self.run.run_id, session.video_id, session.spec
@@ -49,6 +75,7 @@ class LiveStoreSink(LiveSink):
     def segments(self, session: FeedSession, segments: Segments, captions: CaptionTable,
                  frames_per_s: float | None) -> None:
         self._pending.append(("segments", (session.video_id, segments, captions, frames_per_s)))
+        self._bound()
 
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         rid, vid, e = self.run.run_id, session.video_id, update.event
@@ -67,8 +94,8 @@ class LiveStoreSink(LiveSink):
 
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
         rid, vid = self.run.run_id, session.video_id
-        self._queue(lambda con: writers.update_feed_stats(con, vid, stats, active))
-        self._queue(lambda con: writers.set_live_counts(con, rid, vid, stats["samples_encoded"]))
+        self._queue(lambda con: writers.update_feed_stats(con, vid, stats, active), "stats")
+        self._queue(lambda con: writers.set_live_counts(con, rid, vid, stats["samples_encoded"]), "stats")
 
     def tick(self) -> None:
         """Write buffered segment scores every ``flush_every_s``; apply the retention every ``prune_every_s``."""
@@ -99,7 +126,7 @@ class LiveStoreSink(LiveSink):
                 i = 0
                 while i < len(batch):
                     kind, item = batch[i]
-                    if kind == "write":
+                    if kind != "segments":
                         item(con)
                         i += 1
                         continue
@@ -110,9 +137,32 @@ class LiveStoreSink(LiveSink):
                     i = j
         except StoreError as e:
             self.last_error = str(e)
+            self._failing(len(batch))
             return False
         self._pending = self._pending[len(batch):]
+        if self._failing_since is not None:
+            lost = self._lost()
+            self.log(f"{self.store.path}: writing again after {time.monotonic() - self._failing_since:.0f} s; "
+                     f"{len(batch):,} buffered item(s) written" + (f", {lost} dropped meanwhile" if lost else ""))
+            self._failing_since = None
         return True
+
+    def _failing(self, pending: int) -> None:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since, self._said_at = now, now
+            self.log(f"{self.store.path}: cannot write live results ({self.last_error}); keeping them in memory and "
+                     f"retrying (at most {MAX_PENDING:,} items; the oldest scores are dropped first)")
+        elif now - self._said_at >= SAY_EVERY_S:
+            self._said_at = now
+            lost = self._lost()
+            self.log(f"{self.store.path}: still cannot write, for {now - self._failing_since:.0f} s ({self.last_error}); "
+                     f"{pending:,} item(s) waiting" + (f", {lost} dropped" if lost else ""))
+
+    def _lost(self) -> str:
+        parts = [f"{n:,} {'segment batch(es)' if k == 'segments' else 'statistics update(s)'}"
+                 for k, n in self.dropped.items() if n]
+        return " and ".join(parts)
 
     def _write_segments(self, con, items: list[tuple]) -> None:
         rid = self.run.run_id
@@ -129,6 +179,8 @@ class LiveStoreSink(LiveSink):
         deadline = time.monotonic() + 15
         while not self.flush(force=True):
             if time.monotonic() > deadline:
-                return Closed(problem=f"{self.store.path}: could not write the last results ({self.last_error})")
+                lost = self._lost()
+                return Closed(problem=f"{self.store.path}: could not write the last results ({self.last_error})"
+                                      + (f"; {lost} had been dropped while it failed" if lost else ""))
             time.sleep(0.5)
         return Closed()
