@@ -6,6 +6,7 @@ video with an incident outside it and one without; only what the encoder is show
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -130,6 +131,10 @@ def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
                   "--events", tmp_path / "ev.jsonl", "--duration", "8", *TINY_CLI)
     assert p.returncode == 1
     assert f"{cams} [wrong]: region 0,0 640x480 is outside the 128x64 frame" in p.stderr
+    # said when it happened (a log line and an outage, as a lost feed is), not only in the summary at exit
+    assert "feed wrong: stopped: " in p.stderr
+    lines = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert [x["feed"] for x in lines if x["type"] == "outage_started"] == ["wrong"]
     with duckdb.connect(str(db), read_only=True) as con:
         rows = dict(con.execute("SELECT f.feed, s.region FROM scorings s JOIN live_feeds f USING (video_id)").fetchall())
         scored = con.execute("SELECT count(*) FROM frame_scores JOIN live_feeds f USING (video_id) "

@@ -210,6 +210,9 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
     ended = [x for x in lines if x["type"] == "outage_ended"]
     assert [o["feed"] for o in started] == [o["feed"] for o in ended] == ["flaky"]
     assert ended[0]["end_s"] > ended[0]["start_s"] == started[0]["start_s"]
+    # after the outage the grid starts again at the reconnection: no event starts, and no segment
+    # reaches, back across the gap (one used to, and its event overlapped the one closed at the loss)
+    assert flaky_events[1]["start_s"] >= ended[0]["end_s"]
     # the flaky feed's open event (if the kill caught one) was closed when the feed was lost, not later
     for e in (u for u in updates if u["type"] == "event_closed" and u.get("reason") == "outage"):
         assert e["end_s"] <= started[0]["start_s"] + 0.5
@@ -230,6 +233,8 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         clips = c.execute("SELECT clip_path FROM events JOIN event_media USING (run_id, video_id, start_frame)").fetchall()
         assert len(clips) == 2 + len(steady_events) and all((db.with_suffix(".media") / p).is_file() for (p,) in clips)
         assert c.execute("SELECT count(*) FROM outages WHERE feed = 'flaky' AND end_s IS NOT NULL").fetchone()[0] == 1
+        assert c.execute("""SELECT count(*) FROM segments s JOIN live_feeds f USING (video_id) JOIN outages o USING (feed)
+                             WHERE s.start_s < o.end_s AND o.end_s < s.end_s""").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0
         seq = c.execute("""SELECT frame FROM frame_scores JOIN live_feeds f USING (video_id)
                            WHERE f.feed = 'steady' ORDER BY frame""").fetchnumpy()["frame"]

@@ -224,6 +224,9 @@ class FeedReader:
                     reason = self._decode(container)
                 except InputError as e:  # the camera's region does not fit its frames: reconnecting cannot help
                     self.error = str(e)
+                    self.log(f"feed {self.spec.name}: stopped: {e}")  # now, not only in the summary at exit
+                    self.stats.outages.append(Outage(self.spec.name, self.now_s(), reason=e.problem, attempts=1))
+                    self.on_outage(dataclasses.replace(self.stats.outages[-1]))
                     return
                 finally:
                     container.close()

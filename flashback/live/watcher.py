@@ -72,6 +72,7 @@ class FeedState:
     segments_lost: int = 0
     samples_encoded: int = 0
     samples_late: int = 0  # taken in time, but could no longer be scored within the budget
+    reconnected_at: list[float] = field(default_factory=list)  # feed times the feed came back after an outage
     latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
 
     def stats(self) -> dict:
@@ -149,6 +150,7 @@ class Watcher:
             while not self.stop_event.is_set():
                 if self.config.duration_s is not None and time.monotonic() - started >= self.config.duration_s:
                     break
+                self._drain_outages()  # before the round: a reconnection is known before its segments close
                 busy = self._round()
                 self._drain_outages()
                 for sink in self.sinks:  # time-based work of the sinks (the store's periodic flush)
@@ -234,6 +236,9 @@ class Watcher:
             if not (last < limit or (final and first < limit)):
                 return out
             got = [fs.held[i] for i in range(first, last + 1) if i in fs.held]
+            start_s, end_s = fs.next_segment * g.stride_s, fs.next_segment * g.stride_s + g.segment_s
+            if got and any(start_s < back < end_s for back in fs.reconnected_at):
+                got = []  # it spans the gap: an event must not start before the feed came back, nor join the two sides
             if got:
                 out.append((fs, fs.next_segment, pool([x[0] for x in got]), max(x[1] for x in got)))
             elif fs.segments_scored or out:  # before a feed's first frame nothing is lost
@@ -288,6 +293,9 @@ class Watcher:
             except queue.Empty:
                 return
             fs = self.feeds[o.feed]
+            if o.end_s is not None and o.end_s not in fs.reconnected_at:
+                fs.reconnected_at.append(o.end_s)
+                del fs.reconnected_at[:-8]  # only the last few can still meet a segment that is not closed yet
             started = (o.feed, o.start_s) not in self._outages_seen
             if started:
                 self._outages_seen.add((o.feed, o.start_s))
