@@ -157,6 +157,7 @@ def test_a_broker_down_at_start_gets_the_queue_in_order_and_an_overflow_is_count
         broker.start()
         sub = Subscriber(port, ("t/#",))
         assert sub.wait_for(lambda ms: any(t == "t/cam/score" for t, _, _ in ms), 30)
+        assert any(f"mqtt mqtt://cam@127.0.0.1:{port}: connected after" in m for m in log), log  # the broker's arrival is said
         got = [json.loads(p)["n"] for t, p, _ in sub.messages if t == "t/cam/events"]
         assert got == list(range(6)) and sub.last("t/cam/score") == b"19"
         assert [p for t, p, _ in sub.messages if t == "t/cam/score"] == [b"19"]

@@ -149,6 +149,7 @@ class MqttSink(LiveSink):
         c.connect_async(broker.host, broker.port, keepalive=30)
         c.loop_start()
         if unreachable or not self._connected_once.wait(CONNECT_WAIT_S):
+            self._down_since = time.monotonic()  # so that the first connection is said too
             log(f"mqtt {broker.shown}: cannot connect ({unreachable or 'no answer to the MQTT handshake'}); messages are "
                 f"queued (up to {max_queue:,}) and sent in order once it can")
         self.send("status", "online", retain=True)
@@ -165,7 +166,8 @@ class MqttSink(LiveSink):
             self.log(f"mqtt {self.broker.shown}: connection refused ({reason}); retrying")
             return
         if self._down_since is not None:
-            self.log(f"mqtt {self.broker.shown}: connected again after {time.monotonic() - self._down_since:.1f} s; "
+            again = "connected again" if self._connected_once.is_set() else "connected"
+            self.log(f"mqtt {self.broker.shown}: {again} after {time.monotonic() - self._down_since:.1f} s; "
                      f"sending {len(self._queue)} queued message(s)")
         self._down_since = None
         self._connected_once.set()
