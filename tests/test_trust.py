@@ -272,3 +272,17 @@ def test_a_version_given_as_a_string_is_said_so(tmp_path, seed_memory):
     (mem / "manifest.json").write_text(json.dumps(m))
     p = flashback_here("memory", "verify", mem)
     assert p.returncode == 1 and "format version '1' (str); this flashback reads format version 1 (an integer)" in p.stderr
+
+
+@pytest.mark.slow  # mounts a small tmpfs
+def test_a_full_media_disk_is_said_to_be_full_not_the_recording_broken(small_disk, tmp_path):
+    from flashback.scoring.events import Event
+    from flashback.scoring.scoring import Explanation
+    from flashback.video.media import file_event_media
+
+    video = make_video(tmp_path / "cam.mp4", n_frames=300, size=(320, 240), scene_of=lambda i: i // 30)
+    events = [Event(0, 2.0, 6.0, 4, 12, 0.9, 8, 4.0, Explanation("Fighting", 0.9, 0.1, []))]
+    fill(small_disk)
+    [m] = file_event_media(video, "vid", "run", events, 10.0, small_disk / "media")
+    assert m.clip is None and "No space left on device" in m.note, m.note
+    assert "cannot be decoded" not in m.note

@@ -13,6 +13,7 @@ with one line saying so.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -278,8 +279,16 @@ def _mp4(target: Path):
         dst = av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"})
     except (av.FFmpegError, OSError) as e:
         raise MediaError(f"{one_line(target)}: cannot write the clip ({one_line(e)})") from None
-    with dst:
-        yield dst
+    try:
+        with dst:  # its close writes the index: a full disk can show there too
+            yield dst
+    except (av.FFmpegError, OSError) as e:
+        if getattr(e, "errno", None) in _NO_ROOM:  # the media folder's problem, not the recording's
+            raise MediaError(f"{one_line(target)}: cannot write the clip ({os.strerror(e.errno)})") from None
+        raise
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 @contextlib.contextmanager
@@ -306,7 +315,11 @@ def _source(path: Path):
             stream.thread_type = "AUTO"
             origin = next((frame.time or 0.0 for frame in c.decode(stream)), None)
             yield c, stream, origin
-    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
+    except (av.FFmpegError, OSError) as e:
+        if getattr(e, "errno", None) in _NO_ROOM:  # writing the clip or thumbnail, not reading the source
+            raise MediaError(f"{one_line(path)}: its clip cannot be written ({os.strerror(e.errno)})") from None
+        raise MediaError(f"{one_line(path)}: the recorded video cannot be decoded any more ({one_line(e)})") from None
+    except (IndexError, ValueError) as e:
         raise MediaError(f"{one_line(path)}: the recorded video cannot be decoded any more ({one_line(e)})") from None
 
 

@@ -16,7 +16,6 @@ from ..causal import EventUpdate
 from ..feeds import Outage
 from .base import Closed, FeedSession, LiveSink
 
-
 MAX_PENDING = 20_000  # buffered items (a feed adds about one segments item a second) while the store fails
 SAY_EVERY_S = 60.0  # while it keeps failing, a line this often
 
