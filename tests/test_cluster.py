@@ -9,6 +9,7 @@ few seconds' work on one core).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -159,19 +160,23 @@ def test_killed_workers_cost_a_retry_and_a_video_that_kills_twice_is_reported(cl
     assert {k: rows[k] for k in once} == once  # the re-scored short videos: the same rows, not twice as many
 
 
-def test_ctrl_c_on_the_driver_cancels_the_cluster_work(cluster, clips, seed_memory, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_on_the_driver_cancels_the_cluster_work(cluster, clips, seed_memory, tmp_path, sig):
+    """Ctrl-C, and SIGTERM alike (a service manager's stop: it used to abort with Ray's crash dump,
+    no summary and no JSON)."""
     short, _, long = clips
-    db = tmp_path / "r.duckdb"
+    db, js = tmp_path / "r.duckdb", tmp_path / "r.json"
     p = subprocess.Popen([FLASHBACK, "score", *map(str, short), str(long["heavy"]), *TINY_CLI, "--memory",
-                          str(seed_memory.path), "--db", str(db), "--ray", cluster.address],
+                          str(seed_memory.path), "--db", str(db), "--json", str(js), "--ray", cluster.address],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_a_terminal_sends_it)
     deadline = time.monotonic() + 120
     while not processes(f"ray::flashback-decode {long['heavy'].name}") and time.monotonic() < deadline:
         time.sleep(0.02)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
-    assert "interrupted" in err
+    assert "interrupted" in err and "scored " in out and "Traceback" not in err
+    assert "heavy.mp4" not in js.read_text() and "videos" in json.loads(js.read_text())
     deadline = time.monotonic() + 20  # the decoding task is cancelled, not left running on the cluster
     while processes(f"ray::flashback-decode {long['heavy'].name}") and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -16,9 +16,12 @@ never shown.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from rich.console import Console
@@ -193,6 +196,25 @@ class Guard:
             finally:
                 after(k)
         return False
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (a service manager's stop, ``kill``) ends the block as Ctrl-C does: what was finished
+    is stored, exported and summarised, exit 130.  Installed after Ray connects, since ``ray.init``
+    puts in its own handler (which aborted with a crash dump, no summary and no JSON)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_to_stderr() -> None:

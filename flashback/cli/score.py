@@ -15,7 +15,7 @@ from ..store.keeper import Keeper
 from ..video.cameras import camera_of, load_cameras, user_texts
 from ..video.sources import expand_inputs
 from .cluster import add_ray_args, connect_cluster, score_on_cluster
-from .common import Guard, nothing_to_do, say, warn
+from .common import Guard, nothing_to_do, say, sigterm_as_ctrl_c, warn
 from .drive import drive
 from .options import add_decode_arg, add_media_arg, add_memory_arg, add_output_args, add_region_args, hwaccel_for, settings_from_args
 from .output import export_and_summarise
@@ -79,9 +79,16 @@ def run(a: argparse.Namespace) -> int:
                         hwaccel=hwaccel_for(a, encoder))
     keeper = Keeper(store, RunRecord.of(detector), media=not a.no_media, warn=warn)
     work = [Work(s, cameras.for_file(s.location), frozenset(scopes_of(s, cameras))) for s in expansion.sources]
+    with sigterm_as_ctrl_c():
+        interrupted = _score_all(a, cluster, detector, work, keeper, guard, encoder)
+    return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
+
+
+def _score_all(a, cluster, detector, work, keeper, guard, encoder) -> bool:
+    """On the cluster, the decoding pool, or here; True if interrupted (Ctrl-C or SIGTERM)."""
     if cluster is not None:
-        interrupted = score_on_cluster(a, cluster, detector, work, keeper, guard)
-    elif workers := default_workers(a, encoder.device):
+        return score_on_cluster(a, cluster, detector, work, keeper, guard)
+    if workers := default_workers(a, encoder.device):
         from ..batch.parallel import PoolScorer
 
         scorer = PoolScorer(detector, workers)
@@ -89,10 +96,9 @@ def run(a: argparse.Namespace) -> int:
                             "interrupted: the decoding workers are stopped; videos finished so far are stored and exported")
         if not a.quiet:
             say(scorer.report.line(workers))
-    else:
-        interrupted = drive(InProcess(detector), work, keeper, guard, a.quiet,
-                            "interrupted: videos finished so far are stored and exported; the current one is not")
-    return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
+        return interrupted
+    return drive(InProcess(detector), work, keeper, guard, a.quiet,
+                 "interrupted: videos finished so far are stored and exported; the current one is not")
 
 
 def scopes_of(source, cameras) -> set:
