@@ -160,7 +160,7 @@ def test_killed_workers_cost_a_retry_and_a_video_that_kills_twice_is_reported(cl
     assert {k: rows[k] for k in once} == once  # the re-scored short videos: the same rows, not twice as many
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_on_the_driver_cancels_the_cluster_work(cluster, clips, seed_memory, tmp_path, sig):
     """Ctrl-C, and SIGTERM alike (a service manager's stop: it used to abort with Ray's crash dump,
     no summary and no JSON)."""
