@@ -222,3 +222,23 @@ def test_a_file_replaced_while_it_was_scored_is_not_stored_under_its_old_content
     with duckdb.connect(str(store.path), read_only=True) as c:
         assert c.execute("SELECT path FROM videos").fetchall() == [(str(kept),)]
         assert c.execute("SELECT count(*) FROM event_media").fetchone()[0] >= 1  # the untouched file kept its clips
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.update(template="bogus"), "template 'bogus' is not one this flashback knows"),
+    (lambda m: m.update(categories={"Nothing to see": 1}), "categories differ from the caption table's"),
+])
+def test_a_re_signed_manifest_edit_fails_verify(seed_memory, tmp_path, edit, message):
+    """An edited manifest whose memory_id was recomputed used to pass verify: an unknown template then
+    blamed a --template flag the user never passed; edited categories were shown as the memory's."""
+    import shutil
+
+    from flashback.memory.manifest import Manifest, memory_id_of
+
+    mem = shutil.copytree(seed_memory.path, tmp_path / "mem")
+    raw = json.loads((mem / "manifest.json").read_text())
+    edit(raw)
+    raw["memory_id"] = memory_id_of(Manifest.from_json(raw))
+    (mem / "manifest.json").write_text(json.dumps(raw))
+    p = flashback_here("memory", "verify", mem)
+    assert p.returncode == 1 and message in p.stderr and "--template" not in p.stderr, p.stderr

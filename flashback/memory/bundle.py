@@ -40,6 +40,7 @@ from ..checks import Range
 from ..encoders.encoder_registry import EncoderIdentity, file_sha256
 from ..errors import BundleError, EncoderMismatchError, UsageError, ctrl_c_stays_ctrl_c, first_line
 from .manifest import CAPTIONS, INDEX_FILES, MANIFEST, Manifest, memory_id_of, read_manifest
+from .templates import TEMPLATES
 
 LABELS = ("normal", "anomalous")
 NORMAL_CATEGORY = "Normal"
@@ -273,6 +274,9 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
     if computed != manifest.memory_id:
         raise BundleError(f"{path / MANIFEST}: memory_id {manifest.memory_id} does not match the bundle's content "
                           f"({computed}): the manifest was edited after the build; rebuild the memory")
+    if manifest.template not in TEMPLATES:  # else a later text would blame a --template flag nobody passed
+        raise BundleError(f"{path / MANIFEST}: template {manifest.template!r} is not one this flashback knows "
+                          f"({', '.join(sorted(TEMPLATES))})")
     try:
         con = _connect()
         try:
@@ -307,6 +311,9 @@ def load_bundle(path: Path, gpu: bool = False) -> MemoryBundle:
             )
     if counts != manifest.counts:
         raise BundleError(f"{path}: caption table counts {counts} differ from the manifest's {manifest.counts}")
+    if captions.category_counts() != manifest.categories:  # not signed: derived, so an edit is caught here
+        raise BundleError(f"{path / MANIFEST}: categories differ from the caption table's "
+                          f"({captions.category_counts()}): the manifest was edited after the build")
     if manifest.provenance.get("kind") != "overlay" and 0 in counts.values():  # an overlay of verdicts may hold one side
         raise BundleError(f"{path}: a memory needs both normal and anomalous captions (has {counts})")
     return MemoryBundle(path, manifest, captions, indexes)
