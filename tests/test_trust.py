@@ -65,6 +65,17 @@ def test_a_newline_in_a_file_name_stays_one_error_line(tmp_path):
     assert len([x for x in p.stderr.splitlines() if "evil" in x]) == 1
 
 
+def test_a_newline_in_a_file_name_stays_one_line_in_the_summary(tmp_path, seed_memory):
+    calm = make_video(tmp_path / "calm\nevil.mp4", n_frames=30)
+    busy = make_video(tmp_path / "busy\nevil.mp4", n_frames=60)
+    p = flashback_here("score", calm, "--no-db", "--threshold", "1", "--memory", seed_memory.path, *TINY_CLI)
+    q = flashback_here("score", busy, "--no-db", "--threshold", "0", "--memory", seed_memory.path, *TINY_CLI)
+    assert p.returncode == q.returncode == 0, p.stderr + q.stderr
+    assert [x for x in p.stdout.splitlines() if "evil" in x] == [f"  {tmp_path}/calm\\nevil.mp4: no events (max score "
+                                                                  + p.stdout.split("max score ")[1].split(")")[0] + ")"]
+    assert all("busy\\nevil.mp4" in x for x in q.stdout.splitlines() if "evil" in x)
+
+
 def test_byte_identical_files_are_said_to_be_one_video(tmp_path):
     a = make_video(tmp_path / "a.mp4", n_frames=30)
     b = tmp_path / "copy_of_a.mp4"

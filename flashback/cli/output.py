@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..errors import one_line
 from ..scoring.export import write_csv, write_json
 from ..scoring.pipeline import VideoResult
 from ..store import ResultStore, RunRecord
@@ -43,7 +44,7 @@ def print_summary(results: list[VideoResult], failures: list[dict], store: Resul
             # the strongest caption of the dominant category, so the two columns agree
             top = next((c for c in e.explanation.captions if c.label == "anomalous" and c.category == e.category), None)
             table.add_row(
-                Path(r.source).name, str(e.index), f"{e.start_s:.1f}s", f"{e.end_s:.1f}s",
+                one_line(Path(r.source).name), str(e.index), f"{e.start_s:.1f}s", f"{e.end_s:.1f}s",
                 f"{e.peak_score:.2f}", e.category or "-",
                 f"{top.text} ({top.weight:.2f})" if top else "-",
             )
@@ -53,4 +54,4 @@ def print_summary(results: list[VideoResult], failures: list[dict], store: Resul
     out.print(f"scored {len(results)} video(s), {n_events} event(s), {len(failures)} failed{stored}")
     for r in results:
         if not r.events:
-            out.print(f"  {r.source}: no events (max score {float(r.scores.max()):.2f})")
+            out.print(f"  {one_line(r.source)}: no events (max score {float(r.scores.max()):.2f})")
