@@ -185,4 +185,4 @@ def test_score_captions_with_the_clip_text_tower(tmp_path, seed_memory):
          "--text-encoder", "clip", *TINY_CLI, "--no-db", "--json", str(out), "--quiet")
     assert p.returncode == 0, p.stderr
     [video] = json.loads(out.read_text())["videos"]
-    assert video["n_frames"] == 180 and video["frames_encoded"] == 6
+    assert video["n_frames"] == 180 and video["grid_samples"] == 6

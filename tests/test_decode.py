@@ -236,3 +236,31 @@ def test_a_display_rotation_is_applied(tmp_path):
     # turned 90 degrees counter-clockwise, the stored left half is now the bottom half
     assert rgb[20:].mean() > 180 and rgb[:12].mean() < 60
     assert abs(rgb[:, :16].mean() - rgb[:, 16:].mean()) < 20
+
+
+def test_an_anamorphic_cameras_sample_aspect_ratio_is_applied(tmp_path):
+    """480x360 stored with SAR 4:3 is shown 640x360: fitted as 4:3 it was squashed (issue 27)."""
+    from fractions import Fraction
+
+    import av
+
+    def write(path, size, sar):
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=10)
+            s.width, s.height, s.pix_fmt = *size, "yuv420p"
+            s.codec_context.sample_aspect_ratio = sar
+            for _ in range(5):
+                for p in s.encode(av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 200, np.uint8), format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        return path
+
+    fill = (10, 20, 30)
+    for path, picture_rows in ((write(tmp_path / "ana.mp4", (480, 360), Fraction(4, 3)), 126),  # 224 * 360 / 640
+                               (write(tmp_path / "square.mp4", (480, 360), Fraction(1, 1)), 168)):  # 224 * 360 / 480
+        with VideoReader(VideoSource(str(path)), FrameFit("pad", 224, fill)) as r:
+            _, first = next(iter(r.samples(GRID)))
+        assert 224 - (first == fill).all(axis=(1, 2)).sum() == picture_rows, path.name
+    with VideoReader(VideoSource(str(tmp_path / "ana.mp4")), FrameFit("tiles", 224, fill)) as r:
+        assert r.views == 2 and r.fit.sar == 4 / 3  # tiles count over the displayed 640x360

@@ -8,6 +8,8 @@ weights, the alpha effect and the overlap averaging.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -216,3 +218,89 @@ def test_each_segments_dominant_category_is_its_own_explanations(seed_memory, ti
     expected = [seg.take([s]).explain(seed_memory.captions).dominant_category for s in range(len(seg))]
     assert seg.dominant_categories(seed_memory.captions) == expected
     assert len(set(expected)) > 1  # more than one category, so the comparison means something
+
+
+# ---------------------------------------------------------------- step 3 of the spec, from its text alone
+
+SPEC = Path(__file__).resolve().parents[1] / "docs" / "scoring.md"
+
+
+def test_the_spec_states_the_numbers_the_code_uses():
+    """docs/scoring.md step 3 is what a reader reproduces the encoder's input from: the numbers it
+    states (fill, scaler, tile limit, rotation sign) must be the code's."""
+    import inspect
+
+    from open_clip.constants import OPENAI_DATASET_MEAN
+
+    from flashback.video.decode import MAX_TILES, displayed_rgb
+
+    text = " ".join(SPEC.read_text().split())
+    fill = tuple(int(round(255 * m)) for m in OPENAI_DATASET_MEAN)
+    assert f"RGB ({fill[0]}, {fill[1]}, {fill[2]})" in text and str(tuple(OPENAI_DATASET_MEAN)) in text
+    assert inspect.signature(displayed_rgb).parameters["interpolation"].default == "BICUBIC"
+    assert 'interpolation="BICUBIC"' in text and "SWS_BICUBIC" in text
+    assert f"min({MAX_TILES}," in text and "counter-clockwise" in text and "sample aspect ratio" in text
+
+
+def _spec_input(frame, mode: str, size: int, fill, sar: float) -> np.ndarray:
+    """Step 3 as the spec words it, written without flashback: displayed size, one swscale call on
+    the stored picture, then the quarter turns; pad/crop/tiles geometry with its stated rounding."""
+    import math
+
+    k = round(frame.rotation / 90) % 4
+    w, h = (round(frame.width * sar) if sar != 1 else frame.width), frame.height
+    if k % 2:
+        w, h = h, w
+
+    def scaled(nw, nh):
+        cw, ch = (nh, nw) if k % 2 else (nw, nh)
+        return np.rot90(frame.reformat(width=cw, height=ch, format="rgb24", interpolation="BICUBIC").to_ndarray(), k)
+
+    if mode == "pad":
+        nw, nh = max(1, min(size, round(w * size / max(w, h)))), max(1, min(size, round(h * size / max(w, h))))
+        out = np.empty((size, size, 3), np.uint8)
+        out[:] = fill
+        top, left = (size - nh) // 2, (size - nw) // 2
+        out[top:top + nh, left:left + nw] = scaled(nw, nh)
+        return out
+    nw, nh = max(size, round(w * size / min(w, h))), max(size, round(h * size / min(w, h)))
+    img = scaled(nw, nh)
+    if mode == "crop":
+        return img[(nh - size) // 2:(nh - size) // 2 + size, (nw - size) // 2:(nw - size) // 2 + size]
+    n = max(1, min(8, math.ceil(max(w, h) / min(w, h) - 0.001)))
+    offsets = np.round(np.linspace(0, max(nw, nh) - size, n)).astype(int)
+    return np.stack([img[:, o:o + size] if nw >= nh else img[o:o + size, :] for o in offsets])
+
+
+@pytest.mark.parametrize("rotation", [0, 90, -90])
+@pytest.mark.parametrize("mode", ["pad", "crop", "tiles"])
+def test_the_spec_reproduces_the_encoder_input_exactly(tmp_path, rotation, mode):
+    """An anamorphic (SAR 4:3), rotated, BT.709 full-range stream: the spec's rules give the very bytes."""
+    from fractions import Fraction
+
+    import av
+
+    from flashback.video.decode import FrameFit, VideoReader
+    from flashback.video.sources import VideoSource
+
+    rng = np.random.default_rng(rotation % 360)
+    path = tmp_path / f"odd-{rotation}.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 90, 62, "yuvj420p"
+        s.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        s.codec_context.colorspace = 1  # BT.709
+        if rotation:
+            s.set_display_rotation(rotation)
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (62, 90, 3), dtype=np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    fill = (123, 117, 104)
+    fit = FrameFit(mode, 32, fill)
+    with VideoReader(VideoSource(str(path)), fit) as r, av.open(str(path)) as c:
+        ours = r.encoder_input(next(r.frames()))
+        theirs = _spec_input(next(c.decode(c.streams.video[0])), mode, 32, fill, 4 / 3)
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)

@@ -82,7 +82,7 @@ def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32) -> No
     g.add_argument("--sigma", type=setting(S, "smoothing_sigma_s"), metavar="S", help="Gaussian smoothing sigma in seconds, 0 = off (0.5)")
     g.add_argument("--threshold", type=setting(S, "threshold"), metavar="T", help="event threshold on the smoothed score (0.5)")
     g.add_argument("--min-event", type=setting(S, "min_event_s"), metavar="S", help="shortest event kept, seconds (1.0)")
-    g.add_argument("--merge-gap", type=setting(S, "merge_gap_s"), metavar="S", help="join events closer than this, seconds (1.0)")
+    g.add_argument("--merge-gap", type=setting(S, "merge_gap_s"), metavar="S", help="join events whose gap is at most this, seconds (1.0)")
     g.add_argument("--batch-size", type=Range(1, 65_536, integer=True).argtype(), default=batch_default, metavar="N",
                    help=f"frames per encoder call ({batch_default})")
 

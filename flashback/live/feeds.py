@@ -263,6 +263,7 @@ class FeedReader:
         w, h = stream.codec_context.width, stream.codec_context.height
         if w and h and not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
             return f"absurd resolution {w}x{h}"
+        self.fit = self.fit.for_stream(stream)  # its sample aspect ratio (an anamorphic camera)
         if self.views is None and w and h:
             self.views = self.fit.views(w, h)
         stream.thread_type = "AUTO"

@@ -35,7 +35,7 @@ def video_to_dict(r: VideoResult) -> dict:
         "fps": round(r.fps, 4),
         "duration_s": round(r.duration_s, 4),
         "n_frames": len(r.frame_times),
-        "frames_encoded": r.n_samples,
+        "grid_samples": r.n_samples,  # samples on the time grid (or captions); a frame several land on is encoded once
         "truncated": r.truncated,
         "note": r.note,
         "max_score": float(np.max(r.scores)) if len(r.scores) else None,

@@ -7,8 +7,9 @@ the frame on screen at t (the last one with pts <= t), which makes variable fram
 without assumptions.  Decode errors after the first frame end the video early and are reported as
 truncation: everything before them is still scored.
 
-What the encoder sees (docs/scoring.md): the frame as displayed (a rotation in the
-stream's display matrix is applied), scaled with bicubic interpolation according to the frame fit:
+What the encoder sees (docs/scoring.md, step 3, states every number): the frame as displayed (the
+stream's sample aspect ratio and the rotation in its display matrix applied; the stored picture is
+converted and scaled by swscale in one call, then turned), with bicubic interpolation, by the frame fit:
 ``pad`` (default: the longer side to the input size, centred, the rest filled with the encoder's
 normalisation mean, so nothing of the picture is lost), ``crop`` (the shorter side to the input
 size, centre crop: CLIP's own preprocessing, which loses the sides of a wide frame), ``squash``
@@ -18,6 +19,7 @@ ceil(long / short) square tiles spread evenly over the longer side, each one a v
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -153,9 +155,25 @@ def displayed_rgb(frame: av.VideoFrame, width: int, height: int, interpolation: 
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
-    """(width, height) as displayed: a quarter-turned frame swaps them."""
-    return (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)
+def upright_size(frame: av.VideoFrame, sar: float = 1.0) -> tuple[int, int]:
+    """(width, height) as displayed: the stored width times the sample aspect ratio (an anamorphic
+    camera's 480x360 with SAR 4:3 is shown 640x360; rounded half to even, as Python's ``round``),
+    then a quarter-turned frame swaps them."""
+    w, h = (max(1, round(frame.width * sar)) if sar != 1.0 else frame.width), frame.height
+    return (h, w) if quarter_turns(frame) % 2 else (w, h)
+
+
+def stream_sar(stream) -> float:
+    """A video stream's sample aspect ratio (a stored pixel's width over its height), 1.0 when it
+    declares none or an absurd one (outside 1/8..8)."""
+    for owner in (stream, stream.codec_context):
+        try:
+            r = owner.sample_aspect_ratio
+        except AttributeError:
+            continue
+        if r and r.numerator > 0 and r.denominator > 0 and 0.125 <= float(r) <= 8:
+            return float(r)
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -164,26 +182,39 @@ class FrameFit:
 
     mode: str  # pad | crop | squash | tiles (settings.FRAME_FITS)
     size: int  # the encoder's input side
-    fill: tuple[int, int, int] = (0, 0, 0)  # pad colour: the encoder's normalisation mean, i.e. 0 after it
+    fill: tuple[int, int, int] = (0, 0, 0)  # pad colour: the encoder's normalisation mean rounded to 8 bits (about 0 after it)
     region: Region | None = None  # the part of the frame the encoder sees (cameras.py); None: all of it
     source: str = ""  # for the message when the region does not fit the frame
     hwaccel: str | None = None  # where frames are decoded: None (software) or an FFmpeg device type ("cuda": NVDEC)
+    sar: float = 1.0  # the stream's sample aspect ratio (``stream_sar``), set by the reader that opens it
+
+    def for_stream(self, stream) -> "FrameFit":
+        """This fit for frames of ``stream`` (its sample aspect ratio)."""
+        sar = stream_sar(stream)
+        return self if sar == self.sar else dataclasses.replace(self, sar=sar)
+
+    def shown_size(self, width: int, height: int) -> tuple[int, int]:
+        """A stored width x height as displayed (before any rotation)."""
+        return (max(1, round(width * self.sar)) if self.sar != 1.0 else width), height
 
     def views(self, width: int, height: int) -> int:
         """Views per frame: 1, or for tiles as many squares as it takes to cover the longer side."""
         if self.region is not None:
             width, height = self.region.box[2:]
+        else:
+            width, height = self.shown_size(width, height)
         if self.mode != "tiles" or not width or not height:
             return 1
         return max(1, min(MAX_TILES, math.ceil(max(width, height) / min(width, height) - 1e-3)))
 
     def __call__(self, frame: av.VideoFrame, views: int = 1) -> np.ndarray:
         """(size, size, 3) uint8, or (views, size, size, 3) for tiles."""
+        sar = self.sar
         if self.region is not None:  # cut out first, so the region is scaled at full detail
-            w, h = upright_size(frame)
+            w, h = upright_size(frame, sar)
             rgb = self.region.cut(displayed_rgb(frame, w, h), self.fill, self.source)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        size, (w, h) = self.size, upright_size(frame)
+            frame, sar = av.VideoFrame.from_ndarray(rgb, format="rgb24"), 1.0
+        size, (w, h) = self.size, upright_size(frame, sar)
         if self.mode == "squash":
             return displayed_rgb(frame, size, size)
         if self.mode == "pad":
@@ -246,6 +277,7 @@ class VideoReader:
         if threads:
             ctx.thread_count = threads
         self._stream = stream
+        self.fit = fit = fit.for_stream(stream)
         declared = None
         if stream.duration is not None and stream.time_base is not None:
             declared = float(stream.duration * stream.time_base)
