@@ -30,7 +30,7 @@ _TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-
 
 def _mask_authority(m: re.Match) -> str:
     userinfo, at, host = m.group(2).rpartition("@")  # the last '@' ends it, as urllib and FFmpeg read it
-    if not at or ":" not in userinfo:
+    if not at or ":" not in userinfo or userinfo.startswith("["):  # "[user:pass@]host": a usage text
         return m.group(0)
     return f"{m.group(1)}{userinfo.split(':', 1)[0]}:***@{host}"
 

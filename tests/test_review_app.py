@@ -77,7 +77,7 @@ def test_verdict_is_saved_reloaded_and_edited_with_history(db_copy):
     assert plain(at.header[0].value).startswith(first["category"])
     at.text_input(key="note").input("two people fighting").run()
     at.button(key="verdict-confirmed").click().run()
-    assert "Not saved" in at.success[0].value  # no reviewer name yet: refused, nothing written
+    assert "Not saved" in at.error[0].value and not at.success  # no reviewer name yet: refused, nothing written
     assert review_rows(db_copy) == []
     at.text_input(key="reviewer").input("ana").run()
     at.text_input(key="note").input("two people fighting").run()

@@ -68,7 +68,6 @@ def parse_broker(url: str) -> Broker:
     shown = masked(url)
     try:
         u = urllib.parse.urlsplit(url)
-        u.port  # noqa: B018 - parsing the port is what can raise here
     except ValueError as e:
         raise UsageError(f"--mqtt {shown}: not a URL ({e}); expected mqtt://[user:pass@]host[:port]") from None
     if u.scheme not in ("mqtt", "mqtts"):
