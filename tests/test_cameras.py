@@ -141,3 +141,35 @@ def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
                              "WHERE f.feed = 'left'").fetchone()[0]
     assert rows == {"left": "polygon 0,0 127,0 0,63", "wrong": "roi 0,0,640,480"}
     assert scored >= 3
+
+
+def test_results_with_and_without_a_region_are_kept_side_by_side(pair, tmp_path):
+    """Re-scoring with --roi used to replace the earlier whole-frame result without a word (the region
+    was not part of the run id); a camera table that matches nothing was ignored silently."""
+    import duckdb
+
+    db, js = tmp_path / "r.duckdb", tmp_path / "r.json"
+    whole = flashback_here("score", pair[1], "--db", db, *TINY_CLI)
+    cut = flashback_here("score", pair[1], "--roi", "0,0,64,64", "--db", db, "--json", js, *TINY_CLI)
+    assert whole.returncode == cut.returncode == 0, whole.stderr + cut.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT s.run_id, s.region, r.region FROM scorings s JOIN runs r USING (run_id) ORDER BY 2").fetchall()
+    assert len(rows) == 2 and rows[0][1:] == ("roi 0,0,64,64", "roi 0,0,64,64") and rows[1][1:] == (None, None)
+    assert rows[0][0] != rows[1][0]
+    assert f"region roi 0,0,64,64; texts: none; run {rows[0][0]}" in cut.stdout
+    assert json.loads(js.read_text())["videos"][0]["run"]["run_id"] == rows[0][0]
+
+    cams = tmp_path / "cameras.toml"
+    cams.write_text('["*/nowhere/*.mp4"]\nroi = [0, 0, 32, 32]\n')
+    p = flashback_here("score", pair[1], "--cameras", cams, "--no-db", *TINY_CLI)
+    assert p.returncode == 0 and f"{cams} [*/nowhere/*.mp4]: matches none of the inputs" in p.stderr
+
+
+def test_a_run_without_region_camera_or_texts_keeps_its_id():
+    from flashback.store import RunRecord
+
+    run = RunRecord({"x": 1}, "mem", "/mem", "enc", "t", ({"text": "a fire", "kind": "alert", "camera": "dock"},))
+    assert run.for_input(None, None, frozenset({"dock"})) is run
+    assert run.for_input(None, None).extras == () and run.for_input(None, None).run_id != run.run_id  # dock's text is not its
+    assert run.for_input("roi 0,0,8,8", "dock", frozenset({"dock"})).run_id != run.run_id
+    assert RunRecord({"x": 1}, "mem", "/mem", "enc", "t").run_id == "de19d42ac1f6b5ad"  # as stores before version 7 hold it

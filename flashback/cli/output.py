@@ -19,17 +19,27 @@ from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail, out
 
 
 def export_and_summarise(a: argparse.Namespace, run: RunRecord, results: list[VideoResult], failures: list[dict],
-                         store: ResultStore | None, interrupted: bool) -> int:
+                         store: ResultStore | None, interrupted: bool, runs: dict[str, RunRecord] | None = None) -> int:
+    """``runs``: the run each result is stored under when it is not ``run`` (a region, a camera
+    table, camera-scoped texts: ``RunRecord.for_input``)."""
     code = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failures else EXIT_OK
+    runs = runs or {}
     try:
         if a.json:
-            write_json(a.json, run.to_dict(), results, failures)
+            write_json(a.json, run.to_dict(), results, failures,
+                       {source: r.to_dict() for source, r in runs.items() if r is not run})
         if a.csv:
             write_csv(a.csv, results)
     except OSError as e:
         fail(f"{e.filename or a.json or a.csv}: cannot write the export ({e.strerror or e})")
         code = code or EXIT_FAILED
     print_summary(results, failures, store, run.run_id)
+    for r in results:  # what applied to each input, when it was more than the run's settings
+        own = runs.get(r.source)
+        if own is not None and (own.region or own.camera or own.extras):
+            texts = ", ".join(f"{t['kind']} {t['text']!r}" for t in own.extras) or "none"
+            out.print(f"  {one_line(r.source)}: region {own.region or 'whole frame'}"
+                      + (f" (camera {own.camera})" if own.camera else "") + f"; texts: {texts}; run {own.run_id}")
     return code
 
 

@@ -78,10 +78,13 @@ def run(a: argparse.Namespace) -> int:
     detector = Detector(memory_for(a, encoder), encoder, settings, batch_size=a.batch_size, texts=texts, overlays=overlays,
                         hwaccel=hwaccel_for(a, encoder))
     keeper = Keeper(store, RunRecord.of(detector), media=not a.no_media, warn=warn)
-    work = [Work(s, cameras.for_file(s.location), frozenset(scopes_of(s, cameras))) for s in expansion.sources]
+    work = [Work(s, cameras.for_file(s.location), frozenset(scopes_of(s, cameras)), cameras.camera_of_file(s.location))
+            for s in expansion.sources]
+    for name in sorted(set(cameras.names) - {w.camera for w in work}):
+        warn(f"{a.cameras} [{name}]: matches none of the inputs; its region and texts were not used")
     with sigterm_as_ctrl_c():
         interrupted = _score_all(a, cluster, detector, work, keeper, guard, encoder)
-    return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted)
+    return export_and_summarise(a, keeper.run, keeper.results, guard.failures, store, interrupted, keeper.runs)
 
 
 def _score_all(a, cluster, detector, work, keeper, guard, encoder) -> bool:

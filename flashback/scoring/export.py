@@ -35,6 +35,7 @@ def video_to_dict(r: VideoResult) -> dict:
         "fps": round(r.fps, 4),
         "duration_s": round(r.duration_s, 4),
         "n_frames": len(r.frame_times),
+        "region": r.region,
         "grid_samples": r.n_samples,  # samples on the time grid (or captions); a frame several land on is encoded once
         "truncated": r.truncated,
         "note": r.note,
@@ -69,8 +70,13 @@ def cells(row):
     return {k: cell(v) for k, v in row.items()} if isinstance(row, dict) else [cell(v) for v in row]
 
 
-def write_json(path: Path, run: dict, results: Iterable[VideoResult], failures: list[dict]) -> None:
-    doc = {"run": run, "videos": [video_to_dict(r) for r in results], "failures": failures}
+def write_json(path: Path, run: dict, results: Iterable[VideoResult], failures: list[dict],
+               runs: dict[str, dict] | None = None) -> None:
+    """``runs``: by source, the run a video was stored under when it is not ``run`` (its region,
+    camera table or camera texts made it another one); given as that video's ``run``."""
+    runs = runs or {}
+    doc = {"run": run, "videos": [video_to_dict(r) | ({"run": runs[r.source]} if r.source in runs else {}) for r in results],
+           "failures": failures}
     write_text_file(path, lambda f: json.dump(doc, f, indent=1))
 
 

@@ -82,6 +82,7 @@ class Work:
     source: VideoSource
     region: Region | None = None
     scope: frozenset = frozenset()
+    camera: str | None = None  # the camera file's table it matched (part of the run it is stored under)
 
 
 def video_id_for(source: VideoSource) -> str:

@@ -43,6 +43,7 @@ class Keeper:
         self.results: list[VideoResult] = []
         self.failures: list[dict] = []  # {"source", "error"}, as the exports record them
         self.seen: dict[str, str] = {}  # video id -> the path it was first scored from
+        self.runs: dict[str, RunRecord] = {}  # result source -> the run it is stored under (``run_of``)
 
     def claim(self, work: Work, video_id: str) -> bool:
         """Content-addressed: the same bytes at a second path are one video, scored and stored once."""
@@ -62,17 +63,23 @@ class Keeper:
         if result.truncated:
             self.warn(f"{source}: {result.note}")
         self.results.append(result)
+        run = self.runs[result.source] = self.run_of(work, result)
         if self.store is None:
             return
         media = []
         if result.events and self.media and not source.is_url:
             note(f"clips of {len(result.events)} event(s)")
-            media = file_event_media(source.path, result.video_id, self.run.run_id, result.events, result.duration_s,
+            media = file_event_media(source.path, result.video_id, run.run_id, result.events, result.duration_s,
                                      self.store.media_dir)
             failed = [m.note for m in media if m.clip is None]
             if failed:
                 self.warn(f"{source}: no clip for {len(failed)} of {len(media)} event(s) ({failed[0]})")
-        self.store.save(self.run, result, media)
+        self.store.save(run, result, media)
+
+    def run_of(self, work: Work, result: VideoResult) -> RunRecord:
+        """The run this input is stored under (``RunRecord.for_input``): with a region or another
+        camera table it is another run, so an earlier result without them is kept, not replaced."""
+        return self.run.for_input(result.region, work.camera, work.scope)
 
     # ResultSink
     def seconds(self, work: Work, done: float, total: float | None) -> None:

@@ -11,6 +11,7 @@ hold one row per segment at its end time).  Events use the same unit in their fr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -42,11 +43,26 @@ class RunRecord:
     encoder_id: str
     flashback_version: str
     extras: tuple = ()  # the --alert/--ignore texts searched beside the memory (``UserText.to_dict``)
+    region: str | None = None  # what of each frame was seen (``Region.describe``), None: all of it
+    camera: str | None = None  # the camera file's table the input matched, None: none
 
     @property
     def run_id(self) -> str:
+        """Settings, memory, encoder, texts, region and camera table: what changes a result changes
+        its id, so results under two of them are kept side by side.  Region and camera enter only
+        when set, so the ids of results stored before them (and of runs without them) stay."""
         parts = [self.settings, self.memory_id, self.encoder_id] + ([list(self.extras)] if self.extras else [])
+        if self.region is not None or self.camera is not None:
+            parts.append({"region": self.region, "camera": self.camera})
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+    def for_input(self, region: str | None, camera: str | None, scope=frozenset()) -> "RunRecord":
+        """The run one input is stored under: its region, its camera table, and only the texts that
+        apply to it (unscoped, or scoped to one of its cameras ``scope``)."""
+        texts = tuple(t for t in self.extras if t.get("camera") is None or t.get("camera") in scope)
+        if (region, camera, texts) == (self.region, self.camera, self.extras):
+            return self
+        return dataclasses.replace(self, extras=texts, region=region, camera=camera)
 
     @classmethod
     def of(cls, detector: Detector) -> "RunRecord":
@@ -61,7 +77,8 @@ class RunRecord:
         """The run as exports describe it."""
         return {"run_id": self.run_id, "settings": self.settings, "memory_id": self.memory_id,
                 "memory_path": self.memory_path, "encoder": self.encoder_id, "flashback_version": self.flashback_version,
-                **({"texts": list(self.extras)} if self.extras else {})}
+                **({"texts": list(self.extras)} if self.extras else {}),
+                **({"region": self.region} if self.region else {}), **({"camera": self.camera} if self.camera else {})}
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, row: dict, conflict: str = "") -> None:
@@ -83,7 +100,8 @@ def write_run(con, run: RunRecord) -> None:
     _insert(con, "runs", {"run_id": run.run_id, "settings": json.dumps(run.settings, sort_keys=True),
                           "memory_id": run.memory_id, "memory_path": run.memory_path, "encoder_id": run.encoder_id,
                           "flashback_version": run.flashback_version, "created_at": _now(),
-                          "extras": json.dumps(list(run.extras)) if run.extras else None},
+                          "extras": json.dumps(list(run.extras)) if run.extras else None,
+                          "region": run.region, "camera": run.camera},
             "ON CONFLICT (run_id) DO NOTHING")
 
 
