@@ -69,6 +69,46 @@ def test_a_reconnect_ends_a_recording_and_memory_is_bounded():
     assert ring._bytes <= 1000 + 50 and len(ring._ring) <= 21
 
 
+def test_a_reconnect_while_the_event_is_open_still_hands_its_recording_over():
+    """The recording used to be dropped when the feed reconnected before the event closed: that event
+    then got no clip, no event_media row and no log line; and an event the ring never started on
+    was silent too."""
+    ring = PacketRing(keep_s=5.0)
+    done = []
+    for i in range(30):
+        push(ring, i / 10, key=i % 10 == 0)
+    ring.start("e", 0.5)
+    push(ring, 3.0, key=True, info=dataclasses.replace(INFO, epoch=2))  # reconnected while "e" is still open
+    for i in range(31, 60):
+        push(ring, i / 10, key=i % 10 == 0, info=dataclasses.replace(INFO, epoch=2))
+    assert done == []
+    ring.stop("e", until_s=99.0, on_done=lambda packets, note: done.append((len(packets), note)))
+    assert done == [(30, "the feed dropped during the clip")]  # the old stream's packets, at once
+    ring.stop("never-started", until_s=99.0, on_done=lambda packets, note: done.append((len(packets), note)))
+    assert done[-1] == (0, "no packets were recorded for it")
+
+
+def test_every_event_is_in_the_clips_index_with_the_reason_it_has_no_clip(filled_store, tmp_path):
+    import csv
+
+    from conftest import copy_of, flashback_here
+
+    db = copy_of(filled_store, tmp_path)
+    with duckdb.connect(str(db)) as c:
+        n = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        gone = c.execute("SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL LIMIT 1").fetchone()[0]
+        c.execute("DELETE FROM event_media WHERE clip_path <> ?", [gone])  # those events have no media row at all
+    (db.with_suffix(".media") / gone).unlink()  # and this one's file is gone
+    p = flashback_here("clips", "--db", db, "--out", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    index = list(csv.DictReader(open(tmp_path / "out" / "index.csv")))
+    assert len(index) == n > 1 and all(r["clip"] == "" for r in index)
+    reasons = sorted({r["no_clip_because"] for r in index})
+    assert reasons == ["its clip file is gone (pruned, or removed by hand)",
+                       "no media was recorded for it (scored with --no-media, or before clips were kept)"]
+    assert f"{n} event(s) have no clip" in p.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (Debian package; .ci/run installs it)")
 def test_a_live_incident_gets_a_clip_that_starts_before_it_was_reported(tmp_path, scene_memory, tiny_encoder):

@@ -23,11 +23,12 @@ INDEX = "index.csv"
 def add_parser(sub) -> None:
     c = sub.add_parser("clips", help="export the stored clips and thumbnails of flagged events to a folder",
                        description="Copy each flagged event's stored clip (MP4) and thumbnail (JPEG) into --out, named "
-                                   "camera_time_category, with an index.csv of what each file shows.")
+                                   "camera_time_category, with an index.csv of what each file shows. Every event is "
+                                   "listed there; one without a clip has an empty clip column and the reason.")
     add_db_arg(c)
     c.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to copy them into (created if missing)")
     c.add_argument("--since", type=since, metavar="WHEN",
-                   help="only events whose media were made since: 24h, 7d, 30m, or a date/time (2026-11-20, 2026-11-20T08:00)")
+                   help="only events whose media were made (without media: that were scored) since: 24h, 7d, 30m, or a date/time (2026-11-20, 2026-11-20T08:00)")
     c.add_argument("--status", choices=VERDICT_CHOICES, action="append",
                    help="only events with this verdict (repeatable; default: all)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -35,15 +36,18 @@ def add_parser(sub) -> None:
 
 
 _QUERY = """
-    SELECT m.clip_path, m.thumb_path, m.created_at, e.start_s, e.end_s, e.peak_score, coalesce(e.category, '-'),
-           coalesce(f.feed, v.path), coalesce(l.verdict, 'pending'), e.video_id, e.event
-    FROM event_media m
-    JOIN events e USING (run_id, video_id, start_frame)
+    SELECT m.clip_path, m.thumb_path, coalesce(m.created_at, s.scored_at) AS made, e.start_s, e.end_s, e.peak_score,
+           coalesce(e.category, '-'), coalesce(f.feed, v.path), coalesce(l.verdict, 'pending'), e.video_id, e.event,
+           CASE WHEN m.video_id IS NULL THEN 'no media was recorded for it (scored with --no-media, or before clips were kept)'
+                ELSE m.note END
+    FROM events e
+    JOIN scorings s USING (run_id, video_id)
     JOIN videos v USING (video_id)
+    LEFT JOIN event_media m USING (run_id, video_id, start_frame)
     LEFT JOIN live_feeds f USING (video_id)
     LEFT JOIN (SELECT run_id, video_id, start_frame, arg_max(verdict, review_id) AS verdict FROM reviews
                GROUP BY ALL) l USING (run_id, video_id, start_frame)
-    WHERE m.created_at >= ? ORDER BY m.created_at, e.start_s
+    WHERE coalesce(m.created_at, s.scored_at) >= ? ORDER BY made, e.start_s
 """
 
 
@@ -66,7 +70,7 @@ def run(a: argparse.Namespace) -> int:
     index, missing = [], 0
     with progress_bars(a.quiet) as progress:
         task = progress.add_task("copying clips", total=len(rows), done=f"0/{len(rows)} events")
-        for k, (clip, thumb, made, start_s, end_s, peak, category, camera, status, video_id, event) in enumerate(rows):
+        for k, (clip, thumb, made, start_s, end_s, peak, category, camera, status, video_id, event, why) in enumerate(rows):
             stem = f"{_safe(Path(camera).stem if '/' in camera else camera)}_{made:%Y%m%d-%H%M%S}_{_safe(category, 24)}_e{event}"
             copied = {}
             for kind, rel, ext in (("clip", clip, ".mp4"), ("thumbnail", thumb, ".jpg")):
@@ -74,8 +78,10 @@ def run(a: argparse.Namespace) -> int:
                 if src is not None and src.is_file():
                     shutil.copyfile(src, a.out / f"{stem}{ext}")
                     copied[kind] = f"{stem}{ext}"
-            missing += "clip" not in copied
-            index.append({"clip": copied.get("clip", ""), "thumbnail": copied.get("thumbnail", ""), "camera": camera,
+            if "clip" not in copied:
+                missing += 1
+                why = why if clip is None else "its clip file is gone (pruned, or removed by hand)"
+            index.append({"clip": copied.get("clip", ""), "no_clip_because": "" if "clip" in copied else why or "unknown", "thumbnail": copied.get("thumbnail", ""), "camera": camera,
                           "video_id": video_id, "event": event, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
                           "peak_score": round(peak, 4), "category": category, "status": status,
                           "made_at": made.isoformat(timespec="seconds")})
@@ -87,6 +93,6 @@ def run(a: argparse.Namespace) -> int:
 
     write_text_file(a.out / INDEX, write_index)
     if missing:
-        warn(f"{missing} event(s) have no clip file any more (pruned, or it could not be cut); listed in {INDEX} without one")
+        warn(f"{missing} event(s) have no clip; listed in {INDEX} without one, with the reason (no_clip_because)")
     out.print(f"{len(index) - missing} clip(s) and their thumbnails copied to {a.out} (index: {a.out / INDEX})")
     return EXIT_OK

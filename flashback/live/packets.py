@@ -51,6 +51,7 @@ class Recording:
     until_s: float | None = None  # set when the event closes
     on_done: Callable[[list[Held], str], None] | None = None
     note: str = ""
+    ended: bool = False  # the feed reconnected while the event was open: no more packets belong to it
 
 
 class PacketRing:
@@ -78,9 +79,14 @@ class PacketRing:
             for key, rec in list(self._recordings.items()):
                 if rec.until_s is not None and t_s > rec.until_s:
                     done.append(self._recordings.pop(key))
+                elif rec.ended:
+                    continue
                 elif rec.packets and rec.packets[0].info.epoch != info.epoch:
-                    done.append(self._recordings.pop(key))  # the feed reconnected: the old stream ends here
-                    rec.note = "the feed dropped during the clip"
+                    rec.note = "the feed dropped during the clip"  # the feed reconnected: the old stream ends here
+                    if rec.on_done is not None:
+                        done.append(self._recordings.pop(key))
+                    else:  # still open: kept (ended) until the event closes, so it still gets its clip
+                        rec.ended = True
                 elif not rec.packets and not h.key:
                     continue  # a decoder can only start at a key frame
                 elif t_s - (rec.packets[0].t_s if rec.packets else t_s) <= MAX_RECORDING_S:
@@ -118,9 +124,15 @@ class PacketRing:
         """The event closed: keep recording until ``until_s``, then hand the packets to ``on_done``."""
         with self._lock:
             rec = self._recordings.get(key)
-            if rec is None:
-                return
-            rec.until_s, rec.on_done = until_s, on_done
+            if rec is not None:
+                rec.until_s, rec.on_done = until_s, on_done
+                if not rec.ended:
+                    return
+                del self._recordings[key]
+        if rec is None:  # never started here (the event opened before this ring held anything)
+            on_done([], "no packets were recorded for it")
+        else:
+            self._finish(rec)
 
     def finish_all(self) -> None:
         """At shutdown: every closed event's recording ends with what it has."""

@@ -47,6 +47,7 @@ class LiveMediaSink(LiveSink):
         self._worker = threading.Thread(target=self._work, name="clips", daemon=True)
         self._worker.start()
         self._rings: list[PacketRing] = []
+        self._busy: _Job | None = None  # the job the worker is writing now
 
     def start(self, session: FeedSession) -> None:
         if session.packets is not None:
@@ -67,6 +68,7 @@ class LiveMediaSink(LiveSink):
             job = self._jobs.get()
             if job is None:
                 return
+            self._busy = job
             try:
                 media = self._write(job)
             except Exception:  # noqa: BLE001 - a bug: said with its traceback, and the next clips still get made
@@ -74,6 +76,7 @@ class LiveMediaSink(LiveSink):
                          f"please report it):\n{traceback.format_exc()}")
                 media = EventMedia(job.event.start_frame, None, None, None, None, None, "internal error (see the log)")
             self._done.put((job.session, job.event, media))
+            self._busy = None
 
     def _write(self, job: _Job) -> EventMedia:
         e = job.event
@@ -118,6 +121,18 @@ class LiveMediaSink(LiveSink):
             ring.finish_all()
         self._jobs.put(None)
         self._worker.join(timeout=WORKER_DRAIN_S)
+        unmade = [self._busy] if self._worker.is_alive() and self._busy is not None else []
+        while True:  # what the worker did not reach: recorded as missing, with why, never just dropped
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                unmade.append(job)
+        for job in unmade:
+            note = f"not written: the watch stopped before its clip was made (waited {WORKER_DRAIN_S:g} s)"
+            self.log(f"feed {job.session.spec.name}: no clip for event {job.event.index} ({note})")
+            self._done.put((job.session, job.event, EventMedia(job.event.start_frame, None, None, None, None, None, note)))
         self.tick()
         return Closed()
 
