@@ -230,3 +230,43 @@ def test_bad_mqtt_values_are_one_line(tmp_path):
                           (["--ha-discovery"], "--ha-discovery needs --mqtt URL")]:
         p = subprocess.run([FLASHBACK, "watch", str(video), "--no-db", *args], capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+@pytest.mark.slow
+@needs_broker
+def test_undelivered_messages_wait_in_an_outbox_and_go_first_next_time(tmp_path):
+    """What was queued at exit used to be lost ('12 message(s) could not be delivered'): now it waits on
+    disk, an event the moment it is queued (a kill loses nothing), a retained topic only its newest
+    value, and the next sink sends it first, in order."""
+    port = free_port()
+    outbox = tmp_path / "mqtt-outbox.jsonl"
+    log: list[str] = []
+    first = MqttSink(parse_broker(f"mqtt://cam:s3cret@127.0.0.1:{port}"), "t", log=log.append, client_id="a", outbox=outbox)
+    first.send("cam/events", {"n": 0})
+    # on disk before send() returned: a kill -9 now loses nothing
+    assert '{"n": 0}' in [json.loads(x)["payload"] for x in outbox.read_text().splitlines()]
+    for i in range(5):
+        first.send("cam/score", f"{i}", retain=True)
+    first.send("cam/snapshot", b"\xff\xd8 a jpeg", retain=True)
+    first.send("cam/events", {"n": 1})
+    closed = first.close(drain_s=0.2)
+    assert closed.problem is None and f"kept in {outbox}" in closed.note
+    kept = [json.loads(x) for x in outbox.read_text().splitlines()]
+    assert [d["topic"] for d in kept if d["topic"].startswith("t/cam/")] == ["t/cam/events", "t/cam/score", "t/cam/snapshot",
+                                                                              "t/cam/events"]
+    assert next(d for d in kept if d["topic"] == "t/cam/score")["payload"] == "4"  # only the newest retained value
+
+    broker = Broker(tmp_path / "b", port).start()
+    sub = Subscriber(port, ("t/#",))
+    try:
+        time.sleep(0.5)
+        second = MqttSink(parse_broker(broker.url), "t", log=log.append, client_id="b", outbox=outbox)
+        second.send("cam/events", {"n": 2})
+        assert sub.wait_for(lambda ms: sum(t == "t/cam/events" for t, _, _ in ms) >= 3, 30), log
+        assert [json.loads(p)["n"] for t, p, _ in sub.messages if t == "t/cam/events"] == [0, 1, 2]
+        assert sub.last("t/cam/snapshot") == b"\xff\xd8 a jpeg" and sub.last("t/cam/score") == b"4"
+        assert second.close() == Closed() and not outbox.exists()
+        assert any("left by an earlier watch" in m for m in log)
+    finally:
+        sub.stop()
+        broker.kill()

@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
     m.add_argument("--mqtt", metavar="URL", help="publish events, scores and availability to this broker: "
                                                  "mqtt://[user:pass@]host[:port] (1883) or mqtts:// (TLS, 8883)")
     m.add_argument("--mqtt-topic", default="flashback", metavar="BASE", help="topic prefix (flashback)")
+    m.add_argument("--mqtt-outbox", type=Path, metavar="FILE",
+                   help="undelivered MQTT messages are kept here, across runs and kills, and sent first by the next "
+                        "watch (default: next to --db)")
     m.add_argument("--ha-discovery", action="store_true",
                    help="announce each feed to Home Assistant (MQTT discovery): an anomaly binary sensor, a score sensor, "
                         "a camera with the last event's thumbnail")
@@ -103,11 +106,12 @@ def run(a: argparse.Namespace) -> int:
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
     # closed in reverse: the clips first (they hand what is still being written to the others), then the
     # store's last rows, then MQTT and the webhook drain their queues, and the JSON lines end last
+    beside = str(a.db if store is not None else Path("flashback"))
     if a.webhook:
-        outbox = a.webhook_outbox or Path(str(a.db if store is not None else Path("flashback")) + ".webhook-outbox.jsonl")
-        sinks.append(WebhookSink(a.webhook, outbox, log=say))
+        sinks.append(WebhookSink(a.webhook, a.webhook_outbox or Path(beside + ".webhook-outbox.jsonl"), log=say))
     if broker is not None:
-        sinks.append(MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None, log=say))
+        sinks.append(MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None,
+                              log=say, outbox=a.mqtt_outbox or Path(beside + ".mqtt-outbox.jsonl")))
     if store is not None:
         sinks.append(store_sink := LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say))
         if config.clips:

@@ -23,6 +23,7 @@ topic only its newest value waits: a stale score is never sent after a fresh one
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -41,6 +42,7 @@ from ..causal import EventUpdate
 from ..feeds import Outage
 from .base import Closed, FeedSession, LiveSink
 from .jsonlines import media_doc
+from .outbox import read_outbox, write_outbox
 
 MAX_QUEUE = 10_000
 ACK_WAIT_S = 5.0
@@ -107,6 +109,18 @@ def _probe(broker: Broker) -> str | None:
     return None
 
 
+PERSIST_EVERY_S = 1.0
+
+
+def _doc(m: "_Message") -> dict:
+    """A queued message as an outbox line (a payload that is not UTF-8, a snapshot, as base64)."""
+    try:
+        body = {"payload": m.payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"payload_b64": base64.b64encode(m.payload).decode()}
+    return {"topic": m.topic, "retain": m.retain, "qos": m.qos, **body}
+
+
 @dataclass
 class _Message:
     topic: str
@@ -118,7 +132,10 @@ class _Message:
 
 class MqttSink(LiveSink):
     def __init__(self, broker: Broker, base: str = "flashback", ha_discovery: bool = False, media_dir: Path | None = None,
-                 max_queue: int = MAX_QUEUE, log=lambda m: None, client_id: str | None = None):
+                 max_queue: int = MAX_QUEUE, log=lambda m: None, client_id: str | None = None, outbox: Path | None = None):
+        """``outbox``: where undelivered messages wait on disk (``outbox.py``), sent first by the next
+        watch: an event the moment it is queued, retained values (scores, states) at most
+        ``PERSIST_EVERY_S`` later; only the newest value of a retained topic is kept."""
         import paho.mqtt.client as mqtt
 
         self.broker, self.base, self.ha, self.media_dir, self.log = broker, base.strip("/"), ha_discovery, media_dir, log
@@ -134,6 +151,7 @@ class MqttSink(LiveSink):
         self._summary: dict[str, dict] = {}
         self._connected_once = threading.Event()
         self._mqtt = mqtt
+        self.outbox, self._dirty, self._persisted_at = outbox, False, 0.0
         c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"flashback-{uuid.uuid4().hex[:8]}")
         if broker.username:
             c.username_pw_set(broker.username, broker.password)
@@ -151,6 +169,7 @@ class MqttSink(LiveSink):
             self._down_since = time.monotonic()  # so that the first connection is said too
             log(f"mqtt {broker.shown}: cannot connect ({unreachable or 'no answer to the MQTT handshake'}); messages are "
                 f"queued (up to {max_queue:,}) and sent in order once it can")
+        self._restore()
         self.send("status", "online", retain=True)
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
@@ -185,7 +204,7 @@ class MqttSink(LiveSink):
         """Queue one message for ``base/topic``."""
         self._enqueue(self.topic(topic), payload, retain, qos)
 
-    def _enqueue(self, topic: str, payload, retain: bool, qos: int = 1) -> None:
+    def _enqueue(self, topic: str, payload, retain: bool, qos: int = 1, persist: bool = True) -> None:
         """Queue one message; for a retained topic, only its newest value stays queued."""
         data = payload if isinstance(payload, bytes) else (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         m = _Message(topic, data, retain, qos)
@@ -206,7 +225,36 @@ class MqttSink(LiveSink):
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     self.log(f"mqtt {self.broker.shown}: queue full ({self.max_queue:,}); {self.dropped:,} message(s) dropped so far")
+            self._dirty = True
+            if persist:
+                self._persist(now=not retain)  # an event is on disk before this returns
             self._cond.notify()
+
+    # ------------------------------------------------------------ the outbox
+
+    def _restore(self) -> None:
+        """What an earlier watch left undelivered, queued first, in its order."""
+        if self.outbox is None:
+            return
+        docs = read_outbox(self.outbox, "mqtt", self.log)
+        for d in docs:
+            payload = base64.b64decode(d["payload_b64"]) if "payload_b64" in d else str(d.get("payload", "")).encode()
+            self._enqueue(str(d.get("topic")), payload, bool(d.get("retain")), int(d.get("qos", 1)), persist=False)
+        if docs:
+            self.log(f"mqtt: {len(docs)} message(s) left by an earlier watch in {self.outbox}; sending them first")
+
+    def _persist(self, now: bool = False) -> None:
+        """The outbox mirrors what is still to deliver (called under ``_cond``): at once when ``now``,
+        else at most every ``PERSIST_EVERY_S``."""
+        if self.outbox is None or not self._dirty:
+            return
+        if not now and time.monotonic() - self._persisted_at < PERSIST_EVERY_S:
+            return
+        self._dirty, self._persisted_at = False, time.monotonic()
+        try:
+            write_outbox(self.outbox, (_doc(m) for m in self._queue if not m.stale))
+        except OSError as e:
+            self.log(f"mqtt outbox {self.outbox}: cannot write ({e.strerror or e}); queued messages are in memory only")
 
     def _run(self) -> None:
         while True:
@@ -222,6 +270,8 @@ class MqttSink(LiveSink):
                         self._queue.popleft()
                         if self._latest.get(head.topic) is head:
                             del self._latest[head.topic]
+                        self._dirty = True
+                        self._persist(now=not self._queue)
             elif self._stop.wait(0.2):
                 return
 
@@ -295,10 +345,17 @@ class MqttSink(LiveSink):
             time.sleep(0.05)
         self._stop.set()
         self._thread.join(timeout=ACK_WAIT_S + 1)
-        left = sum(not m.stale for m in self._queue)
+        with self._cond:
+            left = sum(not m.stale for m in self._queue)
+            self._dirty = True
+            self._persist(now=True)
         self.client.disconnect()
         self.client.loop_stop()
-        return Closed(problem=f"mqtt {self.broker.shown}: {left} message(s) could not be delivered before exit" if left else None)
+        if not left:
+            return Closed()
+        if self.outbox is not None:
+            return Closed(note=f"mqtt {self.broker.shown}: {left} undelivered message(s) kept in {self.outbox}; sent first next time")
+        return Closed(problem=f"mqtt {self.broker.shown}: {left} message(s) could not be delivered before exit")
 
     # ------------------------------------------------------------ Home Assistant
 

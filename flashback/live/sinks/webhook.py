@@ -10,11 +10,10 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
-from ...atomic import atomic_write_text
-from ...errors import first_line
 from ..causal import EventUpdate
 from ..feeds import Backoff
 from .base import Closed, FeedSession, LiveSink
+from .outbox import read_outbox, write_outbox
 
 
 class WebhookSink(LiveSink):
@@ -38,32 +37,15 @@ class WebhookSink(LiveSink):
         self._thread.start()
 
     def _read_outbox(self) -> list[dict]:
-        """What an earlier watch could not deliver; a damaged outbox is named and set aside, not lost."""
-        if not self.outbox.is_file():
-            return []
-        docs = []
-        try:
-            for lineno, line in enumerate(self.outbox.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    doc = json.loads(line)
-                    if not isinstance(doc, dict):
-                        raise ValueError(f"line {lineno} is not a JSON object")
-                    docs.append(doc)
-        except (ValueError, UnicodeDecodeError) as e:
-            aside = self.outbox.with_name(f"{self.outbox.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            self.outbox.rename(aside)
-            self.log(f"webhook outbox {self.outbox}: not readable ({first_line(e)[:120]}); set aside as {aside}")
-            return []
+        """What an earlier watch could not deliver (``outbox.read_outbox``)."""
+        docs = read_outbox(self.outbox, "webhook", self.log)
         if docs:
             self.log(f"webhook: {len(docs)} update(s) left by an earlier watch in {self.outbox}; sending them first")
         return docs
 
     def _persist(self) -> None:
         """The outbox mirrors the queue (called under the lock)."""
-        if self._pending:
-            atomic_write_text(self.outbox, "".join(json.dumps(d) + "\n" for d in self._pending))
-        elif self.outbox.exists():
-            self.outbox.unlink()
+        write_outbox(self.outbox, self._pending)
 
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         with self._lock:
