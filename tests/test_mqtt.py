@@ -218,6 +218,12 @@ def test_watch_publishes_through_a_broker_killed_mid_run(tmp_path, scene_memory)
         assert {a["topic"] for a in sensor["availability"]} == {"flashback/status", "flashback/yard/availability"}
         assert configs["homeassistant/sensor/flashback_yard/score/config"]["state_topic"] == "flashback/yard/score"
         assert configs["homeassistant/camera/flashback_yard/snapshot/config"]["topic"] == "flashback/yard/snapshot"
+        # each feed's coverage, for a dashboard: its last window's drop share and p95 latency
+        health = json.loads(sub.last("flashback/yard/health"))
+        assert set(health) == {"window_drop_share", "window_latency_p95_s", "keeping_up"}
+        assert configs["homeassistant/sensor/flashback_yard/dropped/config"]["state_topic"] == "flashback/yard/health"
+        assert configs["homeassistant/sensor/flashback_yard/latency/config"]["unit_of_measurement"] == "s"
+        assert "feed yard: " in err and "segment(s) scored" in err  # the exit summary's line
     finally:
         sub.stop()
         broker.kill()

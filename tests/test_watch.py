@@ -301,14 +301,42 @@ def test_a_slow_encoder_drops_frames_instead_of_falling_behind(tmp_path, scene_m
 
     video = make_video(tmp_path / "v.mp4", n_frames=150, fps=30, size=(96, 64))  # 5 s, played at real rate
     settings = ScoringSettings(frames_per_segment=16)  # 16 grid frames a second
+    said: list[str] = []
     w = Watcher(scene_memory, SlowEncoder(tiny_encoder, 0.4), settings, [FeedSpec("cam", str(video))],
-                [JsonLinesSink(tmp_path / "e.jsonl")], WatchConfig(max_latency_s=0.3, batch_size=4))
+                [JsonLinesSink(tmp_path / "e.jsonl")], WatchConfig(max_latency_s=0.3, batch_size=4, stats_every_s=1.0),
+                log=said.append)
     t = time.monotonic()
     stats = w.run()["cam"]
+    # said where the operator looks: at start (the encoder timed against the feed's need) and while it runs
+    assert said[0].startswith("warning: encoder measured at") and "expect dropped samples" in said[0], said
+    assert any(x.startswith("feed cam: overloaded: ") and "of its samples dropped" in x and "--preset fast" in x
+               for x in said), said
+    assert sum(x.startswith("feed cam: overloaded") for x in said) == 1  # rate-limited: once a minute at most
     assert time.monotonic() - t < 5.0 + 3.0  # it kept up with the feed's clock: no backlog at the end
     assert stats["samples_dropped"] > 0.3 * stats["samples_encoded"]  # it shed load...
     assert stats["segments_scored"] >= 6  # ...yet scored the feed throughout
     assert stats["latency_max_s"] < 0.3 + 2 * 0.4 + 0.5  # age budget + encode time + one round
+
+
+def test_feed_health_windows_warn_rate_limited_and_say_recovery():
+    from collections import deque
+
+    from flashback.live.health import FeedHealth, summary_line
+
+    h = FeedHealth("gate", budget_s=1.0)
+    lat = deque([0.2] * 10)
+    ok = h.window({"samples_encoded": 100, "samples_dropped": 5, "segments_scored": 10}, lat)
+    assert ok == {"window_drop_share": 0.0476, "window_latency_p95_s": 0.2, "keeping_up": True} and h.say(ok, 0.0) is None
+    lat.extend([3.0] * 10)
+    bad = h.window({"samples_encoded": 130, "samples_dropped": 75, "segments_scored": 20}, lat)
+    assert bad["window_drop_share"] == 0.7 and bad["window_latency_p95_s"] == 3.0 and not bad["keeping_up"]
+    assert h.say(bad, 100.0).startswith("feed gate: overloaded: 70% of its samples dropped, p95 latency 3.0 s")
+    assert h.say(bad, 130.0) is None and h.say(bad, 161.0) is not None  # a minute apart at most
+    assert h.say(ok, 170.0) == "feed gate: keeping up again" and h.say(ok, 171.0) is None
+    line = summary_line({"feed": "gate", "samples_dropped": 75, "samples_encoded": 130, "segments_scored": 20,
+                         "segments_lost": 12, "latency_p95_s": 3.0})
+    assert line.startswith("feed gate: 20 segment(s) scored, 12 lost (38%), 37% of samples dropped, p95 latency 3.00 s")
+    assert "did not keep up" in line
 
 
 def test_a_stalled_feed_is_an_outage_and_the_other_feed_goes_on(tmp_path, scene_memory, tiny_encoder):

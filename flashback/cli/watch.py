@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import FlashbackError, UsageError
 from ..live.feeds import parse_feeds
+from ..live.health import summary_line
 from ..live.sinks import JsonLinesSink, LiveStoreSink, Sinks, WebhookSink
 from ..live.sinks.media import LiveMediaSink
 from ..live.sinks.mqtt import MqttSink, check_topics, parse_broker
@@ -133,6 +134,8 @@ def run(a: argparse.Namespace) -> int:
         for sig, h in previous.items():
             signal.signal(sig, h)
         closed = sinks.close()
+    for stats in report.values():  # coverage at a glance: a feed that could not keep up says so here
+        say(summary_line(stats))
     problems = [c.problem for c in closed if c.problem]
     for c in closed:
         if c.problem:

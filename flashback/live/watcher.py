@@ -34,6 +34,7 @@ from ..video.media import CONTEXT_S
 from ..video.timegrid import pool
 from .causal import CausalSmoother, EventUpdate, OnlineEvents
 from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample, check_unique_names
+from .health import ADVICE, Capacity, FeedHealth, measure_capacity
 from .packets import PacketRing
 from .sinks import FeedSession, LiveSink
 
@@ -74,6 +75,7 @@ class FeedState:
     samples_late: int = 0  # taken in time, but could no longer be scored within the budget
     reconnected_at: list[float] = field(default_factory=list)  # feed times the feed came back after an outage
     latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
+    health: FeedHealth | None = None
 
     def stats(self) -> dict:
         lat = np.array(self.latencies) if self.latencies else None
@@ -97,6 +99,7 @@ class Watcher:
         self._outages: queue.Queue = queue.Queue()
         self._pending: list[Sample] = []  # taken from the readers, not yet encoded
         self._rate: float | None = None  # encoder frames/s, measured (moving average)
+        self.capacity: Capacity | None = None  # measured at start (``health.measure_capacity``)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
         self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
@@ -121,7 +124,18 @@ class Watcher:
         return {"segment_s": s.segment_s, "smoothing_lag_s": round(CausalSmoother(s.smoothing_sigma_s).lag_s, 3),
                 "event_open_after_s": s.min_event_s, "event_close_after_s": s.merge_gap_s}
 
+    def _measure(self) -> None:
+        """The encoder timed here against what the feeds need: said at start, a warning if they do not fit."""
+        cap = self.capacity = measure_capacity(self.encoder, 1.0 / self.grid.step_s, len(self.specs),
+                                               batch=min(self.config.batch_size, 8))
+        self._rate = cap.images_per_s
+        if cap.needed_per_s > 0.9 * cap.images_per_s:
+            self.log(f"warning: {cap.line(len(self.specs))}: expect dropped samples and lost segments ({ADVICE})")
+        else:
+            self.log(cap.line(len(self.specs)))
+
     def _start_feeds(self) -> None:
+        self._measure()
         t0 = time.monotonic()
         started = datetime.now(timezone.utc)
         s = self.settings
@@ -135,7 +149,8 @@ class Watcher:
                                 on_outage=self._outages.put, log=self.log, packets=session.packets)
             self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
                                               OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
-                                                           self.detector.captions, self.grid.stride_s))
+                                                           self.detector.captions, self.grid.stride_s),
+                                              health=FeedHealth(spec.name, self.config.max_latency_s))
             for sink in self.sinks:
                 sink.start(session)
         for fs in self.feeds.values():
@@ -305,9 +320,16 @@ class Watcher:
                 sink.outage(fs.session, o, started)
 
     def _stats(self, active: bool) -> None:
+        """Every feed's counters and its last window's health (``health.FeedHealth``) to the sinks;
+        while running, an overloaded feed is said."""
         for fs in self.feeds.values():
+            stats = fs.stats()
+            window = fs.health.window(stats, fs.latencies)
+            line = fs.health.say(window) if active else None
+            if line:
+                self.log(line)
             for sink in self.sinks:
-                sink.feed_stats(fs.session, fs.stats(), active)
+                sink.feed_stats(fs.session, {**stats, **window}, active)
 
     def _shutdown(self) -> None:
         for fs in self.feeds.values():

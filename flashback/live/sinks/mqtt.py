@@ -331,6 +331,9 @@ class MqttSink(LiveSink):
             self.send(f"{session.spec.name}/availability", "offline" if started else "online", retain=True)
 
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
+        if "keeping_up" in stats:  # the last window's health, for a dashboard or an automation
+            self.send(f"{session.spec.name}/health", {k: stats[k] for k in ("window_drop_share", "window_latency_p95_s",
+                                                                             "keeping_up")}, retain=True)
         self._summary[session.spec.name] = {**stats, "active": active}
         self.send("summary", {"feeds": self._summary, "queued": len(self._queue), "dropped": self.dropped}, retain=True)
 
@@ -376,4 +379,12 @@ class MqttSink(LiveSink):
                                  "state_class": "measurement", "suggested_display_precision": 2, "device": device, **availability}),
             ("camera", "snapshot", {"name": "Last event", "unique_id": f"{oid}_snapshot", "topic": self.topic(feed, "snapshot"),
                                     "device": device, **availability}),
+            ("sensor", "dropped", {"name": "Dropped samples", "unique_id": f"{oid}_dropped", "state_topic": self.topic(feed, "health"),
+                                   "value_template": "{{ (value_json.window_drop_share * 100) | round(1) }}",
+                                   "unit_of_measurement": "%", "state_class": "measurement", "entity_category": "diagnostic",
+                                   "device": device, **availability}),
+            ("sensor", "latency", {"name": "Latency p95", "unique_id": f"{oid}_latency", "state_topic": self.topic(feed, "health"),
+                                   "value_template": "{{ value_json.window_latency_p95_s }}", "unit_of_measurement": "s",
+                                   "device_class": "duration", "state_class": "measurement", "entity_category": "diagnostic",
+                                   "device": device, **availability}),
         ]
