@@ -45,6 +45,11 @@ def _register_tiny(tiny_config_dir, tmp_path_factory):
     """Make the tiny model visible to this process and to CLI subprocesses, and isolate the cache."""
     os.environ["FLASHBACK_MODEL_CONFIGS"] = str(tiny_config_dir)
     os.environ["FLASHBACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    # no config file or FLASHBACK_* default of the machine's may change what a test runs
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg_config"))
+    for key in ("FLASHBACK_CONFIG", "FLASHBACK_ENCODER", "FLASHBACK_PRETRAINED", "FLASHBACK_CHECKPOINT",
+                "FLASHBACK_DEVICE", "FLASHBACK_PRECISION", "FLASHBACK_MEMORY", "FLASHBACK_DB"):
+        os.environ.pop(key, None)
     import open_clip
 
     open_clip.add_model_config(str(tiny_config_dir))

@@ -11,6 +11,7 @@
     overlay.py         flashback overlay ...    what reviewers' verdicts taught each camera
     memory.py          flashback memory ...     info, verify, build, from-captions
     bench.py           flashback bench          speed per stage
+    config.py          flashback config show    defaults from the config file and FLASHBACK_*, and where they came from
     options.py         flags shared by several commands, with their ranges
     setup.py           store, encoder, memory and run record, opened the same way by every command
     output.py          exports and the summary table (score, score-captions)
@@ -28,10 +29,10 @@ import argparse
 import sys
 
 from ..errors import FlashbackError, UsageError
-from . import bench, captions, clips, eval, memory, overlay, prune, review, score, search, watch
+from . import bench, captions, clips, config, eval, memory, overlay, prune, review, score, search, watch
 from .common import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail, log_to_stderr, out, report_bug, warn
 
-COMMANDS = (score, watch, captions, eval, search, review, clips, prune, overlay, bench, memory)
+COMMANDS = (score, watch, captions, eval, search, review, clips, prune, overlay, bench, memory, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
     parser = build_parser()
+    try:
+        defaults = config.apply(parser)  # the config file and FLASHBACK_* under the flags
+    except UsageError as e:
+        fail(str(e))
+        return EXIT_USAGE
     a = parser.parse_args(argv)
+    config.settle(a, defaults)
+    a.config_defaults, a.config_parser = defaults, parser
     if a.version:
         from .. import __version__
 

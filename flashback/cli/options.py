@@ -27,11 +27,16 @@ def setting(cls, name: str):
     return field_range(cls, name).argtype()
 
 
-def add_encoder_args(p: argparse.ArgumentParser) -> None:
+def add_encoder_args(p: argparse.ArgumentParser, from_store: bool = False) -> None:
+    """``from_store``: a command that reads a store (search, review) takes the encoder the store
+    was scored with unless one is named (flag, environment or config file)."""
     g = p.add_argument_group("encoder")
-    g.add_argument("--encoder", default=DEFAULT_MODEL, metavar="NAME", help=f"open_clip model name (default {DEFAULT_MODEL})")
+    default = "the one the store was scored with" if from_store else DEFAULT_MODEL
+    g.add_argument("--encoder", default=None if from_store else DEFAULT_MODEL, metavar="NAME",
+                   help=f"open_clip model name (default: {default})")
     w = g.add_mutually_exclusive_group()
-    w.add_argument("--pretrained", metavar="TAG", help=f"open_clip pretrained tag (default {DEFAULT_PRETRAINED}; '{RANDOM_TAG}' = untrained, benchmarks only)")
+    w.add_argument("--pretrained", metavar="TAG", help=f"open_clip pretrained tag (default: {default if from_store else DEFAULT_PRETRAINED}; "
+                                                      f"'{RANDOM_TAG}' = untrained, benchmarks only)")
     w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
@@ -56,7 +61,7 @@ def encoder_spec(a: argparse.Namespace) -> EncoderSpec:
 
 def encoder_choice(a: argparse.Namespace) -> dict:
     """The encoder flags as a plain dict (``search.query_encoder``; the review app gets it as JSON)."""
-    return {"model": a.encoder, "pretrained": a.pretrained or DEFAULT_PRETRAINED,
+    return {"model": a.encoder, "pretrained": a.pretrained,
             "checkpoint": str(a.checkpoint.resolve()) if a.checkpoint else None, "device": a.device,
             "precision": a.precision, "text_encoder": getattr(a, "text_encoder", None)}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..checks import Range
 from ..errors import FlashbackError
-from .common import EXIT_OK, out, warn
+from .common import EXIT_OK, out, say, warn
 from .options import add_db_arg, add_encoder_args, encoder_choice
 
 
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     r.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     r.add_argument("--text-encoder", metavar="NAME",
                    help="the Search page of a score-captions store: its sentence-transformers model (default: the packaged MiniLM)")
-    add_encoder_args(r)  # the Search page embeds queries with the encoder the footage was scored with
+    add_encoder_args(r, from_store=True)  # the Search page embeds queries with the encoder the footage was scored with
     r.set_defaults(run=run)
 
 
@@ -37,6 +37,8 @@ def run(a: argparse.Namespace) -> int:
 
     if not a.db.exists():
         warn(f"{a.db}: no such results database yet; the app will say so until one is written")
+    else:
+        check_search_encoder(a)
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         warn(f"serving on {a.host}: anyone who can reach this address can review and record verdicts")
     app = Path(ui.__file__).with_name("app.py")
@@ -45,6 +47,22 @@ def run(a: argparse.Namespace) -> int:
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     out.print(f"reviewing {a.db} at http://{a.host}:{a.port}  (Ctrl-C to stop)")
     return serve(cmd, env)
+
+
+def check_search_encoder(a: argparse.Namespace) -> None:
+    """The Search page's encoder (the one the store was scored with, unless named) loaded once now,
+    so a missing checkpoint or download is said at start, not on the first search."""
+    from ..review.search import query_encoder, recorded_encoder
+    from ..store import ResultStore
+
+    store = ResultStore(a.db)
+    try:
+        if recorded_encoder(store) is None and a.encoder is None and getattr(a, "text_encoder", None) is None:
+            return  # nothing to search with an image encoder's text tower
+        encoder = query_encoder(store, encoder_choice(a))
+        say(f"search: queries are embedded with {encoder.identity.key}")
+    except FlashbackError as e:
+        warn(f"the Search page will not work: {e}")
 
 
 STOP_WAIT_S = 10.0  # Streamlit stops in well under a second; past this it is killed

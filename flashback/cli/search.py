@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     s.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     s.add_argument("--text-encoder", metavar="NAME",
                    help="for stores of score-captions: the sentence-transformers model they used (default: the packaged MiniLM)")
-    add_encoder_args(s)
+    add_encoder_args(s, from_store=True)
     s.set_defaults(run=run)
 
 

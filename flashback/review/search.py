@@ -24,6 +24,7 @@ import numpy as np
 from indexes import build_index, load_index, save_index
 from indexes import search as index_search
 
+from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderIdentity, EncoderSpec
 from ..encoders.protocols import TextEncoder
 from ..errors import UsageError, first_line, masked
 from ..store import ResultStore
@@ -216,7 +217,7 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
     """The text tower to search ``store`` with: ``spec`` holds ``text_encoder`` (a sentence model)
     or open_clip's ``model``/``pretrained``/``checkpoint``/``device``.  A store whose every run is a
     caption-path run (sentence vectors) gets the packaged MiniLM unless a sentence model is named."""
-    from ..encoders.encoder_registry import EncoderSpec, register_extra_model_configs
+    from ..encoders.encoder_registry import register_extra_model_configs
 
     text_encoder = spec.get("text_encoder")
     if text_encoder is None and store.path.exists():
@@ -233,10 +234,37 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
     from ..encoders.encoder import ClipEncoder
 
     register_extra_model_configs()
-    checkpoint = spec.get("checkpoint")
-    es = EncoderSpec(model=spec["model"], pretrained=None, checkpoint=Path(checkpoint)) if checkpoint else \
-        EncoderSpec(model=spec["model"], pretrained=spec["pretrained"])
+    es = _clip_spec(store, spec)
     return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"))
+
+
+def recorded_encoder(store: ResultStore) -> EncoderIdentity | None:
+    """The open_clip encoder the store's footage was scored with (its latest run that kept vectors)."""
+    if not store.path.exists() or "segment_vectors" not in store.tables():
+        return None
+    with store.connect(read_only=True) as con:
+        row = con.execute("SELECT r.encoder_id FROM runs r WHERE r.encoder_id LIKE 'open_clip:%' AND EXISTS "
+                          "(SELECT 1 FROM segment_vectors v WHERE v.run_id = r.run_id) ORDER BY r.created_at DESC LIMIT 1").fetchone()
+    return EncoderIdentity.from_key(row[0]) if row else None
+
+
+def _clip_spec(store: ResultStore, spec: dict) -> EncoderSpec:
+    """What was named (flag, environment, config file), the rest from what the store recorded, the
+    rest the defaults.  A store scored with a local checkpoint needs it named: only its hash is kept."""
+    recorded = recorded_encoder(store) if spec.get("model") is None else None
+    model = spec.get("model") or (recorded.model if recorded else DEFAULT_MODEL)
+    checkpoint, pretrained = spec.get("checkpoint"), spec.get("pretrained")
+    if checkpoint:
+        return EncoderSpec(model=model, pretrained=None, checkpoint=Path(checkpoint))
+    if pretrained is None and recorded is not None:
+        if recorded.weights.startswith("sha256:"):
+            raise UsageError(f"{store.path}: scored with a local checkpoint ({recorded.weights[:19]}…) of {recorded.model}; "
+                             "name it with --checkpoint FILE (or checkpoint = in flashback.toml) to search it")
+        tag, _, seed = recorded.weights.partition(":")
+        if tag == RANDOM_TAG:
+            return EncoderSpec(model=model, pretrained=RANDOM_TAG, seed=int(seed or 0))
+        pretrained = recorded.weights
+    return EncoderSpec(model=model, pretrained=pretrained or DEFAULT_PRETRAINED)
 
 
 def _keep(h: Hit, camera: str | None) -> bool:
