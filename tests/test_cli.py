@@ -152,6 +152,21 @@ def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
     assert e["gmacs_per_video_s"] == pytest.approx(e["gmacs_per_frame"] * e["frames_encoded_per_video_s"], abs=0.05)
     assert e["joules_per_video_hour"] is None and "GMACs per video-second" in (out / "bench-cpu.md").read_text()
     assert "| decode |" in p.stdout
+    # progress per stage on stderr, human labels, no raw keys and no library chatter
+    assert [line.split("]")[0] for line in p.stderr.splitlines() if line.startswith("flashback: [")] == \
+        [f"flashback: [{k}/6" for k in range(1, 7)]
+    assert "text_embedding" not in p.stdout and "| memory build | text tower, fp32 |" in p.stdout
+    assert "WARNING clustering" not in p.stderr and "Warning" not in p.stderr
+
+
+def test_bench_quick_is_the_short_version(tmp_path):
+    out = tmp_path / "bench"
+    p = flashback_here("bench", "--quick", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu", "--out", out)
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "bench-cpu.json").read_text())
+    assert set(report["decode_video_fps"]) == {"fast"} and set(report["encoder_frames_per_s"]) == {"fp32/batch1", "fp32/batch32"}
+    assert {r["memory_size"] for r in report["search"]} == {10_000} and report["video"].endswith(", 4 s")
+    assert set(report["end_to_end"]) == {"fast", "fast x2 feeds"}
 
 
 def test_the_efficiency_report_counts_what_a_hand_count_gives(tiny_encoder):

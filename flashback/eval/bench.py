@@ -80,7 +80,8 @@ def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], q
     for n in sizes:
         exact_ids = None
         for factory in [f for f in factories if n <= HNSW_UP_TO or "HNSW" not in f] + (["Flat@gpu"] if gpu else []):
-            f = factory.replace("{nlist}", str(max(16, int(4 * np.sqrt(n // 2))))).removesuffix("@gpu")
+            half = n // 2  # FAISS warns when it trains fewer than 39 points per list: stay above that
+            f = factory.replace("{nlist}", str(max(1, min(int(4 * np.sqrt(half)), half // 39)))).removesuffix("@gpu")
             t0 = time.perf_counter()
             mem = synthetic_memory(n, encoder, f, np.random.default_rng(2))
             for index in mem.indexes.values():  # the search-time knobs we report with
@@ -105,19 +106,33 @@ def bench_search(encoder: ClipEncoder, sizes: list[int], factories: list[str], q
 HNSW_UP_TO = 200_000
 
 
+STAGES = 6
+
+
 def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device: str = "auto",
-        feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print) -> dict:
+        feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print, quick: bool = False) -> dict:
+    """Every stage timed; ``log`` hears each stage start and its figures.  ``quick``: the short
+    version (one precision, two batch sizes, the fast preset, a small builder sample) for a first
+    look in about a minute on a small CPU; the figures are the same kind, from fewer repeats."""
     tmp = Path(tempfile.mkdtemp(prefix="flashback-bench-"))
+    stage = iter(range(1, STAGES + 1))
+
+    def step(what: str) -> None:
+        log(f"[{next(stage)}/{STAGES}] {what}")
+
     fps = 30
     n_frames = int(seconds * fps)
+    step(f"a {seconds:g} s synthetic {size[0]}x{size[1]} video, the encoder and the default memory's 1,000 captions")
     video = make_video(tmp / "feed.mp4", n_frames=n_frames, fps=fps, size=size, scene_of=lambda i: i // 90)
     encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=device)
     memory = default_memory(encoder)
+    presets = {"fast": PRESETS["fast"]} if quick else PRESETS
     report: dict = {"model": model, "device": encoder.device, "device_name": device_name(encoder.device),
                     "default_precision": encoder.precision, "video": f"{size[0]}x{size[1]} @ {fps} FPS, {seconds:g} s",
                     "decode_video_fps": {}, "encoder_frames_per_s": {}, "search": [], "end_to_end": {}}
 
-    for name, settings in PRESETS.items():
+    step("decoding on each preset's grid")
+    for name, settings in presets.items():
         grid = TimeGrid.from_settings(settings)
 
         def decode():
@@ -125,36 +140,41 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
                 return sum(1 for _ in r.samples(grid))
 
         report["decode_video_fps"][name] = round(n_frames / _best(decode, 2)[0], 1)
-    log(f"decode: {report['decode_video_fps']}")
+    log("  " + ", ".join(f"{k} grid {v:,.0f} video FPS" for k, v in report["decode_video_fps"].items()))
 
+    step("the image tower per precision and batch size")
     precisions = ["fp32", "fp16"] if encoder.device.startswith("cuda") else ["fp32", "bf16"]
+    precisions = precisions[:1] if quick else precisions
     frames = np.random.default_rng(0).integers(0, 255, (64, encoder.image_size, encoder.image_size, 3), np.uint8)
     for precision in precisions:
         enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
         enc.encode_images(frames[:8])
-        for bs in (1, 8, 32, 64):
+        for bs in (1, 32) if quick else (1, 8, 32, 64):
             reps = max(1, 64 // bs)
             t, _ = _best(lambda: [enc.encode_images(frames[:bs]) for _ in range(reps)], 2)
             report["encoder_frames_per_s"][f"{precision}/batch{bs}"] = round(bs * reps / t, 1)
-    log(f"encoder: {report['encoder_frames_per_s']}")
+    log("  " + ", ".join(f"{k}: {v:,.0f} frames/s" for k, v in report["encoder_frames_per_s"].items()))
 
-    # memory building: the offline grammar and the text tower
+    step("memory building: the offline grammar and the text tower")
     from memory_builder.grammar import OfflineGenerator
 
-    t, _ = _best(lambda: sum(1 for _ in OfflineGenerator(0).generate(50_000)), 1)
-    report["builder"] = {"offline_generator_captions_per_s": round(50_000 / t)}
-    texts = [c.text for c in OfflineGenerator(1).generate(256)]
+    n_gen = 5_000 if quick else 50_000
+    t, _ = _best(lambda: sum(1 for _ in OfflineGenerator(0).generate(n_gen)), 1)
+    report["builder"] = {"offline_generator_captions_per_s": round(n_gen / t)}
+    texts = [c.text for c in OfflineGenerator(1).generate(64 if quick else 256)]
     for precision in precisions:
         enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
         t, _ = _best(lambda: enc.encode_texts(texts, batch_size=128), 1)
         report["builder"][f"text_embedding_captions_per_s[{precision}]"] = round(len(texts) / t, 1)
-    log(f"builder: {report['builder']}")
+    log("  " + ", ".join(f"{BUILDER_LABELS.get(k, k)}: {v:,} captions/s" for k, v in report["builder"].items()))
 
+    step(f"caption search at {', '.join(f'{n:,}' for n in search_sizes)} captions")
     report["search"] = bench_search(encoder, list(search_sizes), ["Flat", "HNSW32", "IVF{nlist},Flat"])
     cost, report["efficiency"] = model_cost(encoder), {}
-    log(f"search: {[(r['memory_size'], r['index'], r['ms_per_batch']) for r in report['search']]}")
+    log("  " + ", ".join(f"{r['memory_size']:,} {r['index']}: {r['ms_per_batch']:.2f} ms" for r in report["search"]))
 
-    for name, settings in PRESETS.items():
+    step("end to end, per preset" + (f", then {feeds} feeds at once" if feeds > 1 else ""))
+    for name, settings in presets.items():
         det = Detector(memory, encoder, settings, batch_size=32)
         before = encoder.images_encoded
         with EnergyMeter(encoder.device) as meter:
@@ -177,7 +197,8 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
         t = time.perf_counter() - t0
         report["end_to_end"][f"fast x{feeds} feeds"] = {"feeds": feeds, "video_fps": round(feeds * n_frames / t, 1),
                                                          "realtime_factor": round(feeds * seconds / t, 2)}
-    log(f"end to end: {report['end_to_end']}")
+    log("  " + ", ".join(f"{k}: {v['video_fps']:,.0f} video FPS ({v['realtime_factor']:.2f}x real time)"
+                         for k, v in report["end_to_end"].items()))
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if encoder.device.startswith("cuda"):
         import torch
@@ -192,6 +213,11 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
     return report
 
 
+BUILDER_LABELS = {"offline_generator_captions_per_s": "offline grammar",
+                  "text_embedding_captions_per_s[fp32]": "text tower, fp32", "text_embedding_captions_per_s[bf16]": "text tower, bf16",
+                  "text_embedding_captions_per_s[fp16]": "text tower, fp16"}
+
+
 def markdown(r: dict) -> str:
     lines = [f"{r['model']} on {r['device_name']}, video {r['video']}", "", "| stage | setting | figure |", "|---|---|---|"]
     for k, v in r["decode_video_fps"].items():
@@ -199,7 +225,7 @@ def markdown(r: dict) -> str:
     for k, v in r["encoder_frames_per_s"].items():
         lines.append(f"| encoder | {k} | {v:,.1f} frames/s |")
     for k, v in r.get("builder", {}).items():
-        lines.append(f"| memory build | {k} | {v:,} |")
+        lines.append(f"| memory build | {BUILDER_LABELS.get(k, k)} | {v:,} captions/s |")
     for s in r["search"]:
         rec = "" if s["recall_at_10"] is None else f", recall@10 {s['recall_at_10']:.3f}"
         lines.append(f"| search | {s['memory_size']:,} captions, {s['index']} | {s['ms_per_batch']:.2f} ms / {s['queries_per_batch']} queries{rec} |")
