@@ -178,3 +178,15 @@ def test_tokenizing_in_worker_processes_gives_the_same_vectors(tiny_encoder, mon
     ticks = []
     there = tiny_encoder.encode_texts(texts, progress=ticks.append)
     assert np.array_equal(here, there) and sum(ticks) == 3000 and len(ticks) == 12
+
+
+def test_a_build_that_will_take_hours_is_said_before_it_starts(tiny_encoder, capsys):
+    """The default --size 100000 on a CPU used to start hours of embedding without a word."""
+    from flashback.cli.memory import warn_if_long
+
+    warn_if_long(1_000, tiny_encoder)
+    assert capsys.readouterr().err == ""
+    warn_if_long(50_000_000, tiny_encoder)
+    err = capsys.readouterr().err
+    assert err.startswith("flashback: warning: --size 50,000,000: the text tower embeds about") and "--size 5000" in err
+    assert "the embedding alone takes about" in err and " h " in err

@@ -222,3 +222,13 @@ def test_ctrl_c_during_eval_reports_what_was_scored(tmp_path):
     assert 1 <= done < 4
     assert f"interrupted: the metrics and report above cover the {done} of 4 videos scored" in stdout
     assert "AUC " in stdout
+
+
+def test_a_report_on_your_own_cameras_is_not_put_under_a_published_datasets_heading():
+    from flashback.eval.metrics import Metrics
+    from flashback.eval.report import markdown
+
+    own = markdown("frames", Metrics(0.81, 0.52, 0.6, n_videos=3), {})
+    assert "UCF-Crime AUC" not in own and "| **frames** | 81.00 | 52.00 |" in own and "not comparable" in own
+    ucf = markdown("ucf-crime", Metrics(0.81, 0.52, 0.6, n_videos=3), {})
+    assert "| method | UCF-Crime AUC |" in ucf and "| **this run** (ucf-crime) | 81.00 |" in ucf

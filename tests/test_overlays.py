@@ -85,6 +85,7 @@ def test_overlay_commands_and_scoring_with_them(db, filled_store, seed_memory):
     assert p.returncode == 0 and camera in p.stdout and "fb-test-tiny" in p.stdout
     p = flashback_here("overlay", "show", "gate", "--db", db)
     assert p.returncode == 0 and "false_alarm" in p.stdout and "ana" in p.stdout
+    assert f"{gate.video_id}:{ev['start_frame']}" in p.stdout.replace("│\n│", "").replace(" ", "")  # whole: remove takes it
     # re-scoring the camera from the command line uses its overlay by itself
     common = ["--memory", seed_memory.path, "--threshold", "0.3", "--min-event", "0.5", "--db", db, *TINY_CLI]
     assert flashback_here("score", gate.source, *common).returncode == 0

@@ -160,3 +160,11 @@ def test_a_damaged_index_cache_is_rebuilt(store, tiny_encoder, damage):
         got = FootageSearch(store, tiny_encoder, approx_at=10).search_vector(q, top=3)
         assert [(h.video_id, h.segment) for h in got] == [(h.video_id, h.segment) for h in want]
         assert len(np.load(ids_file)) == finder.n  # rebuilt whole, not appended to
+
+
+def test_a_camera_that_is_not_in_the_store_is_said(store):
+    """--camera typo used to give an empty table and exit 0, as if nothing had happened there."""
+    p = flashback_here("search", "a car on fire", "--db", store.path, "--camera", "lobyy", *TINY_CLI)
+    assert p.returncode == 2 and "--camera 'lobyy': no such camera in" in p.stderr and "lobby" in p.stderr
+    p = flashback_here("search", "a car on fire", "--db", store.path, "--camera", "lobby", "--json", *TINY_CLI)
+    assert p.returncode == 0 and json.loads(p.stdout)["hits"]

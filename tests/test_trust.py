@@ -297,3 +297,24 @@ def test_a_full_media_disk_is_said_to_be_full_not_the_recording_broken(small_dis
     [m] = file_event_media(video, "vid", "run", events, 10.0, small_disk / "media")
     assert m.clip is None and "No space left on device" in m.note, m.note
     assert "cannot be decoded" not in m.note
+
+
+def test_exports_are_readable_by_others_as_a_plain_open_makes_them(tmp_path, seed_memory):
+    """Exports were written mode 0600 (mkstemp's): a colleague or a web server could not read them."""
+    import os
+    import stat
+
+    video = make_video(tmp_path / "v.mp4", n_frames=30)
+    old = os.umask(0o022)
+    try:
+        p = flashback_here("score", video, "--no-db", "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv",
+                           "--memory", seed_memory.path, *TINY_CLI)
+    finally:
+        os.umask(old)
+    assert p.returncode == 0, p.stderr
+    for f in ("r.json", "r.csv"):
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o644, f
+    (tmp_path / "r.json").chmod(0o640)  # a file that is there keeps its own mode
+    assert flashback_here("score", video, "--no-db", "--json", tmp_path / "r.json", "--memory", seed_memory.path,
+                          *TINY_CLI).returncode == 0
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import FLASHBACK, TINY_CLI, free_port
+from conftest import FLASHBACK, TINY_CLI, flashback_here, free_port
 from streams import FFMPEG, described, listening, serve
 
 from flashback.errors import UsageError
@@ -618,6 +618,11 @@ def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_mem
     assert t_close - killed[0] < 3.0 and stopped - t_close > 3.0  # at detection, long before the watch stopped
     started = [x[0] for _, kind, x in rec.log if kind == "outage" and x[1]]
     assert len(started) == 1 and started[0].end_s is None
+
+
+def test_watch_help_names_the_preset_it_runs():
+    p = flashback_here("watch", "--help")
+    assert "(defaults: the 'fast' preset)" in p.stdout and "'default' preset" not in p.stdout
 
 
 def test_watch_config_checks_its_numbers():

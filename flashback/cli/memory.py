@@ -110,6 +110,29 @@ def verify(a: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+LONG_BUILD_S = 600.0  # a build expected to take longer than this is said before it starts
+
+
+def warn_if_long(size: int, encoder) -> None:
+    """Every caption goes through the text tower once: timed on a small batch here, a build that will
+    take long (the default 100,000 on a CPU: hours) is said before it starts, with what to do."""
+    import time
+
+    from memory_builder.grammar import OfflineGenerator
+
+    texts = [c.text for c in OfflineGenerator(7).generate(32)]
+    encoder.encode_texts(texts[:4])
+    t = time.perf_counter()
+    encoder.encode_texts(texts, batch_size=32)
+    rate = len(texts) / max(time.perf_counter() - t, 1e-6)
+    eta = size / rate
+    if eta > LONG_BUILD_S:
+        h, m = divmod(int(eta // 60), 60)
+        warn(f"--size {size:,}: the text tower embeds about {rate:,.0f} captions/s on {encoder.device} here, so the "
+             f"embedding alone takes about {f'{h} h ' if h else ''}{m} min; for a first build try --size 5000, or build "
+             "on a GPU (--device cuda) or a Ray cluster (--ray); the build resumes if interrupted")
+
+
 def build(a: argparse.Namespace) -> int:
     from memory_builder.job import BuildConfig, BuildJob
 
@@ -129,6 +152,8 @@ def build(a: argparse.Namespace) -> int:
 
         runner = RayShards(cluster, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor)
     encoder = image_encoder(a)
+    if cluster is None:
+        warn_if_long(cfg.size, encoder)
     progress = progress_bars()
     tasks: dict[str, int] = {}
 

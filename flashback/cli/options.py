@@ -66,11 +66,16 @@ def encoder_choice(a: argparse.Namespace) -> dict:
             "precision": a.precision, "text_encoder": getattr(a, "text_encoder", None)}
 
 
-def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32) -> None:
+def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32, preset: str = "default") -> None:
+    """``preset``: the one the command starts from when none is given (watch: fast)."""
     S = ScoringSettings
-    g = p.add_argument_group("scoring settings (defaults: the 'default' preset; 'captions' for caption input)")
-    g.add_argument("--preset", choices=sorted(PRESETS),
-                   help="starting point for the settings below (default; captions for caption input: sigma 3 s)")
+    if preset == "default":
+        title = "scoring settings (defaults: the 'default' preset; 'captions' for caption input)"
+        said = "default; captions for caption input: sigma 3 s"
+    else:
+        title, said = f"scoring settings (defaults: the '{preset}' preset)", f"{preset}: live on a CPU needs the headroom"
+    g = p.add_argument_group(title)
+    g.add_argument("--preset", choices=sorted(PRESETS), help=f"starting point for the settings below ({said})")
     g.add_argument("--segment", type=setting(S, "segment_s"), metavar="S", help="segment length in seconds (1.0)")
     g.add_argument("--overlap", type=setting(S, "overlap_s"), metavar="S", help="segment overlap in seconds (0.5)")
     g.add_argument("--frames-per-segment", type=setting(S, "frames_per_segment"), metavar="N",

@@ -55,10 +55,10 @@ def run_list(a: argparse.Namespace) -> int:
 def run_show(a: argparse.Namespace) -> int:
     o = _find(a)
     t = Table(title=f"{o.camera}: {len(o.entries)} exemplar(s) from {len(o.events)} verdict(s)", title_justify="left")
-    for col in ("video", "first frame", "verdict", "category", "exemplars", "reviewer", "when"):
-        t.add_column(col)
-    for (run_id, video_id, start), e in o.events.items():
-        t.add_row(video_id[:24], str(start), e["verdict"], e["category"], str(e["exemplars"]), e["reviewer"], e["at"])
+    for col in ("event (for overlay remove --event)", "verdict", "category", "exemplars", "reviewer", "when"):
+        t.add_column(col, overflow="fold")
+    for (run_id, video_id, start), e in o.events.items():  # whole: it is what `overlay remove --event` takes
+        t.add_row(f"{video_id}:{start}", e["verdict"], e["category"], str(e["exemplars"]), e["reviewer"], e["at"])
     out.print(t)
     return EXIT_OK
 

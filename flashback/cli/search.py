@@ -8,7 +8,9 @@ from pathlib import Path
 from rich.table import Table
 
 from ..checks import Range
+from ..errors import UsageError
 from ..review.search import FootageSearch, hits_json, query_encoder
+from ..video.cameras import camera_matches
 from .common import EXIT_OK, out, print_json
 from .options import add_db_arg, add_encoder_args, encoder_choice, since
 from .setup import existing_store
@@ -33,6 +35,10 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     store = existing_store(a)
     finder = FootageSearch(store, query_encoder(store, encoder_choice(a)))
+    if a.camera is not None:
+        cameras = finder.cameras()
+        if not any(camera_matches(c, a.camera) for c in cameras):  # a typo must not look like "nothing happened"
+            raise UsageError(f"--camera {a.camera!r}: no such camera in {store.path} (it has: {', '.join(sorted(cameras)) or 'none'})")
     hits = finder.search(a.query, a.top, a.camera, a.since)
     if a.json:
         print_json(hits_json(hits, a.query))

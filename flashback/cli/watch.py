@@ -77,7 +77,7 @@ def add_parser(sub) -> None:
     add_region_args(w, "its name a feed's NAME")
     add_encoder_args(w)
     add_decode_arg(w)
-    add_settings_args(w)
+    add_settings_args(w, preset="fast")
     w.set_defaults(run=run)
 
 

@@ -35,11 +35,15 @@ def markdown(dataset: str, metrics: Metrics, context: dict) -> str:
     lines += [f"- {k}: {v}" for k, v in context.items()]
     lines += [f"- videos: {m['n_videos']} ({m['n_anomalous_videos']} anomalous), frames: {m['n_frames']} "
               f"({m['positive_frames']} anomalous)", ""]
-    lines += ["| method | UCF-Crime AUC | XD-Violence AP | XD-Violence AUC |", "|---|---|---|---|"]
-    ours = {"ucf-crime": (m["auc"], None, None), "xd-violence": (None, m["ap"], m["auc"])}.get(dataset, (m["auc"], None, None))
-    lines.append(f"| **this run** ({dataset}) | {_fmt(ours[0])} | {_fmt(ours[1])} | {_fmt(ours[2])} |")
-    for name, (u, xa, xu) in PUBLISHED.items():
-        lines.append(f"| {name} | {_fmt(u)} | {_fmt(xa)} | {_fmt(xu)} |")
+    ours = {"ucf-crime": (m["auc"], None, None), "xd-violence": (None, m["ap"], m["auc"])}.get(dataset)
+    if ours is None:  # your own cameras: no published figure is on this data, so none is put beside it
+        lines += ["| this run | frame AUC | frame AP |", "|---|---|---|", f"| **{dataset}** | {_fmt(m['auc'])} | {_fmt(m['ap'])} |",
+                  "", "Published methods report UCF-Crime and XD-Violence only; they are not comparable with these videos."]
+    else:
+        lines += ["| method | UCF-Crime AUC | XD-Violence AP | XD-Violence AUC |", "|---|---|---|---|"]
+        lines.append(f"| **this run** ({dataset}) | {_fmt(ours[0])} | {_fmt(ours[1])} | {_fmt(ours[2])} |")
+        for name, (u, xa, xu) in PUBLISHED.items():
+            lines.append(f"| {name} | {_fmt(u)} | {_fmt(xa)} | {_fmt(xu)} |")
     lines += ["", f"Frame AUC {_fmt(m['auc'])} · AP {_fmt(m['ap'])} · AUC on anomalous videos only "
               f"{_fmt(m['auc_anomalous_videos'])}", ""]
     if m["per_class_auc"]:

@@ -94,6 +94,13 @@ class FootageSearch:
                              "search with the encoder the footage was scored with")
         self.n = counts[self.key]
 
+    def cameras(self) -> set[str]:
+        """Every camera the store's searchable footage is from: live feeds' names, files' folders."""
+        with self.store.connect(read_only=True) as con:
+            rows = con.execute("SELECT DISTINCT coalesce(f.location, d.path), coalesce(f.feed, '') FROM segment_vectors v "
+                               "JOIN videos d USING (video_id) LEFT JOIN live_feeds f USING (video_id)").fetchall()
+        return {camera_of(feed or masked(path), live=bool(feed)) for path, feed in rows}
+
     def query_vector(self, text: str) -> np.ndarray:
         if not text.strip():
             raise UsageError("search: the query text is empty")
