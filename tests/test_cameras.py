@@ -125,7 +125,7 @@ def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
     import duckdb
 
     cams = tmp_path / "cameras.toml"
-    cams.write_text("[left]\npolygon = [[0, 0], [127, 0], [0, 63]]\n\n[wrong]\nroi = [0, 0, 640, 480]\n")
+    cams.write_text("[left]\npolygon = [[0, 0], [127, 0], [0, 63]]\n\n[wrong]\nroi = [0, 0, 640, 480]\n\n[gone]\nroi = [0, 0, 8, 8]\n")
     db = tmp_path / "w.duckdb"
     p = flashback_here("watch", f"left={pair[1]}", f"wrong={pair[0]}", "--cameras", cams, "--db", db,
                   "--events", tmp_path / "ev.jsonl", "--duration", "8", *TINY_CLI)
@@ -133,6 +133,7 @@ def test_watch_takes_each_feed_region_from_the_camera_file(pair, tmp_path):
     assert f"{cams} [wrong]: region 0,0 640x480 is outside the 128x64 frame" in p.stderr
     # said when it happened (a log line and an outage, as a lost feed is), not only in the summary at exit
     assert "feed wrong: stopped: " in p.stderr
+    assert f"{cams} [gone]: no feed has this name" in p.stderr
     lines = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert [x["feed"] for x in lines if x["type"] == "outage_started"] == ["wrong"]
     with duckdb.connect(str(db), read_only=True) as con:

@@ -18,7 +18,7 @@ from ..live.sinks.mqtt import MqttSink, check_topics, parse_broker
 from ..live.watcher import WatchConfig, Watcher
 from ..store import RunRecord
 from ..video.cameras import load_cameras, user_texts
-from .common import EXIT_FAILED, EXIT_OK, fail, say
+from .common import EXIT_FAILED, EXIT_OK, fail, say, warn
 from .options import (
     add_decode_arg,
     add_encoder_args,
@@ -92,6 +92,8 @@ def run(a: argparse.Namespace) -> int:
     feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
     if broker is not None:
         check_topics(a.mqtt_topic, [f.name for f in feeds])
+    for name in sorted(set(cameras.names) - {f.name for f in feeds}):
+        warn(f"{a.cameras} [{name}]: no feed has this name; its region and texts were not used")
     store = open_store(a)
     config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
                          stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max,
