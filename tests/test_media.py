@@ -96,7 +96,9 @@ def test_clips_exports_files_and_an_index(scored, tmp_path):
     assert len(index) == len(rows)
     for r in index:
         assert (out / r["clip"]).read_bytes()[4:8] == b"ftyp" and (out / r["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
-        assert r["camera"] in (str(h264), str(avi)) and r["clip"].startswith(("gate_", "lobby_")) and r["status"] == "pending"
+        # named by camera (the folder: no camera file) and the event's clock time, not when the clip was made
+        assert r["camera"] == str(h264.parent) and r["clip"].startswith(f"{h264.parent.name}_") and r["status"] == "pending"
+        assert r["clock"].endswith("(file time)") and r["clip"].split("_")[1] == r["clock"][:19].replace("-", "").replace(" ", "-").replace(":", "")
     assert f"{len(rows)} clip(s)" in p.stdout
     # nothing made since tomorrow; a verdict filter; bad values are one line
     p = flashback_here("clips", "--db", db, "--out", tmp_path / "none", "--since", "2999-01-01")

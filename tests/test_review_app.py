@@ -115,7 +115,7 @@ def test_export_and_false_alarm_summary(db_copy):
     data.save_verdict(*key_of(rows[1]), "confirmed", "ana")
     csv_text = data.export_csv()
     lines = csv_text.strip().splitlines()
-    assert lines[0].startswith("path,video_id,run_id,start_s") and len(lines) == 3
+    assert lines[0].startswith("camera,clock,path,video_id,run_id,start_s") and len(lines) == 3
     assert "false_alarm" in lines[1] + lines[2] and "shadow" in csv_text
     import json
 
@@ -315,3 +315,64 @@ def test_search_page_says_why_a_store_cannot_be_searched(db_copy, monkeypatch):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert "no segment was stored with encoder open_clip:fb-test-small" in plain(at.error[0].value)
+
+
+def test_every_event_says_its_camera_and_clock_time(db_copy, seed_memory, tiny_encoder, tmp_path):
+    """Rows said a file name (a live feed's source!) and seconds since the start; now the camera
+    (a feed's name, a file's camera-file table or folder) and the wall-clock time, marked where it is
+    only the file's time."""
+    from datetime import datetime, timedelta, timezone
+
+    import av
+    import numpy as np
+
+    from flashback.live.causal import EventUpdate
+    from flashback.live.feeds import parse_feed
+    from flashback.live.sinks import FeedSession, LiveStoreSink
+    from flashback.scoring.events import Event
+    from flashback.scoring.pipeline import Detector
+    from flashback.scoring.scoring import Explanation
+    from flashback.settings import ScoringSettings
+    from flashback.store import RunRecord
+
+    rows = ReviewDB(db_copy).events()
+    assert {r["camera"].rsplit("/", 1)[-1] for r in rows} == {"gate", "lobby"}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(file time\)", r["clock"]) for r in rows)
+
+    # a recording whose container says when it began (a camera's own clock)
+    tagged = tmp_path / "dock" / "tagged.mp4"
+    tagged.parent.mkdir()
+    with av.open(str(tagged), "w") as c:
+        c.metadata["creation_time"] = "2026-01-02T03:04:05.000000Z"
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(90):
+            img = np.full((48, 64, 3), 40 if i < 45 else 220, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.0, min_event_s=0.5))
+    result = det.score(str(tagged))
+    store = ResultStore(db_copy)
+    store.save(RunRecord.of(det), result)
+    # and a live feed, named dock2, whose source is a file called old.avi
+    sink = LiveStoreSink(store, RunRecord({"x": 1}, "mem", "/mem", "enc", "t"))
+    started = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    old = tmp_path / "old.avi"
+    old.write_bytes(b"")
+    session = FeedSession(parse_feed(f"dock2={old}", 0), "live-dock2-1", started)
+    sink.start(session)
+    sink.event(session, EventUpdate("opened", "dock2", Event(0, 10.0, 12.0, 20, 24, 0.9, 22, 11.0,
+                                                               Explanation("Fighting", 0.9, 0.1, [])), "uid"))
+    sink.close()
+    rows = {r["video_id"]: r for r in ReviewDB(db_copy).events()}
+    local = lambda t: t.astimezone().replace(tzinfo=None)  # noqa: E731 - the store keeps local wall time
+    container = rows[result.video_id]
+    expected = local(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) + timedelta(seconds=container["start_s"])
+    assert container["camera"].endswith("/dock") and container["clock"] == expected.strftime("%Y-%m-%d %H:%M:%S")
+    live = rows["live-dock2-1"]
+    assert live["camera"] == "dock2" and live["name"] == "dock2"
+    assert live["clock"] == (local(started) + timedelta(seconds=10)).strftime("%Y-%m-%d %H:%M:%S")
+    at = app()
+    assert any("dock2" in plain(m.value) and live["clock"] in plain(m.value) for m in at.markdown)

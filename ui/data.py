@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flashback.errors import FlashbackError, UsageError
+from flashback.errors import FlashbackError, UsageError, masked
 from flashback.scoring.export import cells
 from flashback.store import ResultStore, writers
-from flashback.video.cameras import camera_of
+from flashback.video.cameras import camera_name
+from flashback.video.decode import clock_text
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
 assert tuple(VERDICTS) == writers.VERDICTS
@@ -68,18 +69,25 @@ _EVENTS = f"""
     SELECT e.run_id, e.video_id, e.event, e.start_s, e.end_s, e.start_frame, e.end_frame, e.peak_score,
            e.peak_s, coalesce(e.category, '-') AS category, e.anomalous_weight, e.normal_weight, e.captions,
            v.path, s.scored_at, coalesce(l.verdict, 'pending') AS status, l.reviewer, l.note, l.created_at AS reviewed_at,
-           m.clip_path, m.clip_start_s, m.clip_end_s, m.thumb_path, m.note AS media_note
+           m.clip_path, m.clip_start_s, m.clip_end_s, m.thumb_path, m.note AS media_note,
+           f.feed, ru.camera AS camera_table, v.started_at, v.started_from
     FROM events e
     JOIN videos v USING (video_id)
     JOIN scorings s USING (run_id, video_id)
+    JOIN runs ru ON ru.run_id = e.run_id
+    LEFT JOIN live_feeds f ON f.video_id = e.video_id
     LEFT JOIN ({_LATEST}) l ON l.run_id = e.run_id AND l.video_id = e.video_id AND l.start_frame = e.start_frame
     LEFT JOIN event_media m ON m.run_id = e.run_id AND m.video_id = e.video_id AND m.start_frame = e.start_frame
 """
 
 
-def folder_of(path: str) -> str:
-    """A file's camera (``flashback.video.cameras.camera_of``): the folder it is in."""
-    return camera_of(path, live=False)
+def describe(r: dict) -> dict:
+    """An event row with its camera (``camera_name``: the feed, the camera-file table, the folder)
+    and its clock time, the way every page shows them."""
+    r["camera"] = camera_name(r["path"], r.get("feed"), r.get("camera_table"))
+    r["clock"] = clock_text(r.get("started_at"), r.get("started_from"), r["start_s"])
+    r["name"] = r["feed"] or masked(r["path"]).rsplit("/", 1)[-1]
+    return r
 
 
 class ReviewDB:
@@ -137,19 +145,22 @@ class ReviewDB:
             cur = con.execute(f"{_EVENTS} WHERE {' AND '.join(where)} ORDER BY e.peak_score DESC, v.path, e.start_s", args)
             cols = [d[0] for d in cur.description]
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
-        if f.folders:
-            rows = [r for r in rows if folder_of(r["path"]) in f.folders]
         for r in rows:
+            describe(r)
             r["key"] = EventKey(r["run_id"], r["video_id"], r["start_frame"]).encode()
             r["captions"] = json.loads(r["captions"])
+        if f.folders:
+            rows = [r for r in rows if r["camera"] in f.folders]
         return rows
 
     def facets(self) -> dict:
         with self._store.connect(read_only=True) as con:
             paths = [r[0] for r in con.execute("SELECT DISTINCT v.path FROM events e JOIN videos v USING (video_id) ORDER BY 1").fetchall()]
+            named = con.execute("SELECT DISTINCT v.path, f.feed, ru.camera FROM events e JOIN videos v USING (video_id) "
+                                "JOIN runs ru USING (run_id) LEFT JOIN live_feeds f USING (video_id)").fetchall()
             cats = [r[0] for r in con.execute("SELECT DISTINCT coalesce(category, '-') FROM events ORDER BY 1").fetchall()]
             span = con.execute("SELECT min(scored_at), max(scored_at) FROM scorings").fetchone()
-        return {"videos": paths, "folders": sorted({folder_of(p) for p in paths}), "categories": cats, "scored": span}
+        return {"videos": paths, "folders": sorted({camera_name(*n) for n in named}), "categories": cats, "scored": span}
 
     @staticmethod
     def counts(rows: list[dict]) -> dict[str, int]:
@@ -213,10 +224,9 @@ class ReviewDB:
     def cameras(self) -> list[str]:
         """Live feeds' names and the folders of scored files: what a search can be narrowed to."""
         with self._store.connect(read_only=True) as con:
-            feeds = [r[0] for r in con.execute("SELECT DISTINCT feed FROM live_feeds ORDER BY 1").fetchall()]
-            paths = [r[0] for r in con.execute("SELECT DISTINCT v.path FROM scorings s JOIN videos v USING (video_id) "
-                                               "WHERE s.frame_unit = 'frame'").fetchall()]
-        return feeds + sorted({folder_of(p) for p in paths})
+            named = con.execute("SELECT DISTINCT v.path, f.feed, ru.camera FROM scorings s JOIN videos v USING (video_id) "
+                                "JOIN runs ru USING (run_id) LEFT JOIN live_feeds f USING (video_id)").fetchall()
+        return sorted({camera_name(*n) for n in named})
 
     @staticmethod
     def event_at(rows: list[dict], run_id: str, video_id: str, t_s: float) -> str | None:
@@ -280,12 +290,12 @@ class ReviewDB:
 
     # ------------------------------------------------------------ summary and export
 
-    def false_alarm_summary(self) -> list[dict]:
-        """Per category: how often its events were dismissed; the memory's weakest spots first."""
+    def false_alarm_summary(self, by: str = "category") -> list[dict]:
+        """Per category (or per ``camera``): how often its events were dismissed; the memory's (or the
+        camera's) weakest spots first."""
         per: dict[str, dict] = {}
         for r in self.events():
-            c = per.setdefault(r["category"], {"category": r["category"], "events": 0, "reviewed": 0,
-                                               "false_alarms": 0, "confirmed": 0})
+            c = per.setdefault(r[by], {by: r[by], "events": 0, "reviewed": 0, "false_alarms": 0, "confirmed": 0})
             c["events"] += 1
             if r["status"] != "pending":
                 c["reviewed"] += 1
@@ -293,22 +303,25 @@ class ReviewDB:
             c["confirmed"] += r["status"] == "confirmed"
         for c in per.values():
             c["false_alarm_rate"] = round(c["false_alarms"] / c["reviewed"], 3) if c["reviewed"] else None
-        return sorted(per.values(), key=lambda c: (-(c["false_alarm_rate"] or 0), -c["false_alarms"], c["category"]))
+        return sorted(per.values(), key=lambda c: (-(c["false_alarm_rate"] or 0), -c["false_alarms"], c[by]))
 
-    EXPORT_COLUMNS = ("path", "video_id", "run_id", "start_s", "end_s", "start_frame", "end_frame", "peak_score",
+    EXPORT_COLUMNS = ("camera", "clock", "path", "video_id", "run_id", "start_s", "end_s", "start_frame", "end_frame", "peak_score",
                       "category", "status", "reviewer", "note", "reviewed_at")
 
     def reviewed(self, rows: list[dict] | None = None) -> list[dict]:
         rows = self.events() if rows is None else rows
-        return [{k: r[k] for k in self.EXPORT_COLUMNS} for r in rows if r["status"] != "pending"]
+        return [r for r in rows if r["status"] != "pending"]
 
     def export_csv(self, rows: list[dict] | None = None) -> str:
+        """``rows`` (the queue's current filter, pending or not), or every reviewed event."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.EXPORT_COLUMNS)
         w.writeheader()
-        for r in self.reviewed(rows):
-            w.writerow(cells({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}))
+        for r in self.reviewed() if rows is None else rows:
+            w.writerow(cells({k: (r[k].isoformat() if isinstance(r[k], datetime) else r[k]) for k in self.EXPORT_COLUMNS}))
         return buf.getvalue()
 
     def export_json(self, rows: list[dict] | None = None) -> str:
-        return json.dumps(self.reviewed(rows), default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=1)
+        chosen = self.reviewed() if rows is None else rows
+        return json.dumps([{k: r[k] for k in self.EXPORT_COLUMNS} for r in chosen],
+                          default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=1)

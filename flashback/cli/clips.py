@@ -7,11 +7,13 @@ import argparse
 import csv
 import re
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..errors import StoreError, UsageError
 from ..scoring.export import cells, write_text_file
+from ..video.cameras import camera_name
+from ..video.decode import clock_text
 from .common import EXIT_OK, out, progress_bars, warn
 from .options import add_db_arg, since
 from .setup import existing_store
@@ -39,10 +41,11 @@ _QUERY = """
     SELECT m.clip_path, m.thumb_path, coalesce(m.created_at, s.scored_at) AS made, e.start_s, e.end_s, e.peak_score,
            coalesce(e.category, '-'), coalesce(f.feed, v.path), coalesce(l.verdict, 'pending'), e.video_id, e.event,
            CASE WHEN m.video_id IS NULL THEN 'no media was recorded for it (scored with --no-media, or before clips were kept)'
-                ELSE m.note END
+                ELSE m.note END, v.path, f.feed, ru.camera, v.started_at, v.started_from
     FROM events e
     JOIN scorings s USING (run_id, video_id)
     JOIN videos v USING (video_id)
+    JOIN runs ru ON ru.run_id = e.run_id
     LEFT JOIN event_media m USING (run_id, video_id, start_frame)
     LEFT JOIN live_feeds f USING (video_id)
     LEFT JOIN (SELECT run_id, video_id, start_frame, arg_max(verdict, review_id) AS verdict FROM reviews
@@ -70,8 +73,11 @@ def run(a: argparse.Namespace) -> int:
     index, missing = [], 0
     with progress_bars(a.quiet) as progress:
         task = progress.add_task("copying clips", total=len(rows), done=f"0/{len(rows)} events")
-        for k, (clip, thumb, made, start_s, end_s, peak, category, camera, status, video_id, event, why) in enumerate(rows):
-            stem = f"{_safe(Path(camera).stem if '/' in camera else camera)}_{made:%Y%m%d-%H%M%S}_{_safe(category, 24)}_e{event}"
+        for k, (clip, thumb, made, start_s, end_s, peak, category, _, status, video_id, event, why, path, feed, table,
+                started_at, started_from) in enumerate(rows):
+            camera = camera_name(path, feed, table)
+            at = started_at + timedelta(seconds=start_s) if started_at is not None else made  # the event's time, not the clip's
+            stem = f"{_safe(Path(camera).name if '/' in camera else camera)}_{at:%Y%m%d-%H%M%S}_{_safe(category, 24)}_e{event}"
             copied = {}
             for kind, rel, ext in (("clip", clip, ".mp4"), ("thumbnail", thumb, ".jpg")):
                 src = media / rel if rel else None
@@ -81,7 +87,8 @@ def run(a: argparse.Namespace) -> int:
             if "clip" not in copied:
                 missing += 1
                 why = why if clip is None else "its clip file is gone (pruned, or removed by hand)"
-            index.append({"clip": copied.get("clip", ""), "no_clip_because": "" if "clip" in copied else why or "unknown", "thumbnail": copied.get("thumbnail", ""), "camera": camera,
+            index.append({"clip": copied.get("clip", ""), "no_clip_because": "" if "clip" in copied else why or "unknown",
+                          "clock": clock_text(started_at, started_from, start_s), "thumbnail": copied.get("thumbnail", ""), "camera": camera,
                           "video_id": video_id, "event": event, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
                           "peak_score": round(peak, 4), "category": category, "status": status,
                           "made_at": made.isoformat(timespec="seconds")})

@@ -32,7 +32,7 @@ from ..memory.bundle import NORMAL_CATEGORY, BundleSpec, CaptionTable, load_bund
 from ..memory.extras import Entry, Extras
 from ..memory.manifest import MANIFEST
 from ..store import ResultStore
-from ..video.cameras import camera_of
+from ..video.cameras import camera_name
 
 MAX_PER_EVENT = 16
 log = logging.getLogger(__name__)
@@ -158,24 +158,25 @@ def load_extras(store_path: Path | None, extra_dirs: list[Path] = (), encoder_ke
 
 
 _EVENT = """
-    SELECT e.start_s, e.end_s, coalesce(e.category, '-'), e.captions, coalesce(f.feed, v.path), f.feed IS NOT NULL, r.encoder_id,
+    SELECT e.start_s, e.end_s, coalesce(e.category, '-'), e.captions, v.path, f.feed, r.camera, r.encoder_id,
            r.settings
     FROM events e JOIN videos v USING (video_id) JOIN runs r USING (run_id) LEFT JOIN live_feeds f USING (video_id)
     WHERE e.run_id = ? AND e.video_id = ? AND e.start_frame = ?
 """
 
 
-def camera_of_video(store: ResultStore, video_id: str) -> str:
+def camera_of_video(store: ResultStore, run_id: str, video_id: str) -> str:
+    """The camera (``cameras.camera_name``) a run's video is from: its overlay's."""
     with store.connect(read_only=True) as con:
-        location, live = con.execute("SELECT coalesce(f.feed, v.path), f.feed IS NOT NULL FROM videos v "
-                                     "LEFT JOIN live_feeds f USING (video_id) WHERE v.video_id = ?", [video_id]).fetchone()
-    return camera_of(location, live)
+        path, feed, table = con.execute("SELECT v.path, f.feed, r.camera FROM videos v JOIN runs r ON r.run_id = ? "
+                                        "LEFT JOIN live_feeds f USING (video_id) WHERE v.video_id = ?", [run_id, video_id]).fetchone()
+    return camera_name(path, feed, table)
 
 
 def held(store: ResultStore, run_id: str, video_id: str, start_frame: int) -> dict | None:
     """What the event's camera overlay holds of it (verdict, reviewer, exemplars), reading that one
     overlay only: the review app asks on every event page it draws."""
-    path = overlay_dir(store.path, camera_of_video(store, video_id))
+    path = overlay_dir(store.path, camera_of_video(store, run_id, video_id))
     if not (path / MANIFEST).is_file():
         return None
     o = read_overlay(path, store.path)
@@ -192,11 +193,11 @@ def apply_verdict(store: ResultStore, run_id: str, video_id: str, start_frame: i
         row = con.execute(_EVENT, [run_id, video_id, start_frame]).fetchone()
         if row is None:
             raise UsageError(f"no event {run_id}/{video_id}/{start_frame} in {store.path}")
-        start_s, end_s, category, captions, location, live, encoder_key, settings = row
+        start_s, end_s, category, captions, path, feed, table, encoder_key, settings = row
         blobs = [r[0] for r in con.execute(
             "SELECT vector FROM segment_vectors WHERE run_id = ? AND video_id = ? AND end_s > ? AND start_s < ? "
             "ORDER BY segment", [run_id, video_id, start_s, end_s]).fetchall()]
-    camera = camera_of(location, live)
+    camera = camera_name(path, feed, table)
     path = overlay_dir(store.path, camera)
     key = {"run_id": run_id, "video_id": video_id, "start_frame": int(start_frame)}
     old = read_overlay(path, store.path) if (path / MANIFEST).is_file() else None  # a damaged one raises: never overwritten

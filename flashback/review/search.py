@@ -28,7 +28,7 @@ from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDO
 from ..encoders.protocols import TextEncoder
 from ..errors import UsageError, first_line, masked
 from ..store import ResultStore
-from ..video.cameras import camera_matches, camera_of
+from ..video.cameras import camera_matches, camera_name
 
 log = logging.getLogger(__name__)
 APPROX_AT = 200_000  # segments of one encoder above which an approximate index is used
@@ -49,7 +49,7 @@ class Hit:
     similarity: float
     score: float  # the segment's anomaly score
     caption: str | None  # its most similar caption
-    when: datetime  # on the feed at that moment (live), or when the file was scored
+    when: datetime  # its wall-clock time (a feed's clock, a file's creation or file time), else when it was scored
 
     def to_dict(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v.isoformat(timespec="seconds") if isinstance(v, datetime) else v)
@@ -67,8 +67,10 @@ def unpack(blobs, dim: int) -> np.ndarray:
 _META = """
     SELECT v.vector_id, v.run_id, v.video_id, coalesce(f.location, d.path), coalesce(f.feed, ''), v.segment,
            v.start_s, v.end_s, g.score, c.text,
-           coalesce(f.started_at + to_milliseconds(CAST(v.start_s * 1000 AS BIGINT)), s.scored_at)
+           coalesce(f.started_at + to_milliseconds(CAST(v.start_s * 1000 AS BIGINT)),
+                    d.started_at + to_milliseconds(CAST(v.start_s * 1000 AS BIGINT)), s.scored_at), ru.camera
     FROM segment_vectors v JOIN videos d USING (video_id) JOIN scorings s USING (run_id, video_id)
+    JOIN runs ru ON ru.run_id = v.run_id
     LEFT JOIN live_feeds f USING (video_id)
     LEFT JOIN segments g USING (run_id, video_id, segment)
     LEFT JOIN segment_captions c ON c.run_id = v.run_id AND c.video_id = v.video_id AND c.segment = v.segment AND c.rank = 0
@@ -97,9 +99,9 @@ class FootageSearch:
     def cameras(self) -> set[str]:
         """Every camera the store's searchable footage is from: live feeds' names, files' folders."""
         with self.store.connect(read_only=True) as con:
-            rows = con.execute("SELECT DISTINCT coalesce(f.location, d.path), coalesce(f.feed, '') FROM segment_vectors v "
-                               "JOIN videos d USING (video_id) LEFT JOIN live_feeds f USING (video_id)").fetchall()
-        return {camera_of(feed or masked(path), live=bool(feed)) for path, feed in rows}
+            rows = con.execute("SELECT DISTINCT d.path, f.feed, ru.camera FROM segment_vectors v JOIN videos d USING (video_id) "
+                               "JOIN runs ru ON ru.run_id = v.run_id LEFT JOIN live_feeds f USING (video_id)").fetchall()
+        return {camera_name(masked(path), feed, table) for path, feed, table in rows}
 
     def query_vector(self, text: str) -> np.ndarray:
         if not text.strip():
@@ -211,7 +213,7 @@ class FootageSearch:
             if r is None:
                 continue
             path = masked(r[3])  # a store written before passwords were masked may still hold one
-            camera = camera_of(r[4] or path, live=bool(r[4]))
+            camera = camera_name(path, r[4] or None, r[11])
             out.append(Hit(r[1], r[2], path, camera, int(r[5]), float(r[6]), float(r[7]), float(s),
                            None if r[8] is None else float(r[8]), r[9], r[10]))
         return out

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import StoreError, ctrl_c_stays_ctrl_c, first_line
 from ..scoring.pipeline import VideoResult
+from ..video.decode import clock_start
 from ..video.media import EventMedia, media_dir, sweep
 from ..video.sources import is_url
 from . import writers
@@ -242,8 +243,10 @@ def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult)
     path = r.source if is_url(r.source) else str(Path(r.source).resolve())
     writers.write_run(con, run)
     info = r.info
+    started_at, started_from = clock_start(path, info, r.duration_s) if not is_url(r.source) else (None, None)
     writers.write_video(con, vid, path, r.fps, r.duration_s, len(r.frame_times),
-                        info.width if info else None, info.height if info else None, info.codec if info else None)
+                        info.width if info else None, info.height if info else None, info.codec if info else None,
+                        started_at, started_from)
     writers.replace_scoring(con, rid, vid, path, "frame", r.n_samples, len(r.segments), len(r.events),
                             float(np.max(r.scores)) if len(r.scores) else None, r.truncated, r.note or None, r.region)
     writers.insert_segments(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments, r.captions)

@@ -106,13 +106,17 @@ def write_run(con, run: RunRecord) -> None:
 
 
 def write_video(con, video_id: str, path: str, fps: float | None, duration_s: float, n_frames: int,
-                width: int | None = None, height: int | None = None, codec: str | None = None) -> None:
-    """Insert or refresh a video; content-addressed, so the same bytes at two paths are one row."""
+                width: int | None = None, height: int | None = None, codec: str | None = None,
+                started_at: datetime | None = None, started_from: str | None = None) -> None:
+    """Insert or refresh a video; content-addressed, so the same bytes at two paths are one row.
+    ``started_at``: its first frame's local wall time, ``started_from`` what says so (schema 8)."""
     _insert(con, "videos", {"video_id": video_id, "path": path, "fps": fps, "duration_s": duration_s,
-                            "n_frames": n_frames, "width": width, "height": height, "codec": codec, "updated_at": _now()},
+                            "n_frames": n_frames, "width": width, "height": height, "codec": codec, "updated_at": _now(),
+                            "started_at": started_at, "started_from": started_from},
             """ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, fps = excluded.fps,
                duration_s = excluded.duration_s, n_frames = excluded.n_frames, width = excluded.width,
-               height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at""")
+               height = excluded.height, codec = excluded.codec, updated_at = excluded.updated_at,
+               started_at = excluded.started_at, started_from = excluded.started_from""")
 
 
 PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", "segment_vectors", "events", "event_media")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, masked
 
 MAX_TEXT = 300  # an alert or ignore text: a sentence, not a paragraph
 
@@ -102,8 +102,22 @@ class Region:
 
 def camera_of(location: str, live: bool) -> str:
     """What a camera is wherever flashback groups by one (overlays, search, the review app): a live
-    feed's name, or the folder a file is in."""
-    return location if live else str(Path(location).parent)
+    feed's name, or the folder a file is in (a URL scored as a file: the URL, password masked)."""
+    if live:
+        return location
+    if "://" in location:
+        return masked(location)
+    return str(Path(location).parent)
+
+
+def camera_name(path: str, feed: str | None = None, table: str | None = None) -> str:
+    """The one name of a camera, for every page, command and sink: a live feed's name; a file's
+    camera-file table (``--cameras``, as the run recorded it); else its folder (``camera_of``)."""
+    if feed:
+        return feed
+    if table:
+        return table
+    return camera_of(path, live=False)
 
 
 def camera_matches(camera: str, name: str) -> bool:

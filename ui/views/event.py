@@ -53,7 +53,10 @@ def render(db: ReviewDB) -> None:
                   on_click=open_event, args=(keys[min(len(keys) - 1, i + 1)],))
     nav[2].caption(f"Event {i + 1} of {len(keys)} · keys: n next, p previous, y confirm, x false alarm, u unsure")
 
-    st.header(f"{md(ev['category'])} · {md(ev['path'].rsplit('/', 1)[-1])} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s")
+    when = ev["clock"] or f"{ev['start_s']:.1f} s"
+    st.header(f"{md(ev['category'])} · {md(ev['camera'])} · {md(when)}")
+    st.caption(f"{md(ev['name'])} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s into the "
+               + ("feed" if ev["feed"] else "video"))
     st.write(f"Peak score **{ev['peak_score']:.2f}** at {ev['peak_s']:.1f} s · status {status_label(ev['status'])}")
     tl = db.timeline(ev["run_id"], ev["video_id"])
     st.plotly_chart(timeline_figure(tl, db.video_events(queue, ev["run_id"], ev["video_id"]), highlight=current),

@@ -19,7 +19,7 @@ def filters(db: ReviewDB) -> Filters:
     sb.subheader("Filters")
     f = Filters(
         videos=sb.multiselect("Video", facets["videos"], format_func=masked, key="f_videos"),
-        folders=sb.multiselect("Camera / folder", facets["folders"], format_func=masked, key="f_folders"),
+        folders=sb.multiselect("Camera", facets["folders"], format_func=masked, key="f_folders"),
         categories=sb.multiselect("Category", facets["categories"], key="f_categories"),
         score_range=sb.slider("Peak score", 0.0, 1.0, (0.0, 1.0), 0.01, key="f_score"),
         statuses=sb.multiselect("Verdict", list(STATUSES), format_func=status_label, key="f_status"),
@@ -51,7 +51,9 @@ def render(db: ReviewDB) -> None:
             c[0].image(str(thumb), width="stretch")
         else:
             c[0].caption("no thumbnail")
-        c[1].write(f"**{md(r['path'].rsplit('/', 1)[-1])}** · {r['start_s']:.1f}–{r['end_s']:.1f} s")
+        when = r["clock"] or f"{r['start_s']:.1f}–{r['end_s']:.1f} s"
+        c[1].write(f"**{md(r['camera'])}** · {md(when)}")
+        c[1].caption(f"{md(r['name'])} · {r['start_s']:.1f}–{r['end_s']:.1f} s")
         c[2].write(f"peak **{r['peak_score']:.2f}**")
         c[3].write(md(r["category"]))
         top = next((x["text"] for x in r["captions"] if x["label"] == "anomalous"), "")
@@ -60,4 +62,7 @@ def render(db: ReviewDB) -> None:
         c[6].button("Review", key=f"open-{i}", on_click=open_event, args=(r["key"],))
     if len(rows) > PAGE:
         st.caption(f"Showing the first {PAGE}; narrow the filters to see the rest.")
+    c = st.columns([2, 2, 6])
+    c[0].download_button(f"Export these {len(rows)} (CSV)", db.export_csv(rows), "events.csv", "text/csv", key="queue-csv")
+    c[1].download_button("Export (JSON)", db.export_json(rows), "events.json", "application/json", key="queue-json")
     st.session_state[state.SNAPSHOT] = db.version()

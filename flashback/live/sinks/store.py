@@ -63,7 +63,9 @@ class LiveStoreSink(LiveSink):
     def start(self, session: FeedSession) -> None:
         rid, vid, spec = self.run.run_id, session.video_id, session.spec
         self._queue(lambda con: writers.write_run(con, self.run))
-        self._queue(lambda con: writers.write_video(con, vid, spec.shown, None, 0.0, 0))
+        local_start = session.started_at.astimezone().replace(tzinfo=None)
+        self._queue(lambda con: writers.write_video(con, vid, spec.shown, None, 0.0, 0, started_at=local_start,
+                                                    started_from="feed clock"))
         self._queue(lambda con: writers.replace_scoring(con, rid, vid, spec.shown, "segment", 0, 0, 0, None,
                                                         note="live feed",
                                                         region=spec.region.describe() if spec.region else None))
