@@ -108,6 +108,7 @@ def test_the_review_app_learns_from_a_verdict_and_undoes_it(db, monkeypatch):
     at = AppTest.from_file(str(Path(__file__).parents[1] / "ui" / "app.py"), default_timeout=60)
     at.run()
     at.button(key="open-0").click().run()
+    at.toggle(key=state.AUTO_NEXT).set_value(False).run()  # stay on this event to see what it taught
     at.text_input(key=state.REVIEWER).input("ana").run()
     at.button(key="verdict-false_alarm").click().run()
     assert not at.exception, at.exception

@@ -89,6 +89,7 @@ def test_verdict_is_saved_reloaded_and_edited_with_history(db_copy):
     again = app()  # a fresh session reads it back from DuckDB
     assert [m.value for m in again.metric][1] == "1"
     again.button(key="open-0").click().run()
+    again.toggle(key="auto_next").set_value(False).run()  # stay on this event to see its history
     again.text_input(key="reviewer").input("bo").run()
     again.button(key="verdict-false_alarm").click().run()
     history = ReviewDB(db_copy).history(EventKey.decode(first["key"]))
@@ -376,3 +377,40 @@ def test_every_event_says_its_camera_and_clock_time(db_copy, seed_memory, tiny_e
     assert live["clock"] == (local(started) + timedelta(seconds=10)).strftime("%Y-%m-%d %H:%M:%S")
     at = app()
     assert any("dock2" in plain(m.value) and live["clock"] in plain(m.value) for m in at.markdown)
+
+
+def test_triage_opens_the_next_pending_event_and_links_name_what_they_show(db_copy):
+    """The verdict controls come first on the Event page; a verdict opens the next pending event; the
+    URL names the page, the event and the reviewer, so a link opens that event in a fresh session."""
+    at = app()
+    rows = ReviewDB(db_copy).events()
+    at.button(key="open-0").click().run()
+    assert at.query_params["view"] == "Event" and at.query_params["event"] == rows[0]["key"]
+    page = [type(e).__name__ for e in at.main]
+    assert page.index("Header") < page.index("TextInput") < page.index("UnknownElement")  # verdict controls, then the timeline
+    at.text_input(key="reviewer").input("ana").run()
+    at.button(key="verdict-false_alarm").click().run()
+    assert not at.exception and at.success[0].value == "Saved: False alarm by ana"
+    assert at.session_state["event_key"] == rows[1]["key"] and at.query_params["event"] == rows[1]["key"]
+    assert at.query_params["reviewer"] == "ana"
+
+    linked = AppTest.from_file(APP, default_timeout=60)  # a colleague opens the link
+    linked.query_params["view"] = "Event"
+    linked.query_params["event"] = rows[2]["key"]
+    linked.query_params["reviewer"] = "bo"
+    linked.run()
+    assert not linked.exception
+    assert linked.session_state["event_key"] == rows[2]["key"] and linked.text_input(key="reviewer").value == "bo"
+    assert rows[2]["camera"].rsplit("/", 1)[-1] in plain(linked.header[0].value)
+
+
+def test_the_queue_gives_many_events_one_verdict(db_copy):
+    at = app()
+    rows = ReviewDB(db_copy).events()
+    at.text_input(key="reviewer").input("ana").run()
+    for r in rows[:3]:
+        at.checkbox(key=f"pick-{r['key']}").check().run()
+    at.button(key="bulk-false_alarm").click().run()
+    assert not at.exception and at.success[0].value == "Saved: False alarm by ana for 3 event(s)"
+    assert [r["status"] for r in ReviewDB(db_copy).events()].count("false_alarm") == 3
+    assert not any(at.checkbox(key=f"pick-{r['key']}").value for r in rows[:3])  # cleared for the next batch

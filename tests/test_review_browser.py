@@ -45,6 +45,12 @@ def video_state(page) -> dict:
     return player.evaluate("v => ({error: v.error && v.error.code, ready: v.readyState, duration: v.duration})")
 
 
+def stay_after_verdicts(page) -> None:
+    """Turn off 'open the next pending event' so the test sees what the verdict did to this event."""
+    page.get_by_text("After a verdict, open the next pending event").click()
+    page.wait_for_timeout(500)
+
+
 def give_verdict(page, label: str, reviewer: str) -> None:
     page.get_by_label("Reviewer").fill(reviewer)
     page.get_by_label("Reviewer").press("Enter")
@@ -65,6 +71,8 @@ def test_click_a_verdict_in_chromium(server, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
             open_first_event(page)
+            stay_after_verdicts(page)
+            assert page.get_by_role("button", name="Deploy").count() == 0  # no developer chrome
             page.get_by_label("Note").fill("confirmed on site")
             page.get_by_label("Note").press("Enter")
             give_verdict(page, "Confirmed", "dana")
@@ -154,6 +162,7 @@ def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
             page.get_by_role("button", name="Review", exact=True).first.wait_for(timeout=60_000)
             assert page.get_by_text("evil **bold** <img src=x", exact=False).count() >= 1  # the name, as text
             open_first_event(page)
+            stay_after_verdicts(page)
             page.wait_for_timeout(1500)  # let anything that would load, load
             body = page.inner_text("body")
             for text in ("<iframe srcdoc=", "<img src=", "![beacon](", "<form action=", "[click me](", ":red[calm]"):

@@ -43,9 +43,11 @@ def staleness() -> None:
         st.caption(f"Database: {md(db.path)}")
 
 
+state.from_url()
 with st.sidebar:
     st.radio("View", state.VIEWS, key=state.VIEW)
     staleness()
 
 {"Queue": queue.render, "Event": event.render, "Video": video.render, "Search": search.render,
  "False alarms & export": summary.render}[st.session_state[state.VIEW]](db)
+state.to_url()

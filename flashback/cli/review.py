@@ -44,7 +44,8 @@ def run(a: argparse.Namespace) -> int:
     app = Path(ui.__file__).with_name("app.py")
     env = {**os.environ, DB_ENV: str(a.db.resolve()), ENCODER_ENV: json.dumps(encoder_choice(a))}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", a.host, "--server.port", str(a.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer"]  # an operator's app: no Deploy button, no developer menu
     out.print(f"reviewing {a.db} at http://{a.host}:{a.port}  (Ctrl-C to stop)")
     return serve(cmd, env)
 

@@ -13,7 +13,7 @@ from ui.data import VERDICTS, EventKey, ReviewDB
 from ui.views.common import md, open_event, open_video, status_label, timeline_figure
 
 
-def _save(db: ReviewDB, key: EventKey, end_frame: int, verdict: str) -> None:
+def _save(db: ReviewDB, key: EventKey, end_frame: int, verdict: str, next_key: str | None = None) -> None:
     reviewer = st.session_state.get(state.REVIEWER, "")
     try:
         adapted = db.save_verdict(key, end_frame, verdict, reviewer, st.session_state.get("note", ""))
@@ -21,6 +21,8 @@ def _save(db: ReviewDB, key: EventKey, end_frame: int, verdict: str) -> None:
         st.session_state["adapted"] = adapted
         st.session_state[state.SNAPSHOT] = db.version()  # our own write is not news
         st.session_state["note"] = ""
+        if next_key is not None and st.session_state.get(state.AUTO_NEXT, True):
+            open_event(next_key)  # triage: the next pending event, without a click
     except FlashbackError as e:
         st.session_state["saved"] = f"Not saved: {md(e)}"
 
@@ -57,6 +59,7 @@ def render(db: ReviewDB) -> None:
     st.header(f"{md(ev['category'])} · {md(ev['camera'])} · {md(when)}")
     st.caption(f"{md(ev['name'])} · {ev['start_s']:.1f}–{ev['end_s']:.1f} s into the "
                + ("feed" if ev["feed"] else "video"))
+    _verdict(db, ev, key, next_pending(queue, i))
     st.write(f"Peak score **{ev['peak_score']:.2f}** at {ev['peak_s']:.1f} s · status {status_label(ev['status'])}")
     tl = db.timeline(ev["run_id"], ev["video_id"])
     st.plotly_chart(timeline_figure(tl, db.video_events(queue, ev["run_id"], ev["video_id"]), highlight=current),
@@ -81,18 +84,6 @@ def render(db: ReviewDB) -> None:
                 col.markdown(f"- {md(c['text'])}")
                 col.caption(f"{md(c['category'])} · sim {c['similarity']:.3f} · weight {c['weight']:.2f}")
 
-    st.subheader("Verdict")
-    st.text_input("Reviewer", key=state.REVIEWER)
-    st.text_input("Note", key="note")
-    b = st.columns(3)
-    for col, (verdict, label), sc in zip(b, VERDICTS.items(), ("y", "x", "u")):
-        col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, ev["end_frame"], verdict),
-                   type="primary" if verdict == "confirmed" else "secondary")
-    if st.session_state.get("saved"):
-        said = st.session_state.pop("saved")
-        (st.error if said.startswith("Not saved") else st.success)(said)
-        if st.session_state.get("adapted"):
-            st.caption(md(st.session_state.pop("adapted")))
     held = db.adaptation(key)
     if held is not None and "problem" in held:
         st.warning(f"{md(held['problem'])}: this camera's verdicts are not used when it is scored")
@@ -108,6 +99,29 @@ def render(db: ReviewDB) -> None:
         st.table([{k: md(v) if isinstance(v, str) else v for k, v in h.items()}
                   | {"verdict": VERDICTS[h["verdict"]], "when": h["when"].strftime("%Y-%m-%d %H:%M:%S")} for h in history])
     st.session_state[state.SNAPSHOT] = db.version()
+
+
+def next_pending(queue: list[dict], i: int) -> str | None:
+    """The next event still pending after the i-th (wrapping round), None when none is."""
+    order = queue[i + 1:] + queue[:i]
+    return next((r["key"] for r in order if r["status"] == "pending"), None)
+
+
+def _verdict(db: ReviewDB, ev: dict, key: EventKey, next_key: str | None) -> None:
+    """The verdict controls, at the top of the page (triage needs no scrolling): reviewer (kept in
+    the page's URL, so a bookmark remembers it), note, the three verdicts with their keys."""
+    c = st.columns([2, 3, 1.2, 1.2, 1.2], vertical_alignment="bottom")
+    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.remember_reviewer)
+    c[1].text_input("Note", key="note")
+    for col, (verdict, label), sc in zip(c[2:], VERDICTS.items(), ("y", "x", "u")):
+        col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, ev["end_frame"], verdict, next_key),
+                   type="primary" if verdict == "confirmed" else "secondary", width="stretch")
+    st.toggle("After a verdict, open the next pending event", key=state.AUTO_NEXT)
+    if st.session_state.get("saved"):
+        said = st.session_state.pop("saved")
+        (st.error if said.startswith("Not saved") else st.success)(said)
+        if st.session_state.get("adapted"):
+            st.caption(md(st.session_state.pop("adapted")))
 
 
 @st.cache_data(max_entries=16, show_spinner="Cutting the event's clip…")

@@ -6,8 +6,9 @@ from datetime import datetime, time
 
 import streamlit as st
 
+from flashback.errors import FlashbackError
 from ui import state
-from ui.data import STATUSES, VERDICTS, Filters, ReviewDB
+from ui.data import STATUSES, VERDICTS, EventKey, Filters, ReviewDB
 from ui.views.common import masked, md, open_event, status_label
 
 PAGE = 50
@@ -32,6 +33,31 @@ def filters(db: ReviewDB) -> Filters:
     return f
 
 
+def _bulk(db: ReviewDB, shown: list[dict]) -> None:
+    """One verdict for every ticked event (each saved as if given on its own page)."""
+    c = st.columns([2, 1.3, 1.3, 1.3, 4], vertical_alignment="bottom")
+    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.remember_reviewer)
+    for col, (verdict, label) in zip(c[1:4], VERDICTS.items()):
+        col.button(f"{label}: selected", key=f"bulk-{verdict}", on_click=_mark, args=(db, shown, verdict), width="stretch")
+
+
+def _mark(db: ReviewDB, shown: list[dict], verdict: str) -> None:
+    picked = [r for r in shown if st.session_state.get(f"pick-{r['key']}")]
+    reviewer = st.session_state.get(state.REVIEWER, "")
+    if not picked:
+        st.session_state["bulk_said"] = "Tick the events to mark first."
+        return
+    try:
+        for r in picked:
+            db.save_verdict(EventKey.decode(r["key"]), r["end_frame"], verdict, reviewer)
+            st.session_state[f"pick-{r['key']}"] = False
+    except FlashbackError as e:
+        st.session_state["bulk_said"] = f"Not saved: {md(e)}"
+        return
+    st.session_state["bulk_said"] = f"Saved: {VERDICTS[verdict]} by {md(reviewer.strip())} for {len(picked)} event(s)"
+    st.session_state[state.SNAPSHOT] = db.version()
+
+
 def render(db: ReviewDB) -> None:
     rows = db.events(filters(db))
     counts = db.counts(rows)
@@ -44,8 +70,13 @@ def render(db: ReviewDB) -> None:
         st.info("No events match these filters.")
         return
     st.caption(f"{len(rows)} event(s), highest peak score first")
+    _bulk(db, rows[:PAGE])
+    if st.session_state.get("bulk_said"):
+        st.success(st.session_state.pop("bulk_said"))
     for i, r in enumerate(rows[:PAGE]):
-        c = st.columns([1.3, 4, 1.2, 1.2, 2, 1.4, 1], vertical_alignment="center")
+        c = st.columns([0.3, 1.3, 4, 1.2, 1.2, 2, 1.4, 1], vertical_alignment="center")
+        c, pick = c[1:], c[0]
+        pick.checkbox("select", key=f"pick-{r['key']}", label_visibility="collapsed")
         thumb = db.stored_media(r["thumb_path"])
         if thumb is not None:
             c[0].image(str(thumb), width="stretch")
