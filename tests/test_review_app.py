@@ -289,7 +289,7 @@ def test_search_page_ranks_segments_and_opens_the_moment(db_copy, tiny_search):
     at.button[0].click().run()  # the form's submit button
     assert not at.exception, at.exception
     hits = [b for b in at.button if b.key and b.key.startswith("hit-")]
-    assert len(hits) == 5 and len(at.get("image")) == 5  # a key frame each
+    assert 1 <= len(hits) <= 5 and len(at.get("image")) == len(hits)  # moments, a key frame each
     assert [m.value for m in at.markdown if "similarity" in m.value][0].startswith("**1.**")
     video = next((b for b in hits if b.key.startswith("hit-video-")), None)
     target = video or hits[0]

@@ -43,7 +43,7 @@ def run(a: argparse.Namespace) -> int:
     if a.json:
         print_json(hits_json(hits, a.query))
         return EXIT_OK
-    t = Table(title=f"{a.query!r}: {len(hits)} of {finder.n:,} segments", title_justify="left")
+    t = Table(title=f"{a.query!r}: {len(hits)} moment(s) among {finder.n:,} segments", title_justify="left")
     for col, just in (("#", "right"), ("similarity", "right"), ("camera", "left"), ("video", "left"), ("span", "right"),
                       ("when", "left"), ("score", "right"), ("top caption", "left")):
         t.add_column(col, justify=just)

@@ -12,6 +12,7 @@ are a fifth of it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -113,20 +114,23 @@ class FootageSearch:
 
     def search_vector(self, q: np.ndarray, top: int = 10, camera: str | None = None,
                       since: datetime | None = None) -> list[Hit]:
-        """The ``top`` segments most similar to ``q`` (cosine), newest scoring first among equals.
-        ``camera``: a feed's name or a file's folder; ``since``: scored (files) or on the feed at or after."""
+        """The ``top`` moments most similar to ``q`` (cosine), best first: overlapping or touching
+        segments of one video are one moment, its span theirs and its similarity, segment and
+        caption its best one's (3.0-4.0 s and 3.5-4.5 s of one fight are one hit, not two).
+        ``camera``: a feed's name or a file's folder; ``since``: its clock time (or when it was scored) at or after."""
         filtered = camera is not None or since is not None
         if self.n > self.approx_at:
-            ids, sims = self._approximate(q, top * (20 if filtered else 2))
+            ids, sims = self._approximate(q, top * (20 if filtered else 8))
         else:
             ids, sims = self._exact(q)
-        hits: list[Hit] = []
+        moments: list[Hit] = []
         for at in range(0, len(ids), CHUNK):  # best first, a chunk at a time, until the filters leave enough
-            hits += [h for h in self._hits(ids[at:at + CHUNK], sims[at:at + CHUNK])
-                     if _keep(h, camera) and (since is None or h.when >= since)]
-            if len(hits) >= top:
+            for h in self._hits(ids[at:at + CHUNK], sims[at:at + CHUNK]):
+                if _keep(h, camera) and (since is None or h.when >= since):
+                    _add_moment(moments, h)
+            if len(moments) >= top:
                 break
-        return hits[:top]
+        return moments[:top]
 
     # ------------------------------------------------------------ exact and approximate
 
@@ -274,6 +278,28 @@ def _clip_spec(store: ResultStore, spec: dict) -> EncoderSpec:
             return EncoderSpec(model=model, pretrained=RANDOM_TAG, seed=int(seed or 0))
         pretrained = recorded.weights
     return EncoderSpec(model=model, pretrained=pretrained or DEFAULT_PRETRAINED)
+
+
+MOMENT_SHARE = 0.9  # a neighbour this close to a moment's best similarity widens it; a weaker one is its tail
+
+
+def _add_moment(moments: list[Hit], h: Hit) -> None:
+    """``h`` joins the moments of its video it overlaps or touches, which become one (its span
+    theirs, the rest the best one's, at the best one's place), or it starts a moment of its own.
+    Only a neighbour nearly as similar widens a moment (else a long video's every segment would make
+    it one moment of the whole video); a weaker overlapping one is dropped, not a second hit."""
+    touching = [k for k, m in enumerate(moments)
+                if (m.run_id, m.video_id) == (h.run_id, h.video_id) and h.start_s <= m.end_s and h.end_s >= m.start_s]
+    if not touching:
+        moments.append(h)
+        return
+    if h.similarity < MOMENT_SHARE * moments[touching[0]].similarity:
+        return
+    group = [moments[k] for k in touching] + [h]
+    first = touching[0]  # moments are kept best first: the earliest is the best
+    moments[first] = dataclasses.replace(moments[first], start_s=min(m.start_s for m in group), end_s=max(m.end_s for m in group))
+    for k in reversed(touching[1:]):
+        del moments[k]
 
 
 def _keep(h: Hit, camera: str | None) -> bool:
