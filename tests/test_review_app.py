@@ -414,3 +414,37 @@ def test_the_queue_gives_many_events_one_verdict(db_copy):
     assert not at.exception and at.success[0].value == "Saved: False alarm by ana for 3 event(s)"
     assert [r["status"] for r in ReviewDB(db_copy).events()].count("false_alarm") == 3
     assert not any(at.checkbox(key=f"pick-{r['key']}").value for r in rows[:3])  # cleared for the next batch
+
+
+def test_the_feeds_page_says_which_camera_is_not_covered(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from flashback.live.feeds import parse_feed
+    from flashback.live.sinks import FeedSession, LiveStoreSink
+    from flashback.store import RunRecord
+
+    video = tmp_path / "cam.mp4"
+    video.write_bytes(b"")
+    store = ResultStore(tmp_path / "live.duckdb")
+    sink = LiveStoreSink(store, RunRecord({"x": 1}, "mem", "/mem", "enc", "t"))
+    now = datetime.now(timezone.utc)
+    base = {"segments_scored": 100, "segments_lost": 0, "frames_decoded": 3000, "samples_encoded": 400,
+            "samples_dropped": 0, "reconnects": 0, "latency_p50_s": 0.3, "latency_p95_s": 0.5, "latency_max_s": 0.7}
+    for name, window in (("gate", {"window_drop_share": 0.02, "window_latency_p95_s": 0.5, "latency_budget_s": 1.0,
+                                   "keeping_up": True}),
+                         ("dock", {"window_drop_share": 0.7, "window_latency_p95_s": 3.8, "latency_budget_s": 1.0,
+                                   "keeping_up": False})):
+        session = FeedSession(parse_feed(f"{name}={video}", 0), f"live-{name}-1", now)
+        sink.start(session)
+        stats = {**base, "samples_dropped": 0 if name == "gate" else 900}
+        sink.feed_stats(session, {**stats, **window}, active=True)
+    sink.close()
+    monkeypatch.setenv(DB_ENV, str(store.path))
+    at = app()
+    at.radio(key="view").set_value("Feeds").run()
+    assert not at.exception, at.exception
+    alarm = plain(at.error[0].value)
+    assert alarm.startswith("Not covered as configured: dock.") and "gate" not in alarm
+    shown = " ".join(plain(e.value) for e in at.error)
+    assert "dropped 70% now, 69% overall" in shown and "p95 latency 3.80 s (budget 1.00 s)" in shown
+    assert any("dropped 2% now, 0% overall" in plain(m.value) for m in at.markdown)

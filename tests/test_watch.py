@@ -326,7 +326,8 @@ def test_feed_health_windows_warn_rate_limited_and_say_recovery():
     h = FeedHealth("gate", budget_s=1.0)
     lat = deque([0.2] * 10)
     ok = h.window({"samples_encoded": 100, "samples_dropped": 5, "segments_scored": 10}, lat)
-    assert ok == {"window_drop_share": 0.0476, "window_latency_p95_s": 0.2, "keeping_up": True} and h.say(ok, 0.0) is None
+    assert ok == {"window_drop_share": 0.0476, "window_latency_p95_s": 0.2, "latency_budget_s": 1.0, "keeping_up": True}
+    assert h.say(ok, 0.0) is None
     lat.extend([3.0] * 10)
     bad = h.window({"samples_encoded": 130, "samples_dropped": 75, "segments_scored": 20}, lat)
     assert bad["window_drop_share"] == 0.7 and bad["window_latency_p95_s"] == 3.0 and not bad["keeping_up"]

@@ -212,6 +212,31 @@ class ReviewDB:
         p = (root / relative).resolve()
         return p if p.is_relative_to(root) and p.is_file() else None
 
+    # ------------------------------------------------------------ live feeds
+
+    def feeds(self) -> list[dict]:
+        """Each live feed's latest watch: state, last update, drops and latency against its budget,
+        outages (the Feeds page)."""
+        with self._store.connect(read_only=True) as con:
+            cur = con.execute("""
+                SELECT f.feed, f.video_id, f.active, f.started_at, f.updated_at, f.segments_scored, f.segments_lost,
+                       f.samples_dropped, s.n_samples AS samples_encoded, f.latency_p95_s, f.window_drop_share,
+                       f.window_latency_p95_s, f.latency_budget_s, f.keeping_up,
+                       (SELECT count(*) FROM outages o WHERE o.video_id = f.video_id) AS outages,
+                       (SELECT count(*) FROM outages o WHERE o.video_id = f.video_id AND o.end_s IS NULL) AS down
+                FROM live_feeds f JOIN scorings s USING (video_id)
+                QUALIFY row_number() OVER (PARTITION BY f.feed ORDER BY f.started_at DESC) = 1
+                ORDER BY f.feed""")
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        for r in rows:
+            total = (r["samples_dropped"] or 0) + (r["samples_encoded"] or 0)
+            r["drop_share"] = (r["samples_dropped"] or 0) / total if total else 0.0
+            r["state"] = "stopped" if not r["active"] else "down" if r["down"] else "up"
+            r["over_budget"] = r["keeping_up"] is False or (r["latency_budget_s"] is not None and
+                                                            (r["window_latency_p95_s"] or 0) > r["latency_budget_s"])
+        return rows
+
     # ------------------------------------------------------------ search
 
     def search(self, encoder, text: str, top: int = 20, camera: str | None = None) -> list:

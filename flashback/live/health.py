@@ -69,7 +69,7 @@ class FeedHealth:
         p95 = float(np.percentile(recent, 95)) if recent else None
         keeping_up = share <= DROP_WARN and (p95 is None or p95 <= self.budget_s)
         return {"window_drop_share": round(share, 4), "window_latency_p95_s": None if p95 is None else round(p95, 4),
-                "keeping_up": keeping_up}
+                "latency_budget_s": self.budget_s, "keeping_up": keeping_up}
 
     def say(self, window: dict, now: float | None = None) -> str | None:
         """A warning while overloaded (at most every ``SAY_EVERY_S``), one line when it recovers."""

@@ -235,6 +235,10 @@ def update_feed_stats(con, video_id: str, stats: dict, active: bool) -> None:
             "latency_p50_s", "latency_p95_s", "latency_max_s")
     con.execute(f"UPDATE live_feeds SET updated_at = now(), active = ?, {', '.join(f'{k} = ?' for k in keys)} "
                 "WHERE video_id = ?", [active, *(stats[k] for k in keys), video_id])
+    if "keeping_up" in stats:  # the last window's health (live/health.py), schema 9
+        health = ("window_drop_share", "window_latency_p95_s", "latency_budget_s", "keeping_up")
+        con.execute(f"UPDATE live_feeds SET {', '.join(f'{k} = ?' for k in health)} WHERE video_id = ?",
+                    [*(stats.get(k) for k in health), video_id])
 
 
 def write_outage(con, video_id: str, feed: str, start_s: float, end_s: float | None, reason: str, attempts: int) -> None:
