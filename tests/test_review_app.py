@@ -448,3 +448,40 @@ def test_the_feeds_page_says_which_camera_is_not_covered(tmp_path, monkeypatch):
     shown = " ".join(plain(e.value) for e in at.error)
     assert "dropped 70% now, 69% overall" in shown and "p95 latency 3.80 s (budget 1.00 s)" in shown
     assert any("dropped 2% now, 0% overall" in plain(m.value) for m in at.markdown)
+
+
+def test_the_day_view_puts_every_camera_on_one_timeline(db_copy):
+    import json as _json
+
+    at = app()
+    at.radio(key="view").set_value("Day").run()
+    assert not at.exception, at.exception
+    rows = ReviewDB(db_copy).events()
+    spec = _json.loads(at.get("plotly_chart")[0].proto.spec)
+    keys = [k for trace in spec["data"] for k in trace["customdata"]]
+    assert sorted(keys) == sorted(r["key"] for r in rows)  # every event of the day is a mark that opens it
+    assert {y for trace in spec["data"] for y in trace["y"]} == {r["camera"] for r in rows}
+    assert [t["name"] for t in spec["data"]] == ["Pending"]
+
+
+def test_a_live_feeds_gaps_are_drawn_as_gaps():
+    from ui.views.common import with_gaps
+
+    x, y = with_gaps([0.5, 1.0, 1.5, 2.0, 6.0, 6.5], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert y == [0.1, 0.2, 0.3, 0.4, None, 0.5, 0.6] and x[4] == 4.0  # the outage between 2.0 and 6.0 is a break
+    assert with_gaps([0.5, 1.0, 1.5], [0.1, 0.2, 0.3]) == ([0.5, 1.0, 1.5], [0.1, 0.2, 0.3])
+
+
+def test_the_video_page_plays_the_recording_from_a_chosen_moment(db_copy):
+    at = app()
+    rows = ReviewDB(db_copy).events()
+    ev = max(rows, key=lambda r: r["start_s"])
+    at.session_state["video_key"] = (ev["run_id"], ev["video_id"])
+    at.radio(key="view").set_value("Video").run()
+    assert not at.exception, at.exception
+    assert at.get("video")[0].proto.start_time == 0  # the recording itself, from its start
+    events = ReviewDB.video_events(rows, ev["run_id"], ev["video_id"])
+    at.button(key=f"video-play-{events.index(ev)}").click().run()
+    assert not at.exception, at.exception
+    assert at.get("video")[0].proto.start_time == int(max(0.0, ev["start_s"] - 2))  # an event's Play: from just before it
+    assert at.session_state["video_at"] == max(0.0, ev["start_s"] - 2)

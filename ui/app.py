@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `ui` importable 
 
 from ui import state  # noqa: E402
 from ui.data import ReviewDB  # noqa: E402
-from ui.views import event, feeds, queue, search, summary, video  # noqa: E402
+from ui.views import day, event, feeds, queue, search, summary, video  # noqa: E402
 from ui.views.common import md  # noqa: E402
 
 st.set_page_config(page_title="Flashback review", layout="wide")
@@ -48,6 +48,6 @@ with st.sidebar:
     st.radio("View", state.VIEWS, key=state.VIEW)
     staleness()
 
-{"Queue": queue.render, "Event": event.render, "Video": video.render, "Search": search.render, "Feeds": feeds.render,
+{"Queue": queue.render, "Day": day.render, "Event": event.render, "Video": video.render, "Search": search.render, "Feeds": feeds.render,
  "False alarms & export": summary.render}[st.session_state[state.VIEW]](db)
 state.to_url()

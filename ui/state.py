@@ -11,7 +11,7 @@ REVIEWER = "reviewer"
 AUTO_NEXT = "auto_next"  # after a verdict, open the next pending event (on unless turned off)
 SNAPSHOT = "snapshot"  # data version when the current view was rendered
 
-VIEWS = ("Queue", "Event", "Video", "Search", "Feeds", "False alarms & export")
+VIEWS = ("Queue", "Day", "Event", "Video", "Search", "Feeds", "False alarms & export")
 
 
 # ---------------------------------------------------------------- links: the page's URL says what it shows

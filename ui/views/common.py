@@ -51,6 +51,24 @@ def open_video(run_id: str, video_id: str) -> None:
     st.session_state[state.VIEW] = "Video"
 
 
+def with_gaps(t, score) -> tuple[list, list]:
+    """The score line with a break wherever samples are missing (a live feed's lost segments or an
+    outage): more than twice the usual step between two points is a gap, not a straight line."""
+    t, score = list(map(float, t)), list(map(float, score))
+    if len(t) < 3:
+        return t, score
+    steps = sorted(b - a for a, b in zip(t, t[1:]))
+    usual = steps[len(steps) // 2]
+    x, y = [t[0]], [score[0]]
+    for a, b, s in zip(t, t[1:], score[1:]):
+        if usual > 0 and b - a > 2 * usual:
+            x.append((a + b) / 2)
+            y.append(None)
+        x.append(b)
+        y.append(s)
+    return x, y
+
+
 def timeline_figure(tl: dict, events: list[dict], highlight: str | None = None) -> go.Figure:
     fig = go.Figure()
     for e in events:
@@ -58,7 +76,8 @@ def timeline_figure(tl: dict, events: list[dict], highlight: str | None = None) 
         fig.add_vrect(x0=e["start_s"], x1=e["end_s"], line_width=0, opacity=0.35 if this else 0.12,
                       fillcolor="crimson" if this else "orange",
                       annotation_text=("this event" if this else html.escape(e["category"])), annotation_position="top left")
-    fig.add_trace(go.Scatter(x=tl["time_s"], y=tl["score"], mode="lines", name="score", line=dict(width=1.6)))
+    x, y = with_gaps(tl["time_s"], tl["score"])
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="score", line=dict(width=1.6), connectgaps=False))
     fig.add_hline(y=tl["threshold"], line_dash="dot", line_color="grey", annotation_text="threshold")
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="seconds", yaxis_title="anomaly score",
                       yaxis_range=[0, 1.02], showlegend=False)
