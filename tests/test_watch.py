@@ -702,3 +702,33 @@ def test_a_store_that_fails_is_said_bounded_and_caught_up(tmp_path, monkeypatch)
     with duckdb.connect(str(store.path), read_only=True) as c:
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # events are never dropped
         assert [r[0] for r in c.execute("SELECT segment FROM segments ORDER BY 1").fetchall()] == list(range(9, 20))
+
+
+def test_event_messages_link_to_their_page_in_the_review_app(tmp_path):
+    """With --review-url, every event update (JSON lines, webhook, MQTT) carries the link the app opens."""
+    import urllib.parse
+    from datetime import datetime, timezone
+
+    from flashback.live.causal import EventUpdate
+    from flashback.live.sinks import FeedSession, JsonLinesSink
+    from flashback.live.sinks.base import event_doc
+    from flashback.scoring.events import Event
+    from flashback.scoring.scoring import Explanation
+    from ui.data import EventKey
+
+    e = Event(0, 1.0, 3.0, 2, 6, 0.9, 4, 2.0, Explanation("Fighting", 0.9, 0.1, []))
+    session = FeedSession(parse_feed("gate=http://127.0.0.1/x", 0), "live-gate-1", datetime.now(timezone.utc),
+                          run_id="abc123", review_url="http://nvr.local:8501/")
+    doc = event_doc(session, EventUpdate("opened", "gate", e, "uid-1"))
+    link = urllib.parse.urlsplit(doc["link"])
+    assert (link.netloc, link.path) == ("nvr.local:8501", "/")
+    query = urllib.parse.parse_qs(link.query)
+    assert query["view"] == ["Event"] and EventKey.decode(query["event"][0]) == EventKey("abc123", "live-gate-1", 2)
+    sink = JsonLinesSink(tmp_path / "e.jsonl")
+    sink.event(session, EventUpdate("opened", "gate", e, "uid-1"))
+    sink.close()
+    assert json.loads((tmp_path / "e.jsonl").read_text().splitlines()[0])["link"] == doc["link"]
+    plain = FeedSession(session.spec, "live-gate-1", session.started_at)  # no --review-url: no link
+    assert "link" not in event_doc(plain, EventUpdate("opened", "gate", e, "uid-1"))
+    p = flashback_here("watch", "cam=x.mp4", "--review-url", "nvr.local")
+    assert p.returncode == 2 and "expected the app's address" in p.stderr

@@ -21,31 +21,13 @@ import numpy as np
 from flashback.errors import FlashbackError, UsageError, masked
 from flashback.scoring.export import cells
 from flashback.store import ResultStore, writers
+from flashback.store.keys import EventKey  # noqa: F401 - the app's pages import it from here
 from flashback.video.cameras import camera_name
 from flashback.video.decode import clock_text
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
 assert tuple(VERDICTS) == writers.VERDICTS
 STATUSES = ("pending", *VERDICTS)
-
-
-@dataclass(frozen=True)
-class EventKey:
-    """An event as verdicts know it: run, video and first frame.  A live event keeps its first frame
-    when it closes, and re-scoring a file with the same settings reproduces its events."""
-
-    run_id: str
-    video_id: str
-    start_frame: int
-
-    def encode(self) -> str:
-        return f"{self.run_id}:{self.video_id}:{self.start_frame}"
-
-    @classmethod
-    def decode(cls, text: str) -> "EventKey":
-        run_id, rest = text.split(":", 1)  # a run id is hex; a video id may hold colons (a feed's name)
-        video_id, a = rest.rsplit(":", 1)
-        return cls(run_id, video_id, int(a))
 
 
 @dataclass

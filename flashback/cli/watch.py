@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import sys
+import urllib.parse
 from pathlib import Path
 
 from ..errors import FlashbackError, UsageError
@@ -45,6 +46,9 @@ def add_parser(sub) -> None:
     add_memory_arg(w)
     add_store_args(w)
     w.add_argument("--events", type=Path, metavar="FILE", help="append event JSON lines to FILE instead of stdout")
+    w.add_argument("--review-url", type=_review_url, metavar="URL",
+                   help="the review app's address as people reach it (e.g. http://nvr.local:8501): every event message "
+                        "(JSON lines, webhook, MQTT) carries a link to its page")
     w.add_argument("--webhook", metavar="URL", help="POST every event opening and closing here as JSON (retried until delivered)")
     w.add_argument("--webhook-outbox", type=Path, metavar="FILE",
                    help="undelivered webhook updates are kept here until delivered, across runs (default: next to --db)")
@@ -81,6 +85,13 @@ def add_parser(sub) -> None:
     w.set_defaults(run=run)
 
 
+def _review_url(text: str) -> str:
+    u = urllib.parse.urlsplit(text)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected the app's address, e.g. http://nvr.local:8501")
+    return text
+
+
 def run(a: argparse.Namespace) -> int:
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
     cameras = load_cameras(a.cameras, a.roi)
@@ -105,7 +116,7 @@ def run(a: argparse.Namespace) -> int:
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
     sinks = Sinks([events])
-    config = dataclasses.replace(config, hwaccel=hwaccel_for(a, encoder))
+    config = dataclasses.replace(config, hwaccel=hwaccel_for(a, encoder), review_url=a.review_url)
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
     # closed in reverse: the clips first (they hand what is still being written to the others), then the
     # store's last rows, then MQTT and the webhook drain their queues, and the JSON lines end last

@@ -29,6 +29,7 @@ from ..memory.extras import Extras
 from ..scoring.pipeline import Detector
 from ..scoring.scoring import score_views
 from ..settings import ScoringSettings
+from ..store import RunRecord
 from ..video.cameras import UserText
 from ..video.media import CONTEXT_S
 from ..video.timegrid import pool
@@ -55,6 +56,7 @@ class WatchConfig:
     duration_s: float | None = knob(None, POSITIVE, "--duration", optional=True)  # None: until the feeds end or a signal
     clips: bool = False  # keep a ring of each feed's packets, for event clips (live/sinks/media.py)
     hwaccel: str | None = None  # the hardware decoder feeds are decoded on (decode.open_input); None: software
+    review_url: str | None = None  # the review app's public address: event messages link to their page
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self), "watch")
@@ -100,6 +102,7 @@ class Watcher:
         self._pending: list[Sample] = []  # taken from the readers, not yet encoded
         self._rate: float | None = None  # encoder frames/s, measured (moving average)
         self.capacity: Capacity | None = None  # measured at start (``health.measure_capacity``)
+        self.run_id = RunRecord.of(self.detector).run_id  # what the store keeps its feeds under (events' links)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
         self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
@@ -142,7 +145,8 @@ class Watcher:
         for spec in self.specs:
             vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.shown.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
-            session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None)
+            session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None,
+                                  run_id=self.run_id, review_url=self.config.review_url)
             reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0,
                                 self.config.queue_len, self.config.read_timeout_s,
                                 Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from ...memory.bundle import CaptionTable
 from ...scoring.events import Event
 from ...scoring.scoring import Segments
+from ...store.keys import EventKey
 from ...video.media import EventMedia
 from ..causal import EventUpdate
 from ..feeds import FeedSpec, Outage
@@ -26,6 +27,21 @@ class FeedSession:
     video_id: str
     started_at: datetime  # UTC wall time of feed time 0
     packets: PacketRing | None = None  # its recent packets, for event clips (None: no clips kept)
+    run_id: str | None = None  # the run the store keeps it under (an event's link needs it)
+    review_url: str | None = None  # the review app's public address (watch --review-url), None: no links
+
+    def link(self, start_frame: int) -> str | None:
+        """The review app's page of this feed's event that starts at ``start_frame``, if configured."""
+        if not (self.review_url and self.run_id):
+            return None
+        return EventKey(self.run_id, self.video_id, start_frame).link(self.review_url)
+
+
+def event_doc(session: FeedSession, update: EventUpdate) -> dict:
+    """An event update as every output says it (JSON lines, webhook, MQTT): its fields, the feed's
+    video id, and its review link when the app's address is configured."""
+    link = session.link(update.event.start_frame)
+    return {**update.to_dict(), "video_id": session.video_id, **({"link": link} if link else {})}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ...scoring.events import Event
 from ...video.media import EventMedia
 from ..causal import EventUpdate
 from ..feeds import Outage
-from .base import Closed, FeedSession, LiveSink
+from .base import Closed, FeedSession, LiveSink, event_doc
 
 
 class JsonLinesSink(LiveSink):
@@ -28,8 +28,7 @@ class JsonLinesSink(LiveSink):
 
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         e = update.event
-        self.write({**update.to_dict(), "video_id": session.video_id,
-                    "wall_time": _wall(session, e.end_s if update.kind == "closed" else e.start_s)})
+        self.write({**event_doc(session, update), "wall_time": _wall(session, e.end_s if update.kind == "closed" else e.start_s)})
 
     def outage(self, session: FeedSession, outage: Outage, started: bool) -> None:
         if started or outage.end_s is not None:

@@ -40,7 +40,7 @@ from ...scoring.scoring import Segments
 from ...video.media import EventMedia
 from ..causal import EventUpdate
 from ..feeds import Outage
-from .base import Closed, FeedSession, LiveSink
+from .base import Closed, FeedSession, LiveSink, event_doc
 from .jsonlines import media_doc
 from .outbox import read_outbox, write_outbox
 
@@ -314,7 +314,7 @@ class MqttSink(LiveSink):
 
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         name = session.spec.name
-        self.send(f"{name}/events", {**update.to_dict(), "video_id": session.video_id, "thumbnail": None}, qos=1)
+        self.send(f"{name}/events", {**event_doc(session, update), "thumbnail": None}, qos=1)
         self.send(f"{name}/anomaly", "ON" if update.kind == "opened" else "OFF", retain=True)
 
     def media(self, session: FeedSession, event: Event, media: EventMedia) -> None:

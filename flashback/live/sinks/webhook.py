@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..causal import EventUpdate
 from ..feeds import Backoff
-from .base import Closed, FeedSession, LiveSink
+from .base import Closed, FeedSession, LiveSink, event_doc
 from .outbox import read_outbox, write_outbox
 
 
@@ -49,7 +49,7 @@ class WebhookSink(LiveSink):
 
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         with self._lock:
-            self._pending.append({**update.to_dict(), "video_id": session.video_id})
+            self._pending.append(event_doc(session, update))
             self._persist()
             self._lock.notify()
 
