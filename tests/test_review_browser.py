@@ -276,3 +276,59 @@ def test_search_in_chromium(filled_store, tmp_path):
         finally:
             page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
             browser.close()
+
+
+def triage_store(folder, seed_memory, tiny_encoder, n_events: int = 20):
+    """A real store with ``n_events`` events: a video that cuts to scene 5 for half a second every second."""
+    from flashback.scoring.pipeline import Detector
+    from flashback.settings import ScoringSettings
+    from flashback.store import ResultStore, RunRecord
+    from flashback.video.synthetic import make_video
+
+    video = make_video(folder / "busy.mp4", n_frames=30 * (n_events + 1) * 2, fps=30, size=(64, 48),
+                       scene_of=lambda i: 5 if (i // 30) % 2 else 0)
+    det = Detector(seed_memory, tiny_encoder, ScoringSettings(threshold=0.5, min_event_s=0.2, merge_gap_s=0.1,
+                                                              smoothing_sigma_s=0.1))
+    result = det.score(str(video))
+    db = folder / "triage.duckdb"
+    store = ResultStore(db)
+    store.initialize()
+    store.save(RunRecord.of(det), result)
+    return db, len(result.events)
+
+
+def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_path):
+    """Open the first event by its link (reviewer in the URL), then only keys: each 'x' saves a false
+    alarm and opens the next pending event.  The time per event is printed (a benchmark figure, no
+    assert: benchmarks/README.md records it)."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from ui.data import ReviewDB
+
+    db, n = triage_store(tmp_path, seed_memory, tiny_encoder)
+    assert n >= 20, n
+    first = ReviewDB(db).events()[0]["key"]
+    with review_server(db) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            import urllib.parse
+
+            page.goto(f"{url}/?view=Event&event={urllib.parse.quote(first, safe='')}&reviewer=dana",
+                      wait_until="domcontentloaded")
+            page.get_by_text("Event 1 of").wait_for(timeout=60_000)
+            box = page.get_by_role("button", name=re.compile(r"^False alarm\b")).bounding_box()
+            assert box is not None and box["y"] + box["height"] < 900  # the verdict needs no scrolling
+            t0 = time.perf_counter()
+            for k in range(20):
+                page.keyboard.press("x")
+                page.wait_for_function(f"() => document.body.innerText.includes('Event {k + 2} of')", timeout=60_000)
+            per_event = (time.perf_counter() - t0) / 20
+        finally:
+            page.screenshot(path=str(tmp_path / "triage.png"), full_page=True)
+            browser.close()
+    statuses = [r["status"] for r in ReviewDB(db).events()]
+    assert statuses.count("false_alarm") == 20 and {r["reviewer"] for r in ReviewDB(db).events() if r["reviewer"]} == {"dana"}
+    print(f"keyboard triage: {per_event:.2f} s per event (20 events, headless Chromium, this machine)")
