@@ -332,3 +332,25 @@ def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_
     statuses = [r["status"] for r in ReviewDB(db).events()]
     assert statuses.count("false_alarm") == 20 and {r["reviewer"] for r in ReviewDB(db).events() if r["reviewer"]} == {"dana"}
     print(f"keyboard triage: {per_event:.2f} s per event (20 events, headless Chromium, this machine)")
+
+
+def test_every_page_in_chromium(server, tmp_path):
+    """Each page opened by its link in a fresh page, checked for what it must show, screenshot kept."""
+    from playwright.sync_api import sync_playwright
+
+    url, db = server
+    expect = {"Queue": "Flagged events", "Day": "Day view", "Event": "Why it was flagged", "Video": "threshold",
+              "Search": "Search", "Feeds": "Feeds", "False alarms & export": "By camera"}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            for view, text in expect.items():
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{url}/?view={view.replace(' ', '+').replace('&', '%26')}", wait_until="domcontentloaded")
+                page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
+                assert "Traceback" not in page.inner_text("body") and page.get_by_role("button", name="Deploy").count() == 0
+                page.screenshot(path=str(tmp_path / f"{view.split()[0].lower()}.png"), full_page=True)
+                page.close()
+        finally:
+            browser.close()
+    assert len(list(tmp_path.glob("*.png"))) == len(expect)
