@@ -339,7 +339,7 @@ def test_every_page_in_chromium(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     url, db = server
-    expect = {"Queue": "Flagged events", "Day": "Day view", "Event": "Why it was flagged", "Video": "threshold",
+    expect = {"Queue": "Flagged events", "Day": "click a mark to open it", "Event": "Why it was flagged", "Video": "threshold",
               "Search": "Search", "Feeds": "Feeds", "False alarms & export": "By camera"}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -348,6 +348,9 @@ def test_every_page_in_chromium(server, tmp_path):
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.goto(f"{url}/?view={view.replace(' ', '+').replace('&', '%26')}", wait_until="domcontentloaded")
                 page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
+                if view in ("Day", "Event", "Video"):  # their timelines drawn, marks and all
+                    page.locator(".js-plotly-plot .scatterlayer path").first.wait_for(timeout=60_000)
+                page.wait_for_timeout(300)
                 assert "Traceback" not in page.inner_text("body") and page.get_by_role("button", name="Deploy").count() == 0
                 page.screenshot(path=str(tmp_path / f"{view.split()[0].lower()}.png"), full_page=True)
                 page.close()
