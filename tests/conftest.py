@@ -3,6 +3,7 @@ bundle built with it, and an isolated cache folder so the default memory is buil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -207,3 +208,28 @@ def scene_memory(tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("scene") / "mem"
     write_bundle(out, table, vecs, BundleSpec(tiny_encoder.identity, alpha=1.0, template="none", logit_scale=100.0))
     return load_bundle(out)
+
+
+def memory_from_rows(folder: Path, rows: list[dict]) -> Path:
+    """A memory built by ``flashback memory from-captions`` (tiny encoder) from labelled caption rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    f = folder / "caps.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mem = folder / "mem"
+    p = flashback_here("memory", "from-captions", f, "--out", mem, *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    return mem
+
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str):
+    """A real tmpfs of ``size`` mounted at ``mnt`` for the block (needs root: the test is skipped otherwise)."""
+    mnt.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -13,7 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
 import pytest
-from conftest import TINY_CLI, flashback_here, free_port
+from conftest import TINY_CLI, flashback_here, free_port, memory_from_rows
 
 from flashback.errors import masked, printable
 from flashback.video.synthetic import make_video
@@ -30,16 +30,10 @@ def printed_safely(text: str) -> None:
 @pytest.fixture(scope="module")
 def escape_memory(tmp_path_factory):
     """Captions and a category carrying terminal escapes, a bidi override and emoji codes."""
-    d = tmp_path_factory.mktemp("escapes")
     rows = [{"text": f"a calm street :smile: number {i}", "label": "normal"} for i in range(6)]
     rows += [{"text": f"{ESC_TITLE}a man smashes {ESC_RED}a window{BIDI} :-1 {i}", "label": "anomalous",
               "category": f"Vandalism{ESC_RED} :thumbsup:"} for i in range(6)]
-    f = d / "caps.jsonl"
-    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    mem = d / "mem"
-    p = flashback_here("memory", "from-captions", f, "--out", mem, *TINY_CLI)
-    assert p.returncode == 0, p.stderr
-    return mem
+    return memory_from_rows(tmp_path_factory.mktemp("escapes"), rows)
 
 
 def test_escapes_in_a_bundle_and_a_file_name_reach_no_terminal(escape_memory, tmp_path):
@@ -160,12 +154,10 @@ def test_no_csv_cell_starts_a_formula(tmp_path):
     rows = [{"text": f"a calm street {i}", "label": "normal"} for i in range(6)]
     rows += [{"text": f"-1+1 a window is smashed {i}", "label": "anomalous", "category": "=HYPERLINK(\"http://x\",\"y\")"}
              for i in range(6)]
-    caps = tmp_path / "caps.jsonl"
-    caps.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert flashback_here("memory", "from-captions", caps, "--out", tmp_path / "mem", *TINY_CLI).returncode == 0
+    mem = memory_from_rows(tmp_path, rows)
     video = make_video(tmp_path / "@cam.mp4", n_frames=60)
     db, scores = tmp_path / "r.duckdb", tmp_path / "scores.csv"
-    p = flashback_here("score", video, "--memory", tmp_path / "mem", "--db", db, "--csv", scores, "--threshold", "0", *TINY_CLI)
+    p = flashback_here("score", video, "--memory", mem, "--db", db, "--csv", scores, "--threshold", "0", *TINY_CLI)
     assert p.returncode == 0, p.stderr
     review = ReviewDB(db)
     event = review.events()[0]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pytest
-from conftest import FLASHBACK, TINY_CLI, copy_of, flashback, flashback_here
+from conftest import FLASHBACK, TINY_CLI, copy_of, flashback, flashback_here, tmpfs
 
 from flashback.scoring.scoring import Segments
 from flashback.store import ResultStore, writers
@@ -241,20 +241,13 @@ def test_a_dry_run_on_a_read_only_store_counts_what_a_prune_would_delete(store, 
     db, _ = store
     (tmp_path / "w").mkdir()
     expected = flashback_here("prune", "--db", copy_of((db, None), tmp_path / "w"), "--keep-days", "1", "--dry-run")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'})")
-    try:
+    with tmpfs(tmp_path / "ro", "64m") as mnt:
         shutil.copy(db, mnt / "r.duckdb")
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         before = (mnt / "r.duckdb").read_bytes()
         p = flashback_here("prune", "--db", mnt / "r.duckdb", "--keep-days", "1", "--dry-run")
         assert p.returncode == 0, p.stderr
         assert (mnt / "r.duckdb").read_bytes() == before
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
     assert expected.returncode == 0
     rows = [line for line in p.stdout.splitlines() if "│" in line]
     assert rows == [line for line in expected.stdout.splitlines() if "│" in line] and len(rows) > 3

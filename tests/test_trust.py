@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback, flashback_here
+from conftest import TINY_CLI, flashback, flashback_here, memory_from_rows, tmpfs
 
 from flashback.video.synthetic import make_video
 
@@ -94,16 +94,10 @@ def test_byte_identical_files_are_said_to_be_one_video(tmp_path):
 @pytest.fixture(scope="module")
 def bracket_memory(tmp_path_factory):
     """Captions and a category full of rich markup and HTML."""
-    d = tmp_path_factory.mktemp("brackets")
     rows = [{"text": f"a calm street [/] number {i}", "label": "normal"} for i in range(6)]
     rows += [{"text": f"[bold red]a man smashes[/] a window [click] {i}", "label": "anomalous", "category": "Vandalism [/]"}
              for i in range(6)]
-    f = d / "caps.jsonl"
-    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    mem = d / "mem"
-    p = flashback_here("memory", "from-captions", f, "--out", mem, *TINY_CLI)
-    assert p.returncode == 0, p.stderr
-    return mem
+    return memory_from_rows(tmp_path_factory.mktemp("brackets"), rows)
 
 
 def test_memory_info_prints_brackets_as_they_are(bracket_memory):
@@ -205,15 +199,8 @@ def minilm_memory(tmp_path_factory):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MiB tmpfs: a real filesystem that fills up.  Needs root (mount); skipped otherwise."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or 'not root'})")
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def fill(mnt: Path) -> Path:

@@ -23,7 +23,7 @@ from flashback.scoring.export import cells
 from flashback.store import ResultStore, writers
 from flashback.store.keys import EventKey  # noqa: F401 - the app's pages import it from here
 from flashback.video.cameras import camera_name
-from flashback.video.decode import clock_text
+from flashback.video.clock import clock_text
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
 assert tuple(VERDICTS) == writers.VERDICTS

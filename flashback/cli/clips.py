@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import StoreError, UsageError
 from ..scoring.export import cells, write_text_file
 from ..video.cameras import camera_name
-from ..video.decode import clock_text
+from ..video.clock import clock_text
 from .common import EXIT_OK, out, progress_bars, warn
 from .options import add_db_arg, since
 from .setup import existing_store

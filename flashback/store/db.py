@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import StoreError, ctrl_c_stays_ctrl_c, first_line
 from ..scoring.pipeline import VideoResult
-from ..video.decode import clock_start
+from ..video.clock import clock_start
 from ..video.media import EventMedia, media_dir, sweep
 from ..video.sources import is_url
 from . import writers

@@ -25,13 +25,14 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import av
 import numpy as np
 
 from ..errors import InputError, first_line
 from .cameras import Region
+from .clock import creation_time
 from .sources import VideoSource
 from .timegrid import TimeGrid
 
@@ -52,40 +53,6 @@ class VideoInfo:
     average_fps: float | None  # what the container declares; None when it declares nothing
     declared_duration_s: float | None
     created_at: datetime | None = None  # the container's creation_time tag, local wall time (a camera's own clock)
-
-
-def clock_start(source: str, info: VideoInfo | None, duration_s: float) -> tuple[datetime | None, str | None]:
-    """When a recorded file's first frame was on the camera, local wall time, and what says so: the
-    container's creation time, else the file's modification time less its duration (a recorder
-    writes until the end), marked as such; (None, None) for a URL or a file that is gone."""
-    if info is not None and info.created_at is not None:
-        return info.created_at, "container"
-    try:
-        mtime = os.stat(source).st_mtime
-    except (OSError, ValueError):
-        return None, None
-    return datetime.fromtimestamp(mtime) - timedelta(seconds=duration_s), "file time"
-
-
-def clock_text(started_at: datetime | None, started_from: str | None, t_s: float) -> str:
-    """A moment's wall-clock time as every page, file name and export shows it: '2026-12-06
-    13:04:05', marked '(file time)' when only the file's modification time says so; '' unknown."""
-    if started_at is None:
-        return ""
-    at = (started_at + timedelta(seconds=float(t_s))).strftime("%Y-%m-%d %H:%M:%S")
-    return at if started_from in (None, "feed clock", "container") else f"{at} ({started_from})"
-
-
-def _creation_time(container) -> datetime | None:
-    """The container's ``creation_time`` tag (ISO 8601, UTC by convention) as local wall time."""
-    text = (container.metadata or {}).get("creation_time") or ""
-    try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.year < 1990:  # 1970 or 1904: an unset tag
-        return None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone().replace(tzinfo=None)
 
 
 @dataclass
@@ -327,7 +294,7 @@ class VideoReader:
             codec=ctx.name,
             average_fps=float(rate) if rate else None,
             declared_duration_s=declared,
-            created_at=_creation_time(self._container),
+            created_at=creation_time(self._container),
         )
         self.views = fit.views(width, height)
 
