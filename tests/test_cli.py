@@ -209,3 +209,23 @@ def test_a_folder_kept_from_python_is_stored_as_flashback_score_stores_it(folder
     assert cli["frame_scores"] and cli["events"]  # something to compare
     assert {t: len(v) for t, v in py.items()} == {t: len(v) for t, v in cli.items()}
     assert py["frame_scores"] == cli["frame_scores"] and py["segments"] == cli["segments"] and py["events"] == cli["events"]
+
+
+def test_exports_say_each_videos_camera_and_clock_time(tmp_path, seed_memory):
+    import csv
+    from datetime import datetime
+
+    (tmp_path / "north").mkdir()
+    video = make_video(tmp_path / "north" / "cam.mp4", n_frames=90, scene_of=lambda i: 5 if i >= 45 else 0)
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    p = flashback_here("score", video, "--no-db", "--json", js, "--csv", cs, "--threshold", "0", "--memory", seed_memory.path,
+                       *TINY_CLI)
+    assert p.returncode == 0, p.stderr
+    v = json.loads(js.read_text())["videos"][0]
+    start = datetime.fromisoformat(v["clock_start"])
+    expected = datetime.fromtimestamp(video.stat().st_mtime).timestamp() - v["duration_s"]
+    assert v["camera"] == str(tmp_path / "north") and v["clock_from"] == "file time"
+    assert abs(start.timestamp() - expected) < 0.01
+    assert v["events"] and v["events"][0]["start_clock"].endswith("(file time)")
+    rows = list(csv.DictReader(open(cs)))
+    assert rows[0]["clock"] == f"{start:%Y-%m-%d %H:%M:%S} (file time)"
