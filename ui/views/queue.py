@@ -72,7 +72,8 @@ def render(db: ReviewDB) -> None:
     st.caption(f"{len(rows)} event(s), highest peak score first")
     _bulk(db, rows[:PAGE])
     if st.session_state.get("bulk_said"):
-        st.success(st.session_state.pop("bulk_said"))
+        said = st.session_state.pop("bulk_said")
+        (st.success if said.startswith("Saved") else st.error if said.startswith("Not saved") else st.info)(said)
     for i, r in enumerate(rows[:PAGE]):
         c = st.columns([0.3, 1.3, 4, 1.2, 1.2, 2, 1.4, 1], vertical_alignment="center")
         c, pick = c[1:], c[0]
