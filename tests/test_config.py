@@ -73,3 +73,23 @@ def test_a_pretrained_flag_beats_a_checkpoint_from_the_file(tmp_path, seed_memor
     assert p.returncode != 0 and "nowhere.pt" in p.stderr  # the file's checkpoint is used...
     p = flashback_here("score", video, "--no-db", "--memory", seed_memory.path, "--pretrained", "random", cwd=tmp_path)
     assert p.returncode == 0, p.stderr  # ...unless --pretrained is given: a flag beats the file
+
+
+def test_an_offline_box_is_told_at_once_to_name_a_checkpoint(tmp_path, seed_memory):
+    """Without --checkpoint an offline score spent 51 s on download retries before it said anything."""
+    import time
+
+    from conftest import free_port
+
+    from flashback.encoders.encoder_registry import EncoderSpec, weights_cached
+
+    if weights_cached(EncoderSpec()):
+        pytest.skip("the default weights are in this machine's Hugging Face cache")
+    video = make_video(tmp_path / "v.mp4", n_frames=30)
+    t = time.monotonic()
+    p = flashback_here("score", video, "--no-db", "--memory", seed_memory.path, "--device", "cpu",
+                       env={"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})  # the default ViT-B-32, not cached here
+    assert p.returncode == 1 and "are not in the local cache and the hub cannot be reached" in p.stderr, p.stderr
+    assert "pass --checkpoint FILE" in p.stderr and time.monotonic() - t < 30
+    p = flashback_here("score", video, "--no-db", "--memory", seed_memory.path, env={"HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 1 and "HF_HUB_OFFLINE is set" in p.stderr

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import urllib.parse
 import warnings
 from collections import deque
 from collections.abc import Sequence
@@ -20,6 +22,20 @@ from ..processes import main_module_hidden, spawn_context
 from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
 
 log = logging.getLogger(__name__)
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot serve a download now (HF_HUB_OFFLINE, or one TCP connect to
+    HF_ENDPOINT failing), or None: a box without network is told in seconds, not after retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or type(e).__name__}"
+    return None
 
 
 def _quiet_hub() -> None:
@@ -88,6 +104,11 @@ class ClipEncoder:
             torch.manual_seed(spec.seed)
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
         if weights_cached(spec) is False:
+            unreachable = hub_unreachable()
+            if unreachable:  # else open_clip would spend most of a minute on download retries
+                raise EncoderError(
+                    f"pretrained weights {spec.model}/{spec.pretrained} are not in the local cache and the hub cannot "
+                    f"be reached ({unreachable}); pass --checkpoint FILE (or checkpoint = \"FILE\" in flashback.toml)")
             log.warning(
                 "downloading pretrained weights %s/%s on first use (several hundred MB; "
                 "pass --checkpoint FILE to use a local file instead)", spec.model, spec.pretrained,
