@@ -215,8 +215,7 @@ class ReviewDB:
             total = (r["samples_dropped"] or 0) + (r["samples_encoded"] or 0)
             r["drop_share"] = (r["samples_dropped"] or 0) / total if total else 0.0
             r["state"] = "stopped" if not r["active"] else "down" if r["down"] else "up"
-            r["over_budget"] = r["keeping_up"] is False or (r["latency_budget_s"] is not None and
-                                                            (r["window_latency_p95_s"] or 0) > r["latency_budget_s"])
+            r["over_budget"] = r["keeping_up"] is False  # the watcher's window verdict (drops and latency)
         return rows
 
     # ------------------------------------------------------------ search

@@ -44,6 +44,3 @@ def to_url() -> None:
         elif param in st.query_params:
             del st.query_params[param]
 
-
-def remember_reviewer() -> None:
-    to_url()

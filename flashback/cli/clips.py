@@ -7,13 +7,13 @@ import argparse
 import csv
 import re
 import shutil
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import StoreError, UsageError
 from ..scoring.export import cells, write_text_file
 from ..video.cameras import camera_name
-from ..video.clock import clock_text
+from ..video.clock import clock_text, wall_time
 from .common import EXIT_OK, out, progress_bars, warn
 from .options import add_db_arg, since
 from .setup import existing_store
@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
 
 _QUERY = """
     SELECT m.clip_path, m.thumb_path, coalesce(m.created_at, s.scored_at) AS made, e.start_s, e.end_s, e.peak_score,
-           coalesce(e.category, '-'), coalesce(f.feed, v.path), coalesce(l.verdict, 'pending'), e.video_id, e.event,
+           coalesce(e.category, '-'), coalesce(l.verdict, 'pending'), e.video_id, e.event,
            CASE WHEN m.video_id IS NULL THEN 'no media was recorded for it (scored with --no-media, or before clips were kept)'
                 ELSE m.note END, v.path, f.feed, ru.camera, v.started_at, v.started_from
     FROM events e
@@ -67,16 +67,16 @@ def run(a: argparse.Namespace) -> int:
     with store.connect(read_only=True) as con:
         rows = con.execute(_QUERY, [a.since or datetime.min]).fetchall()
     if a.status:
-        rows = [r for r in rows if r[8] in a.status]
+        rows = [r for r in rows if r[7] in a.status]
     a.out.mkdir(parents=True, exist_ok=True)
     media = store.media_dir
     index, missing = [], 0
     with progress_bars(a.quiet) as progress:
         task = progress.add_task("copying clips", total=len(rows), done=f"0/{len(rows)} events")
-        for k, (clip, thumb, made, start_s, end_s, peak, category, _, status, video_id, event, why, path, feed, table,
+        for k, (clip, thumb, made, start_s, end_s, peak, category, status, video_id, event, why, path, feed, table,
                 started_at, started_from) in enumerate(rows):
             camera = camera_name(path, feed, table)
-            at = started_at + timedelta(seconds=start_s) if started_at is not None else made  # the event's time, not the clip's
+            at = wall_time(started_at, start_s) or made  # the event's time, not the clip's
             stem = f"{_safe(Path(camera).name if '/' in camera else camera)}_{at:%Y%m%d-%H%M%S}_{_safe(category, 24)}_e{event}"
             copied = {}
             for kind, rel, ext in (("clip", clip, ".mp4"), ("thumbnail", thumb, ".jpg")):

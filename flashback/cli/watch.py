@@ -17,7 +17,6 @@ from ..live.sinks import JsonLinesSink, LiveStoreSink, Sinks, WebhookSink
 from ..live.sinks.media import LiveMediaSink
 from ..live.sinks.mqtt import MqttSink, check_topics, parse_broker
 from ..live.watcher import WatchConfig, Watcher
-from ..store import RunRecord
 from ..video.cameras import load_cameras, user_texts
 from .common import EXIT_FAILED, EXIT_OK, fail, say, warn
 from .options import (
@@ -127,7 +126,7 @@ def run(a: argparse.Namespace) -> int:
         sinks.append(MqttSink(broker, a.mqtt_topic, a.ha_discovery, store.media_dir.resolve() if store is not None else None,
                               log=say, outbox=a.mqtt_outbox or Path(beside + ".mqtt-outbox.jsonl")))
     if store is not None:
-        sinks.append(store_sink := LiveStoreSink(store, RunRecord.of(watcher.detector), retention_days=a.retention_days, log=say))
+        sinks.append(store_sink := LiveStoreSink(store, watcher.run_record, retention_days=a.retention_days, log=say))
         if config.clips:
             sinks.append(LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say))
 

@@ -102,7 +102,7 @@ class Watcher:
         self._pending: list[Sample] = []  # taken from the readers, not yet encoded
         self._rate: float | None = None  # encoder frames/s, measured (moving average)
         self.capacity: Capacity | None = None  # measured at start (``health.measure_capacity``)
-        self.run_id = RunRecord.of(self.detector).run_id  # what the store keeps its feeds under (events' links)
+        self.run_record = RunRecord.of(self.detector)  # what the store keeps its feeds under (and events' links name)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
         self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
@@ -146,7 +146,7 @@ class Watcher:
             vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.shown.encode()).hexdigest()[:8],
                                          started.strftime("%Y%m%dT%H%M%SZ"))
             session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None,
-                                  run_id=self.run_id, review_url=self.config.review_url)
+                                  run_id=self.run_record.run_id, review_url=self.config.review_url)
             reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0,
                                 self.config.queue_len, self.config.read_timeout_s,
                                 Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),

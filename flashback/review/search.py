@@ -102,7 +102,7 @@ class FootageSearch:
         with self.store.connect(read_only=True) as con:
             rows = con.execute("SELECT DISTINCT d.path, f.feed, ru.camera FROM segment_vectors v JOIN videos d USING (video_id) "
                                "JOIN runs ru ON ru.run_id = v.run_id LEFT JOIN live_feeds f USING (video_id)").fetchall()
-        return {camera_name(masked(path), feed, table) for path, feed, table in rows}
+        return {camera_name(path, feed, table) for path, feed, table in rows}
 
     def query_vector(self, text: str) -> np.ndarray:
         if not text.strip():

@@ -195,10 +195,7 @@ class ResultStore:
             return self._dry_run_on_a_copy(cutoff, keep_reviewed, drop_reviewed)
         try:
             with self.transaction() as con:
-                rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
-                referenced = {r[0] for r in con.execute(
-                    "SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL UNION "
-                    "SELECT thumb_path FROM event_media WHERE thumb_path IS NOT NULL").fetchall()}
+                rows, referenced = _prune_rows(con, cutoff, keep_reviewed, drop_reviewed)
                 if dry_run:
                     raise _Rollback()
         except _Rollback:
@@ -216,10 +213,7 @@ class ResultStore:
                 con.execute(f"ATTACH '{_sql_literal(self.path)}' AS src (READ_ONLY)")
                 con.execute("COPY FROM DATABASE src TO memory")
                 con.execute("DETACH src")
-                rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
-                referenced = {r[0] for r in con.execute(
-                    "SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL UNION "
-                    "SELECT thumb_path FROM event_media WHERE thumb_path IS NOT NULL").fetchall()}
+                rows, referenced = _prune_rows(con, cutoff, keep_reviewed, drop_reviewed)
         except duckdb.Error as e:
             raise StoreError(f"{self.path}: cannot read it for a dry run ({first_line(e)})") from None
         finally:
@@ -255,6 +249,15 @@ def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult)
     writers.insert_frame_scores(con, rid, np.full(n, vid, dtype=object), np.arange(n), r.frame_times, r.raw_scores, r.scores)
     for e in r.events:
         writers.write_event(con, rid, vid, e)
+
+
+def _prune_rows(con, cutoff: datetime, keep_reviewed: bool, drop_reviewed: bool) -> tuple[dict[str, int], set[str]]:
+    """The retention's deletes (``writers.prune_before``) and the media files the rows left still name."""
+    rows = writers.prune_before(con, cutoff, keep_reviewed, drop_reviewed)
+    referenced = {r[0] for r in con.execute(
+        "SELECT clip_path FROM event_media WHERE clip_path IS NOT NULL UNION "
+        "SELECT thumb_path FROM event_media WHERE thumb_path IS NOT NULL").fetchall()}
+    return rows, referenced
 
 
 def _writable(path: Path) -> bool:

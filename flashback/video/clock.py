@@ -20,12 +20,17 @@ def clock_start(source: str, info, duration_s: float) -> tuple[datetime | None, 
     return datetime.fromtimestamp(mtime) - timedelta(seconds=duration_s), "file time"
 
 
+def wall_time(started_at: datetime | None, t_s: float) -> datetime | None:
+    """The wall-clock time of ``t_s`` seconds into a video that began at ``started_at`` (None: unknown)."""
+    return None if started_at is None else started_at + timedelta(seconds=float(t_s))
+
+
 def clock_text(started_at: datetime | None, started_from: str | None, t_s: float) -> str:
     """A moment's wall-clock time as every page, file name and export shows it: '2026-12-06
     13:04:05', marked '(file time)' when only the file's modification time says so; '' unknown."""
     if started_at is None:
         return ""
-    at = (started_at + timedelta(seconds=float(t_s))).strftime("%Y-%m-%d %H:%M:%S")
+    at = wall_time(started_at, t_s).strftime("%Y-%m-%d %H:%M:%S")
     return at if started_from in (None, "feed clock", "container") else f"{at} ({started_from})"
 
 

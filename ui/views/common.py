@@ -51,6 +51,12 @@ def open_video(run_id: str, video_id: str) -> None:
     st.session_state[state.VIEW] = "Video"
 
 
+def selected_points(picked) -> list[dict]:
+    """The points a click selected on a chart drawn with ``on_select="rerun"`` (Streamlit answers a
+    PlotlyState, a dict; anything else, such as a chart run without a session, selected nothing)."""
+    return list(picked.get("selection", {}).get("points", [])) if isinstance(picked, dict) else []
+
+
 def with_gaps(t, score) -> tuple[list, list]:
     """The score line with a break wherever samples are missing (a live feed's lost segments or an
     outage): more than twice the usual step between two points is a gap, not a straight line."""

@@ -8,9 +8,10 @@ from datetime import date, datetime, time, timedelta
 import plotly.graph_objects as go
 import streamlit as st
 
+from flashback.video.clock import wall_time
 from ui import state
 from ui.data import ReviewDB
-from ui.views.common import open_event, status_label
+from ui.views.common import open_event, selected_points, status_label
 
 COLOURS = {"pending": "#f59e0b", "confirmed": "#dc2626", "false_alarm": "#16a34a", "unsure": "#6b7280"}
 
@@ -21,7 +22,7 @@ def render(db: ReviewDB) -> None:
     if not rows:
         st.info("No event with a known clock time yet (stores written before clock times were kept have none).")
         return
-    moments = {r["key"]: r["started_at"] + timedelta(seconds=float(r["start_s"])) for r in rows}
+    moments = {r["key"]: wall_time(r["started_at"], r["start_s"]) for r in rows}
     days = sorted({t.date() for t in moments.values()})
     day: date = st.date_input("Day", value=days[-1], min_value=days[0], max_value=days[-1], key="day_pick")
     shown = [r for r in rows if moments[r["key"]].date() == day]
@@ -43,8 +44,7 @@ def render(db: ReviewDB) -> None:
     fig.update_layout(height=120 + 40 * len({r["camera"] for r in shown}), margin=dict(l=10, r=10, t=10, b=10),
                       xaxis=dict(range=[start, start + timedelta(days=1)], title="time of day"), legend_orientation="h")
     picked = st.plotly_chart(fig, key="day-chart", on_select="rerun", selection_mode="points", width="stretch")
-    points = (picked or {}).get("selection", {}).get("points", []) if isinstance(picked, dict) else \
-        getattr(getattr(picked, "selection", None), "points", [])
+    points = selected_points(picked)
     if points:
         key = points[0].get("customdata")
         if key in moments:

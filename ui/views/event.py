@@ -111,7 +111,7 @@ def _verdict(db: ReviewDB, ev: dict, key: EventKey, next_key: str | None) -> Non
     """The verdict controls, at the top of the page (triage needs no scrolling): reviewer (kept in
     the page's URL, so a bookmark remembers it), note, the three verdicts with their keys."""
     c = st.columns([2, 3, 1.2, 1.2, 1.2], vertical_alignment="bottom")
-    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.remember_reviewer)
+    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.to_url)
     c[1].text_input("Note", key="note")
     for col, (verdict, label), sc in zip(c[2:], VERDICTS.items(), ("y", "x", "u")):
         col.button(label, key=f"verdict-{verdict}", shortcut=sc, on_click=_save, args=(db, key, ev["end_frame"], verdict, next_key),

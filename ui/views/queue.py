@@ -36,7 +36,7 @@ def filters(db: ReviewDB) -> Filters:
 def _bulk(db: ReviewDB, shown: list[dict]) -> None:
     """One verdict for every ticked event (each saved as if given on its own page)."""
     c = st.columns([2, 1.3, 1.3, 1.3, 4], vertical_alignment="bottom")
-    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.remember_reviewer)
+    c[0].text_input("Reviewer", key=state.REVIEWER, on_change=state.to_url)
     for col, (verdict, label) in zip(c[1:4], VERDICTS.items()):
         col.button(f"{label}: selected", key=f"bulk-{verdict}", on_click=_mark, args=(db, shown, verdict), width="stretch")
 

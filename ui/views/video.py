@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import state
 from ui.data import ReviewDB
-from ui.views.common import masked, md, open_event, status_label, timeline_figure
+from ui.views.common import masked, md, open_event, selected_points, status_label, timeline_figure
 
 
 def render(db: ReviewDB) -> None:
@@ -32,8 +32,7 @@ def render(db: ReviewDB) -> None:
     if at is not None and tuple(target or ()) == (run_id, video_id):  # the moment a search found
         fig.add_vline(x=at, line_color="purple", line_dash="dash", annotation_text="search result")
     picked = st.plotly_chart(fig, key="video-timeline", width="stretch", on_select="rerun", selection_mode="points")
-    points = getattr(getattr(picked, "selection", None), "points", None) or \
-        (picked.get("selection", {}).get("points", []) if isinstance(picked, dict) else [])
+    points = selected_points(picked)
     if points and points[0].get("x") is not None:  # a click on the timeline plays from that moment
         st.session_state[state.VIDEO_AT] = float(points[0]["x"])
     _player(db, video_id, events, tl, st.session_state.get(state.VIDEO_AT) if tuple(target or ()) == (run_id, video_id) else None)
