@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import urllib.parse
 import warnings
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import EncoderError, first_line
+from ..net import unreachable
 from ..processes import main_module_hidden, spawn_context
 from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
 
@@ -31,11 +31,8 @@ def hub_unreachable(timeout_s: float = 3.0) -> str | None:
         return "HF_HUB_OFFLINE is set"
     endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as e:
-        return f"{host}:{port}: {e.strerror or type(e).__name__}"
-    return None
+    why = unreachable(host, port, timeout_s)
+    return f"{host}:{port}: {why}" if why else None
 
 
 def _quiet_hub() -> None:
@@ -104,11 +101,11 @@ class ClipEncoder:
             torch.manual_seed(spec.seed)
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
         if weights_cached(spec) is False:
-            unreachable = hub_unreachable()
-            if unreachable:  # else open_clip would spend most of a minute on download retries
+            offline = hub_unreachable()
+            if offline:  # else open_clip would spend most of a minute on download retries
                 raise EncoderError(
                     f"pretrained weights {spec.model}/{spec.pretrained} are not in the local cache and the hub cannot "
-                    f"be reached ({unreachable}); pass --checkpoint FILE (or checkpoint = \"FILE\" in flashback.toml)")
+                    f"be reached ({offline}); pass --checkpoint FILE (or checkpoint = \"FILE\" in flashback.toml)")
             log.warning(
                 "downloading pretrained weights %s/%s on first use (several hundred MB; "
                 "pass --checkpoint FILE to use a local file instead)", spec.model, spec.pretrained,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UsageError, masked
+from ...net import unreachable
 from ...scoring.events import Event
 from ...scoring.scoring import Segments
 from ...video.media import EventMedia
@@ -100,15 +101,6 @@ def check_topics(base: str, feeds: list[str]) -> None:
                              "rename it (NAME=URL)")
 
 
-def _probe(broker: Broker) -> str | None:
-    """Why the broker's port cannot be reached now (one TCP connect), or None: a reason for the log."""
-    try:
-        socket.create_connection((broker.host, broker.port), timeout=CONNECT_WAIT_S).close()
-    except OSError as e:
-        return e.strerror or type(e).__name__
-    return None
-
-
 PERSIST_EVERY_S = 1.0
 
 
@@ -162,12 +154,12 @@ class MqttSink(LiveSink):
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         self._down_since: float | None = None
-        unreachable = _probe(broker)
+        down = unreachable(broker.host, broker.port, CONNECT_WAIT_S)  # a reason for the log
         c.connect_async(broker.host, broker.port, keepalive=30)
         c.loop_start()
-        if unreachable or not self._connected_once.wait(CONNECT_WAIT_S):
+        if down or not self._connected_once.wait(CONNECT_WAIT_S):
             self._down_since = time.monotonic()  # so that the first connection is said too
-            log(f"mqtt {broker.shown}: cannot connect ({unreachable or 'no answer to the MQTT handshake'}); messages are "
+            log(f"mqtt {broker.shown}: cannot connect ({down or 'no answer to the MQTT handshake'}); messages are "
                 f"queued (up to {max_queue:,}) and sent in order once it can")
         self._restore()
         self.send("status", "online", retain=True)
