@@ -297,6 +297,25 @@ def triage_store(folder, seed_memory, tiny_encoder, n_events: int = 20):
     return db, len(result.events)
 
 
+def settled(page, text: str, when: str, db) -> None:
+    """Wait until ``text`` shows and the app has finished its run: a key pressed while Streamlit is
+    still drawing the previous event may land on a button that is being replaced.  On a timeout, say
+    what the page and the store show instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from ui.data import ReviewDB
+
+    try:
+        page.wait_for_function("t => document.body.innerText.includes(t) && document.querySelector("
+                               "'[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'", arg=text, timeout=60_000)
+    except PlaywrightTimeout:
+        shown = re.findall(r"Event \d+ of \d+", page.inner_text("body"))
+        state = page.get_attribute("[data-testid=stApp]", "data-test-script-state")
+        saved = [r["status"] for r in ReviewDB(db).events()].count("false_alarm")
+        raise AssertionError(f"{when}: no '{text}' within 60 s; the page shows {shown[:2]} (script {state}), "
+                             f"the store holds {saved} false alarm(s)") from None
+
+
 def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_path):
     """Open the first event by its link (reviewer in the URL), then only keys: each 'x' saves a false
     alarm and opens the next pending event.  The time per event is printed (a benchmark figure, no
@@ -318,13 +337,13 @@ def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_
 
             page.goto(f"{url}/?view=Event&event={urllib.parse.quote(first, safe='')}&reviewer=dana",
                       wait_until="domcontentloaded")
-            page.get_by_text("Event 1 of").wait_for(timeout=60_000)
+            settled(page, "Event 1 of", "on opening the link", db)
             box = page.get_by_role("button", name=re.compile(r"^False alarm\b")).bounding_box()
             assert box is not None and box["y"] + box["height"] < 900  # the verdict needs no scrolling
             t0 = time.perf_counter()
             for k in range(20):
                 page.keyboard.press("x")
-                page.wait_for_function(f"() => document.body.innerText.includes('Event {k + 2} of')", timeout=60_000)
+                settled(page, f"Event {k + 2} of", f"after {k + 1} press(es) of x", db)
             per_event = (time.perf_counter() - t0) / 20
         finally:
             page.screenshot(path=str(tmp_path / "triage.png"), full_page=True)

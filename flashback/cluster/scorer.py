@@ -13,6 +13,7 @@ stored stays stored.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import threading
 import time
@@ -31,11 +32,14 @@ from ..video.sources import VideoSource
 from .connect import ActorPlan, Cluster, task_failure
 from .workers import VideoEncoder, bundle_files, decode_batches
 
+log = logging.getLogger(__name__)
+
 MAX_DEATHS = 2  # a video whose own decoding worker dies twice is reported, not retried forever
 MAX_LOSSES = 3  # nor one that loses a shared actor or node three times
 WINDOW = 4  # batches of one video being encoded at once
 BACKLOG = 8  # batches of one video decoded but not yet handed to an actor
 ACTOR_START_S = 300.0
+REPLACE_TRIES = 3  # a replacement actor that dies before it starts (placed on the dying node) is tried again
 
 
 @dataclass
@@ -81,6 +85,10 @@ class _Crash(Exception):
         self.own = own
 
 
+class _NotStarted(ClusterError):
+    """An encoder actor died before it answered (not a wrong identity: that is a plain ClusterError)."""
+
+
 class ClusterScorer:
     def __init__(self, cluster: Cluster, detector: Detector, spec: EncoderSpec, precision: str = "auto",
                  actors: int | None = None, gpus_per_actor: float = 1.0):
@@ -114,7 +122,7 @@ class ClusterScorer:
             raise ClusterError(f"{where}: the encoder actors did not start within {ACTOR_START_S:.0f} s "
                                "(not enough free CPUs/GPUs?)") from None
         except RayError as e:
-            raise ClusterError(f"{where}: an encoder actor failed to start ({first_line(e)})") from None
+            raise _NotStarted(f"{where}: an encoder actor failed to start ({first_line(e)})") from None
         for i in ids:
             if i.get("error"):
                 raise ClusterError(f"encoder actor on {i['host']}: {i['error']}")
@@ -124,16 +132,28 @@ class ClusterScorer:
         return ids
 
     def _replace(self, actor_id: str | None) -> None:
-        """An actor died (its process killed, its node lost): start another in its place, once.
+        """An actor died (its process killed, its node lost): start another in its place.
         (Ray could restart it itself, but only with its constructor's arguments, the memory among
-        them, pinned in the object store, where a lost node may take them.)"""
-        with self._lock:
-            dead = [k for k, a in enumerate(self.actors) if a._actor_id.hex() == actor_id]
-            if not dead or self._stop.is_set():
+        them, pinned in the object store, where a lost node may take them.)  SPREAD may place the
+        replacement on the node that is dying, before Ray has seen it go: one that dies before it
+        answers is replaced again, up to REPLACE_TRIES times, a second longer apart each time."""
+        for attempt in range(1, REPLACE_TRIES + 1):
+            with self._lock:
+                dead = [k for k, a in enumerate(self.actors) if a._actor_id.hex() == actor_id]
+                if not dead or self._stop.is_set():
+                    return
+                self.actors[dead[0]] = fresh = self._make()
+            try:
+                self._check_actors([fresh], "a replacement encoder actor")
+            except _NotStarted:
+                if attempt == REPLACE_TRIES:
+                    raise
+                actor_id = fresh._actor_id.hex()
+                time.sleep(attempt)
+            else:
+                with self._lock:
+                    self.replaced += 1
                 return
-            self.actors[dead[0]] = fresh = self._make()
-            self.replaced += 1
-        self._check_actors([fresh], "a replacement encoder actor")
 
     def _actor(self):
         with self._lock:
@@ -195,7 +215,10 @@ class ClusterScorer:
         except RayError as e:
             _drop(gen)  # its decoding task, if still alive, would wait for a reader that has gone
             if isinstance(e, RayActorError):
-                self._replace(e.actor_id)
+                try:
+                    self._replace(e.actor_id)
+                except _NotStarted as why:  # the video is still retried: its next actor is replaced again
+                    log.warning("%s", why)
             raise _Crash(first_line(e), own=isinstance(e, WorkerCrashedError)) from None
         finally:
             with self._lock:
