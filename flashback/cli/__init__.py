@@ -4,6 +4,7 @@
     captions.py        flashback score-captions timestamped captions instead of pixels
     eval.py            flashback eval           AUC/AP against a dataset's ground truth
     watch.py           flashback watch          live feeds
+    serve.py           flashback serve          the service: watch, API, review app
     review.py          flashback review         the Streamlit review app
     clips.py           flashback clips          stored event clips and thumbnails, copied out
     prune.py           flashback prune          retention: delete what is older than N days
@@ -29,10 +30,10 @@ import argparse
 import sys
 
 from ..errors import FlashbackError, UsageError
-from . import bench, captions, clips, config, eval, memory, overlay, prune, review, score, search, watch
+from . import bench, captions, clips, config, eval, memory, overlay, prune, review, score, search, serve, watch
 from .common import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail, log_to_stderr, out, report_bug, warn
 
-COMMANDS = (score, watch, captions, eval, search, review, clips, prune, overlay, bench, memory, config)
+COMMANDS = (score, watch, serve, captions, eval, search, review, clips, prune, overlay, bench, memory, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         defaults = config.apply(parser)  # the config file and FLASHBACK_* under the flags
     except UsageError as e:
-        fail(str(e))
+        for line in getattr(e, "problems", [str(e)]):
+            fail(line)
         return EXIT_USAGE
     a = parser.parse_args(argv)
     config.settle(a, defaults)
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         register_extra_model_configs()
         return a.run(a)
     except UsageError as e:
-        fail(str(e))
+        for line in getattr(e, "problems", [str(e)]):  # a config file's problems: all of them, one per line
+            fail(line)
         return EXIT_USAGE
     except FlashbackError as e:
         fail(str(e))

@@ -11,6 +11,8 @@ environment variable beats the file beats the built-in default.
 
 Every value is checked as its flag would be, before anything loads, and an unknown key is refused:
 a misspelt key must not be silently ignored.  Relative paths in the file are relative to the file.
+A value may name environment variables, ``${NAME}``: secrets stay out of the file.  ``[serve]``
+also holds the service's own tables (``service/config.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError, one_line
+from ..service.config import TABLES as SERVICE_TABLES
+from ..service.config import ConfigProblems, expand_env
 from .common import EXIT_OK, out, usage
 
 ENV_KEYS = ("encoder", "pretrained", "checkpoint", "device", "precision", "memory", "db")
@@ -92,6 +96,9 @@ def _value(action: argparse.Action, key: str, value, where: str, base: Path | No
     if isinstance(value, (dict, list)):
         raise UsageError(f"{where}: {key} = {value!r}: expected a single value")
     text = str(value).lower() if isinstance(value, bool) else str(value)
+    text, missing = expand_env(text)
+    if missing:
+        raise UsageError(f"{where}: {key}: the environment variable {missing[0]} is not set")
     if action.type is Path and base is not None and not Path(text).expanduser().is_absolute():
         text = str(base / text)
     try:
@@ -113,20 +120,31 @@ def apply(parser: argparse.ArgumentParser) -> Defaults:
     defaults = Defaults(path)
     known = set().union(*(_options(p) for p in parsers.values())) if parsers else set()
     tables = {k for k, v in doc.items() if isinstance(v, dict)}
-    for key in set(doc) - tables:
+    problems: list[str] = []  # every one of them said, not only the first
+    for key in sorted(set(doc) - tables):
         if key not in known:
-            raise UsageError(f"{path}: unknown key {key!r} (a config key is a flag's long name, such as checkpoint or db)")
-    for name in tables:
-        _check_table(doc, (name,), parsers, path)
+            problems.append(f"{path}: unknown key {key!r} (a config key is a flag's long name, such as checkpoint or db)")
+    for name in sorted(tables):
+        try:
+            _check_table(doc, (name,), parsers, path)
+        except UsageError as e:
+            problems.append(str(e))
     for command, p in parsers.items():
         options = _options(p)
         chosen: dict[str, tuple[object, str]] = {}
         layers = [(doc, str(path))] + [(_table(doc, command[:i]), f"{path} [{'.'.join(command[:i])}]")
                                        for i in range(1, len(command) + 1)]
+        serve = _table(doc, ("serve",))
         for table, where in layers:
             for key, value in table.items():
+                if table is serve and key in SERVICE_TABLES:
+                    continue  # [[serve.cameras]] are the service's cameras, not watch's --cameras FILE
                 if key in options and not isinstance(value, dict):
-                    chosen[key] = (_value(options[key], key, value, where, base), where)
+                    try:
+                        chosen[key] = (_value(options[key], key, value, where, base), where)
+                    except UsageError as e:
+                        if str(e) not in problems:  # a top-level key is checked once per command that has it
+                            problems.append(str(e))
         for key in ENV_KEYS:
             env = f"FLASHBACK_{key.upper()}"
             if key in options and os.environ.get(env):
@@ -134,6 +152,8 @@ def apply(parser: argparse.ArgumentParser) -> Defaults:
         if chosen:
             p.set_defaults(**{options[k].dest: v for k, (v, _) in chosen.items()})
             defaults.applied[command] = {options[k].dest: got for k, got in chosen.items()}
+    if problems:
+        raise ConfigProblems(problems)
     return defaults
 
 
@@ -150,6 +170,8 @@ def _check_table(doc: dict, command: tuple, parsers: dict, path: Path) -> None:
         raise UsageError(f"{path} [{'.'.join(command)}]: no such command")
     options = _options(parsers[command])
     for key, value in _table(doc, command).items():
+        if command == ("serve",) and key in SERVICE_TABLES:
+            continue  # the service's own tables (service/config.py checks them)
         if isinstance(value, dict):
             _check_table(doc, command + (key,), parsers, path)
         elif key not in options:

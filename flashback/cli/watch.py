@@ -36,12 +36,18 @@ from .setup import check_overlay_dirs, image_encoder, memory_for, open_store, ov
 
 
 def add_parser(sub) -> None:
-    W = WatchConfig
     w = sub.add_parser("watch", help="score live feeds (RTSP/HTTP/HLS/devices, or files at their real rate) as they arrive",
                        description="Watch live feeds: events as JSON lines the moment they open and close, rows in "
                                    "the results store, optional webhook. Stop with Ctrl-C or SIGTERM: open events are "
                                    "closed and everything is flushed.")
     w.add_argument("feeds", nargs="+", metavar="FEED", help="NAME=URL_OR_FILE, or just URL_OR_FILE (named feed1, feed2, ...)")
+    add_watch_flags(w, "its name a feed's NAME")
+    w.set_defaults(run=run)
+
+
+def add_watch_flags(w: argparse.ArgumentParser, per: str) -> None:
+    """Every flag of ``watch`` but its feeds (``serve`` takes them too, its cameras from its config)."""
+    W = WatchConfig
     add_memory_arg(w)
     add_store_args(w)
     w.add_argument("--events", type=Path, metavar="FILE", help="append event JSON lines to FILE instead of stdout")
@@ -77,44 +83,34 @@ def add_parser(sub) -> None:
                    help="stop after S seconds (default: until every feed ends or a signal)")
     w.add_argument("--stats-every", type=setting(W, "stats_every_s"), default=10.0, metavar="S",
                    help="per-feed latency/drop report interval (10)")
-    add_region_args(w, "its name a feed's NAME")
+    add_region_args(w, per)
     add_encoder_args(w)
     add_decode_arg(w)
     add_settings_args(w, preset="fast")
-    w.set_defaults(run=run)
 
 
-def _review_url(text: str) -> str:
-    u = urllib.parse.urlsplit(text)
-    if u.scheme not in ("http", "https") or not u.netloc:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected the app's address, e.g. http://nvr.local:8501")
-    return text
-
-
-def run(a: argparse.Namespace) -> int:
+def compose(a: argparse.Namespace, feeds: list, texts: list, extra_sinks=(), encoder=None, memory=None) -> tuple:
+    """A watcher over ``feeds`` with the sinks ``a``'s flags ask for (``watch``, and ``serve`` with
+    its config's outputs): (watcher, sinks in closing order, the JSON lines sink).  ``encoder`` and
+    ``memory``: already loaded (a service restarting its watcher keeps them)."""
     settings = settings_from_args(a, "fast")  # live on a CPU needs the headroom; --preset default for 16 frames
-    cameras = load_cameras(a.cameras, a.roi)
-    texts = user_texts(a.alert, a.ignore) + list(cameras.texts)
     check_overlay_dirs(a)
     broker = parse_broker(a.mqtt) if a.mqtt else None
     if a.ha_discovery and broker is None:
         raise UsageError("--ha-discovery needs --mqtt URL")
-    feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
     if broker is not None:
         check_topics(a.mqtt_topic, [f.name for f in feeds])
-    for name in sorted(set(cameras.names) - {f.name for f in feeds}):
-        warn(f"{a.cameras} [{name}]: no feed has this name; its region and texts were not used")
     store = open_store(a)
     config = WatchConfig(max_latency_s=a.max_latency, batch_size=a.batch_size, read_timeout_s=a.read_timeout,
                          stats_every_s=a.stats_every, duration_s=a.duration, backoff_cap_s=a.reconnect_max,
                          clips=store is not None and not a.no_media)
-    encoder = image_encoder(a)
-    memory = memory_for(a, encoder)
+    encoder = encoder or image_encoder(a)
+    memory = memory or memory_for(a, encoder)
     try:
         events = JsonLinesSink(a.events)
     except OSError as e:
         raise FlashbackError(f"{a.events}: cannot open for writing ({e.strerror or e})") from None
-    sinks = Sinks([events])
+    sinks = Sinks([events, *extra_sinks])
     config = dataclasses.replace(config, hwaccel=hwaccel_for(a, encoder), review_url=a.review_url)
     watcher = Watcher(memory, encoder, settings, feeds, sinks, config, say, texts=texts, overlays=overlays_for(a, store, encoder))
     # closed in reverse: the clips first (they hand what is still being written to the others), then the
@@ -129,17 +125,38 @@ def run(a: argparse.Namespace) -> int:
         sinks.append(store_sink := LiveStoreSink(store, watcher.run_record, retention_days=a.retention_days, log=say))
         if config.clips:
             sinks.append(LiveMediaSink(store.media_dir, store_sink.run.run_id, sinks, log=say))
+    return watcher, sinks, events
+
+
+def announce(watcher: Watcher, events: JsonLinesSink) -> None:
+    """The JSON lines' first line, and what causal scoring delays, said once at start."""
+    s = watcher.settings
+    events.write({"type": "watch_started", "feeds": [{"name": f.name, "location": f.shown} for f in watcher.specs],
+                  "settings": s.to_dict(), "causal_delays_s": watcher.delays, "max_latency_s": watcher.config.max_latency_s})
+    say(f"watching {len(watcher.specs)} feed(s); scores lag {watcher.delays['smoothing_lag_s']:.2f} s (causal smoothing), "
+        f"events open after {s.min_event_s:g} s and close after {s.merge_gap_s:g} s below threshold")
+
+
+def _review_url(text: str) -> str:
+    u = urllib.parse.urlsplit(text)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected the app's address, e.g. http://nvr.local:8501")
+    return text
+
+
+def run(a: argparse.Namespace) -> int:
+    cameras = load_cameras(a.cameras, a.roi)
+    feeds = [dataclasses.replace(f, region=cameras.for_feed(f.name)) for f in parse_feeds(a.feeds, a.transport, a.loop)]
+    for name in sorted(set(cameras.names) - {f.name for f in feeds}):
+        warn(f"{a.cameras} [{name}]: no feed has this name; its region and texts were not used")
+    watcher, sinks, events = compose(a, feeds, user_texts(a.alert, a.ignore) + list(cameras.texts))
 
     def stop(signum, _frame) -> None:
         say(f"{signal.Signals(signum).name}: closing open events and flushing (up to {watcher.shutdown_bound_s:g} s)")
         watcher.stop_event.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    events.write({"type": "watch_started", "feeds": [{"name": f.name, "location": f.shown} for f in feeds],
-                  "settings": watcher.settings.to_dict(), "causal_delays_s": watcher.delays,
-                  "max_latency_s": config.max_latency_s})
-    say(f"watching {len(feeds)} feed(s); scores lag {watcher.delays['smoothing_lag_s']:.2f} s (causal smoothing), "
-        f"events open after {settings.min_event_s:g} s and close after {settings.merge_gap_s:g} s below threshold")
+    announce(watcher, events)
     try:
         report = watcher.run()
     finally:
@@ -154,8 +171,8 @@ def run(a: argparse.Namespace) -> int:
             fail(c.problem)
         elif c.note:
             say(c.note)
-    for name in report:
-        error = watcher.feeds[name].reader.error
+    for fs in watcher.feeds.values():
+        error = fs.reader.error
         if error:
             fail(error)
             problems.append(error)

@@ -38,6 +38,7 @@ class FeedSpec:
     transport: str = "tcp"  # RTSP only
     loop: bool = False  # files: start again at the end
     region: Region | None = None  # what of each frame the encoder sees (--roi, --cameras)
+    threshold: float | None = None  # this camera's event threshold (serve's cameras); None: the settings'
 
     @property
     def shown(self) -> str:

@@ -15,9 +15,8 @@ import hashlib
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -38,6 +37,7 @@ from .feeds import Backoff, FeedReader, FeedSpec, Outage, Sample, check_unique_n
 from .health import ADVICE, Capacity, FeedHealth, measure_capacity
 from .packets import PacketRing
 from .sinks import FeedSession, LiveSink
+from .state import FeedState
 
 CLOSE_GRACE_S = 0.25
 CHUNK_SHARE = 0.25  # of the latency budget, the most one encoder call may take
@@ -62,33 +62,6 @@ class WatchConfig:
         raise_problems(check_fields(self), "watch")
 
 
-@dataclass
-class FeedState:
-    session: FeedSession
-    reader: FeedReader
-    smoother: CausalSmoother
-    events: OnlineEvents
-    held: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # sample -> (vector, captured_at)
-    next_segment: int = 0
-    segments_scored: int = 0
-    started: float = field(default_factory=time.monotonic)
-    segments_lost: int = 0
-    samples_encoded: int = 0
-    samples_late: int = 0  # taken in time, but could no longer be scored within the budget
-    reconnected_at: list[float] = field(default_factory=list)  # feed times the feed came back after an outage
-    latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))  # seconds, the most recent segments
-    health: FeedHealth | None = None
-
-    def stats(self) -> dict:
-        lat = np.array(self.latencies) if self.latencies else None
-        q = (lambda p: None if lat is None else round(float(np.percentile(lat, p)), 4))
-        st = self.reader.stats
-        return {"feed": self.session.spec.name, "segments_scored": self.segments_scored, "segments_lost": self.segments_lost,
-                "frames_decoded": st.frames_decoded, "samples_encoded": self.samples_encoded,
-                "samples_dropped": st.samples_dropped + self.samples_late, "reconnects": st.reconnects, "outages": len(st.outages),
-                "latency_p50_s": q(50), "latency_p95_s": q(95), "latency_max_s": None if lat is None else round(float(lat.max()), 4)}
-
-
 class Watcher:
     def __init__(self, memory: MemoryBundle, encoder: ImageEncoder, settings: ScoringSettings, feeds: list[FeedSpec],
                  sinks: list[LiveSink], config: WatchConfig = WatchConfig(), log: Callable[[str], None] = lambda m: None,
@@ -105,6 +78,11 @@ class Watcher:
         self.run_record = RunRecord.of(self.detector)  # what the store keeps its feeds under (and events' links name)
         self.stop_event = threading.Event()
         self.feeds: dict[str, FeedState] = {}
+        self.ended: dict[str, dict] = {}  # stats of feeds removed while running (``replace_feeds``)
+        self._wanted: list[FeedSpec] | None = None
+        self.last_batch, self.encoder_busy_s = 0, 0.0  # the encoder's last call and its time so far (metrics)
+        self.keep_running = False  # a service: run on when every feed has ended (or none is left), until stopped
+        self._sessions: dict[str, int] = {}
         self.stuck_readers: list[str] = []  # feeds whose reader thread was still blocked at shutdown
         self._outages_seen: set[tuple[str, float]] = set()
 
@@ -139,26 +117,67 @@ class Watcher:
 
     def _start_feeds(self) -> None:
         self._measure()
-        t0 = time.monotonic()
-        started = datetime.now(timezone.utc)
-        s = self.settings
         for spec in self.specs:
-            vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.shown.encode()).hexdigest()[:8],
-                                         started.strftime("%Y%m%dT%H%M%SZ"))
-            session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None,
-                                  run_id=self.run_record.run_id, review_url=self.config.review_url)
-            reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, t0,
-                                self.config.queue_len, self.config.read_timeout_s,
-                                Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
-                                on_outage=self._outages.put, log=self.log, packets=session.packets)
-            self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
-                                              OnlineEvents(spec.name, s.threshold, s.min_event_s, s.merge_gap_s,
-                                                           self.detector.captions, self.grid.stride_s),
-                                              health=FeedHealth(spec.name, self.config.max_latency_s))
-            for sink in self.sinks:
-                sink.start(session)
-        for fs in self.feeds.values():
-            fs.reader.start()
+            self._start_feed(spec)
+
+    def _start_feed(self, spec: FeedSpec) -> None:
+        s = self.settings
+        started = datetime.now(timezone.utc)
+        vid = "live-{}-{}-{}".format(spec.name, hashlib.sha256(spec.shown.encode()).hexdigest()[:8],
+                                     started.strftime("%Y%m%dT%H%M%SZ"))
+        self._sessions[vid] = self._sessions.get(vid, -1) + 1
+        vid += f"-{self._sessions[vid]}" if self._sessions[vid] else ""  # the same feed restarted within the second
+        session = FeedSession(spec, vid, started, PacketRing(self.ring_s) if self.config.clips else None,
+                              run_id=self.run_record.run_id, review_url=self.config.review_url)
+        reader = FeedReader(spec, self.detector.frame_fit(spec.region, f"feed {spec.name}"), self.grid.step_s, time.monotonic(),
+                            self.config.queue_len, self.config.read_timeout_s,
+                            Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
+                            on_outage=self._outages.put, log=self.log, packets=session.packets)
+        threshold = s.threshold if spec.threshold is None else spec.threshold
+        self.feeds[spec.name] = FeedState(session, reader, CausalSmoother(s.smoothing_sigma_s),
+                                          OnlineEvents(spec.name, threshold, s.min_event_s, s.merge_gap_s,
+                                                       self.detector.captions, self.grid.stride_s),
+                                          health=FeedHealth(spec.name, self.config.max_latency_s))
+        for sink in self.sinks:
+            sink.start(session)
+        reader.start()
+
+    def replace_feeds(self, specs: list[FeedSpec]) -> None:
+        """From any thread: watch ``specs`` from the next round.  A feed whose spec changed, or that
+        is gone, ends as at shutdown (its open event closed, its last segments scored); a new one
+        starts; the others run on without a gap."""
+        check_unique_names(specs)
+        self._wanted = list(specs)
+
+    def _apply_wanted(self) -> None:
+        wanted, self._wanted = self._wanted, None
+        if wanted is None:
+            return
+        by_name = {spec.name: spec for spec in wanted}
+        for name in [n for n, fs in self.feeds.items() if by_name.get(n) != fs.session.spec]:
+            self._end_feed(name, "feed changed" if name in by_name else "feed removed")
+        for spec in wanted:
+            if spec.name not in self.feeds:
+                self.log(f"feed {spec.name}: starting")
+                self._start_feed(spec)
+        self.specs = wanted
+
+    def _end_feed(self, name: str, reason: str) -> None:
+        fs = self.feeds[name]
+        fs.reader.stop()
+        fs.reader.join(timeout=READER_STOP_WAIT_S)
+        self._pending = [x for x in self._pending if x.feed != name]
+        closed = self._close_segments(fs, fs.reader.next_index, final=True)
+        if closed:
+            self._score(closed)
+        for u in fs.events.close(reason):
+            self._event(fs, u)
+        stats = fs.stats()
+        for sink in self.sinks:
+            sink.feed_stats(fs.session, {**stats, **fs.health.window(stats, fs.latencies)}, False)
+        self.ended[name] = stats
+        del self.feeds[name]
+        self.log(f"feed {name}: {reason}; stopped")
 
     def run(self) -> dict[str, dict]:
         """Until every feed has ended, ``duration_s`` has passed, or ``stop_event`` is set."""
@@ -169,6 +188,7 @@ class Watcher:
             while not self.stop_event.is_set():
                 if self.config.duration_s is not None and time.monotonic() - started >= self.config.duration_s:
                     break
+                self._apply_wanted()
                 self._drain_outages()  # before the round: a reconnection is known before its segments close
                 busy = self._round()
                 self._drain_outages()
@@ -177,13 +197,13 @@ class Watcher:
                 if time.monotonic() - last_stats >= self.config.stats_every_s:
                     last_stats = time.monotonic()
                     self._stats(active=True)
-                if not busy and all(fs.reader.finished.is_set() for fs in self.feeds.values()):
+                if not busy and not self.keep_running and all(fs.reader.finished.is_set() for fs in self.feeds.values()):
                     break  # every feed ended (files); _shutdown scores what they left behind
                 if not busy:
                     self.stop_event.wait(0.01)
         finally:
             self._shutdown()
-        return {name: fs.stats() for name, fs in self.feeds.items()}
+        return {**self.ended, **{name: fs.stats() for name, fs in self.feeds.items()}}
 
     # ------------------------------------------------------------ one round
 
@@ -221,7 +241,9 @@ class Watcher:
         if chunk:
             t = time.perf_counter()
             vecs = encode_views(self.encoder, np.stack([x.rgb for x in chunk]))
-            rate = len(chunk) / max(time.perf_counter() - t, 1e-6)
+            took = time.perf_counter() - t
+            self.last_batch, self.encoder_busy_s = len(chunk), self.encoder_busy_s + took
+            rate = len(chunk) / max(took, 1e-6)
             self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             for x, v in zip(chunk, vecs):
                 fs = self.feeds[x.feed]
@@ -311,7 +333,9 @@ class Watcher:
                 o: Outage = self._outages.get_nowait()
             except queue.Empty:
                 return
-            fs = self.feeds[o.feed]
+            fs = self.feeds.get(o.feed)
+            if fs is None:  # a feed ended by replace_feeds
+                continue
             if o.end_s is not None and o.end_s not in fs.reconnected_at:
                 fs.reconnected_at.append(o.end_s)
                 del fs.reconnected_at[:-8]  # only the last few can still meet a segment that is not closed yet

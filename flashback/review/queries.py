@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..errors import FlashbackError, UsageError, masked
 from ..scoring.export import cells
 from ..store import ResultStore, writers
 from ..store.keys import EventKey
-from ..video.cameras import camera_name
+from ..video.cameras import camera_matches, camera_name
 from ..video.clock import clock_text
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
@@ -226,6 +226,30 @@ class ReviewDB:
             named = con.execute("SELECT DISTINCT v.path, f.feed, ru.camera FROM scorings s JOIN videos v USING (video_id) "
                                 "JOIN runs ru USING (run_id) LEFT JOIN live_feeds f USING (video_id)").fetchall()
         return sorted({camera_name(*n) for n in named})
+
+    def score_series(self, camera: str, since: datetime | None, before: datetime | None,
+                     points: int) -> tuple[list[datetime] | None, list[float]]:
+        """A camera's smoothed score on its clock (videos with no clock: when scored), at most
+        ``points`` of them (the highest of each stretch, so a short spike still shows); (None, [])
+        for a camera the store does not know."""
+        with self._store.connect(read_only=True) as con:
+            named = con.execute("SELECT s.run_id, s.video_id, v.path, f.feed, ru.camera, coalesce(v.started_at, s.scored_at) "
+                                "FROM scorings s JOIN videos v USING (video_id) JOIN runs ru USING (run_id) "
+                                "LEFT JOIN live_feeds f USING (video_id)").fetchall()
+            mine = [(run, vid, start) for run, vid, path, feed, table, start in named if camera_matches(camera_name(path, feed, table), camera)]
+            if not mine:
+                return None, []
+            at, score = [], []
+            for run, vid, start in mine:
+                d = con.execute("SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
+                                [run, vid]).fetchnumpy()
+                at += [start + timedelta(seconds=float(t)) for t in d["time_s"]]
+                score += [float(x) for x in d["score"]]
+        keep = [i for i, t in sorted(enumerate(at), key=lambda p: p[1])
+                if (since is None or t >= since) and (before is None or t < before)]
+        step = max(1, -(-len(keep) // points))
+        chunks = [keep[i:i + step] for i in range(0, len(keep), step)]
+        return [at[c[0]] for c in chunks], [max(score[i] for i in c) for c in chunks]
 
     @staticmethod
     def event_at(rows: list[dict], run_id: str, video_id: str, t_s: float) -> str | None:

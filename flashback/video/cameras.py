@@ -193,9 +193,14 @@ def load_cameras(path: Path | None, roi: str | None = None) -> Cameras:
         raise UsageError(f"{path}: cannot read the camera file ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: not valid TOML ({e})") from None
+    return cameras_from(doc, str(path), default)
+
+
+def cameras_from(doc: dict, where: str, default: Region | None = None) -> Cameras:
+    """Camera tables already read (a camera file's, or ``serve``'s cameras); ``where`` names them in messages."""
     regions, texts = {}, []
     for name, table in doc.items():
-        label = f"{path} [{name}]"
+        label = f"{where} [{name}]"
         if not isinstance(table, dict):
             raise UsageError(f"{label}: expected a table of settings ({', '.join(KEYS)})")
         unknown = sorted(set(table) - set(KEYS))

@@ -79,6 +79,11 @@ class LiveSink(Protocol):
     def tick(self) -> None:
         """Called every watcher round, for time-based work."""
 
+    def depth(self) -> tuple[str, int] | None:
+        """What this sink holds undelivered, (its queue's name, how many), for the service's health
+        and metrics; None where nothing queues."""
+        return None
+
     def close(self) -> "Closed":
         """The watch is over: finish, flush, let go.  What could not be finished is said in the
         answer, never raised: one sink's trouble must not keep the others from closing."""

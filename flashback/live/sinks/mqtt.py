@@ -322,6 +322,9 @@ class MqttSink(LiveSink):
         if started or outage.end_s is not None:
             self.send(f"{session.spec.name}/availability", "offline" if started else "online", retain=True)
 
+    def depth(self) -> tuple[str, int]:
+        return "mqtt", len(self._queue)
+
     def feed_stats(self, session: FeedSession, stats: dict, active: bool) -> None:
         if "keeping_up" in stats:  # the last window's health, for a dashboard or an automation
             self.send(f"{session.spec.name}/health", {k: stats[k] for k in ("window_drop_share", "window_latency_p95_s",

@@ -34,6 +34,7 @@ class LiveStoreSink(LiveSink):
     def __init__(self, store: ResultStore, run: RunRecord, flush_every_s: float = 2.0, retention_days: float | None = None,
                  prune_every_s: float = 3600.0, log=lambda m: None):
         self.store, self.run, self.flush_every_s, self.log = store, run, flush_every_s, log
+        self.write_s: list[float] = []  # the last flushes' seconds (the service's metrics take them)
         self._pending: list[tuple[str, object]] = []  # ("segments", (video_id, Segments, captions, fps)) or ("write", fn)
         self._last_flush = 0.0
         self.last_error = ""  # why the last flush failed (its rows are still buffered)
@@ -98,6 +99,9 @@ class LiveStoreSink(LiveSink):
         self._queue(lambda con: writers.update_feed_stats(con, vid, stats, active), "stats")
         self._queue(lambda con: writers.set_live_counts(con, rid, vid, stats["samples_encoded"]), "stats")
 
+    def depth(self) -> tuple[str, int]:
+        return "store", len(self._pending)
+
     def tick(self) -> None:
         """Write buffered segment scores every ``flush_every_s``; apply the retention every ``prune_every_s``."""
         self.flush()
@@ -141,6 +145,8 @@ class LiveStoreSink(LiveSink):
             self._failing(len(batch))
             return False
         self._pending = self._pending[len(batch):]
+        self.write_s.append(time.monotonic() - self._last_flush)
+        del self.write_s[:-100]
         if self._failing_since is not None:
             lost = self._lost()
             self.log(f"{self.store.path}: writing again after {time.monotonic() - self._failing_since:.0f} s; "

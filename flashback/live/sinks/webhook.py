@@ -47,6 +47,9 @@ class WebhookSink(LiveSink):
         """The outbox mirrors the queue (called under the lock)."""
         write_outbox(self.outbox, self._pending)
 
+    def depth(self) -> tuple[str, int]:
+        return "webhook", len(self._pending)
+
     def event(self, session: FeedSession, update: EventUpdate) -> None:
         with self._lock:
             self._pending.append(event_doc(session, update))

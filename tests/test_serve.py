@@ -1,0 +1,179 @@
+"""``flashback serve``: its config, its HTTP API on a real server on loopback, and the whole service
+as a process (signals, reload, supervision)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import FLASHBACK, TINY_CLI, copy_of, flashback_here, free_port
+
+READ, WRITE = "r" * 20, "w" * 20
+
+
+def config(folder: Path, text: str) -> dict:
+    (folder / "flashback.toml").write_text(text)
+    return {"FLASHBACK_CONFIG": str(folder / "flashback.toml")}
+
+
+# ---------------------------------------------------------------- the config
+
+
+def test_serve_check_says_every_problem_of_the_config_on_its_own_line(tmp_path):
+    env = config(tmp_path, """
+[serve.api]
+bind = "0.0.0.0"
+port = 70000
+colour = "red"
+[[serve.cameras]]
+name = "door"
+url = "rtsp://admin:${DOOR_PASSWORD}@10.0.0.5/stream"
+threshold = 1.5
+[[serve.cameras]]
+name = "door"
+url = "missing.mp4"
+""")
+    p = flashback_here("serve", "--check", env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and all(line.startswith(f"flashback: error: {tmp_path}/flashback.toml [serve.") for line in lines), p.stderr
+    for expected in ("[serve.api] port: 70000: a port is 1 to 65535", "[serve.api] colour: unknown key",
+                     "environment variable DOOR_PASSWORD is not set", "threshold: 1.5: between 0 and 1",
+                     "'door' names two cameras", "missing.mp4: no such file", "0.0.0.0 is reachable from other machines"):
+        assert sum(expected in line for line in lines) == 1, (expected, lines)
+    assert len(lines) == 7
+
+
+def test_serve_check_passes_a_good_config_and_keeps_secrets_out_of_what_it_says(tmp_path, filled_store):
+    db = copy_of(filled_store, tmp_path)
+    video = next(Path(filled_store[0].parent, "gate").glob("*.mp4"))
+    env = config(tmp_path, f"""
+db = "{db}"
+[serve]
+retention-days = 30
+[serve.api]
+bind = "0.0.0.0"
+read-tokens = ["${{API_READ}}"]
+[[serve.cameras]]
+name = "gate"
+url = "{video}"
+polygon = [[0, 0], [60, 0], [60, 40]]
+alert = ["a person climbing the gate"]
+threshold = 0.4
+""")
+    p = flashback_here("serve", "--check", env={**env, "API_READ": READ})
+    assert p.returncode == 0, p.stderr
+    assert "OK: 1 camera(s) (gate); API on 0.0.0.0:5080 (tokens required)" in p.stderr + p.stdout
+    assert READ not in p.stderr + p.stdout
+
+
+# ---------------------------------------------------------------- the API, on a real server
+
+
+@contextlib.contextmanager
+def api_server(db: Path, **kw):
+    import uvicorn
+
+    from flashback.service.api import make_app
+    from flashback.service.auth import Access
+
+    port = free_port()
+    app = make_app(db, Access(kw.pop("read", ()), kw.pop("write", ())), **kw)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        t.join(10)
+
+
+def test_events_page_by_cursor_filter_and_explain_themselves(filled_store, tmp_path):
+    db = copy_of(filled_store, tmp_path)
+    with api_server(db) as url, httpx.Client(base_url=url, timeout=30) as c:
+        everything = c.get("/api/events", params={"limit": 500}).json()["events"]
+        assert len(everything) >= 3
+        pages, cursor = [], None
+        while True:  # pages of two, each event exactly once, newest first
+            got = c.get("/api/events", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            pages += got["events"]
+            cursor = got["next_cursor"]
+            if cursor is None:
+                break
+        assert [e["key"] for e in pages] == [e["key"] for e in everything]
+        assert {Path(e["camera"]).name for e in c.get("/api/events", params={"camera": "gate"}).json()["events"]} == {"gate"}
+        peak = sorted(e["peak_score"] for e in everything)[-1]
+        assert [e["peak_score"] for e in c.get("/api/events", params={"min_peak": peak}).json()["events"]] == [peak]
+        one = c.get(f"/api/events/{urllib.parse.quote(everything[0]['key'], safe='')}").json()
+        assert one["captions"] and {"text", "anomalous", "weight"} <= set(one["captions"][0]) and one["history"] == []
+        assert c.get("/api/events", params={"limit": 100_000}).status_code == 422
+        assert c.get("/api/events", params={"cursor": "not-ours"}).status_code == 422
+
+
+def test_a_clip_is_served_in_ranges_and_nothing_but_recorded_media_is_reachable(filled_store, tmp_path):
+    db = copy_of(filled_store, tmp_path)
+    with api_server(db) as url, httpx.Client(base_url=url, timeout=30) as c:
+        ev = next(e for e in c.get("/api/events").json()["events"] if "clip" in e["links"])
+        whole = c.get(ev["links"]["clip"])
+        assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4" and len(whole.content) > 1000
+        part = c.get(ev["links"]["clip"], headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == whole.content[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+        thumb = c.get(ev["links"]["thumbnail"])
+        assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+        for hostile in ("../../etc/passwd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "x:..:0", "a" * 5000, "\x1b[31m:\u202e:1"):
+            r = c.get(f"/api/events/{urllib.parse.quote(hostile, safe='')}/clip")
+            assert r.status_code == 404, (hostile, r.status_code)
+
+
+def test_tokens_guard_reads_and_verdicts_and_a_verdict_lands_as_the_app_saves_it(filled_store, tmp_path):
+    from ui.data import EventKey, ReviewDB
+
+    db = copy_of(filled_store, tmp_path)
+    with api_server(db, read=(READ,), write=(WRITE,)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/api/events").status_code == 401
+        assert c.get("/api/events", headers={"Authorization": "Bearer " + "x" * 20}).status_code == 403
+        ev = c.get("/api/events", headers={"Authorization": f"Bearer {READ}"}).json()["events"][0]
+        path = f"/api/events/{urllib.parse.quote(ev['key'], safe='')}/verdict"
+        body = {"verdict": "false_alarm", "reviewer": "dana", "note": "a shadow"}
+        assert c.post(path, json=body, headers={"Authorization": f"Bearer {READ}"}).status_code == 403
+        assert c.post(path, content=b"{" + b" " * 5000 + b"}", headers={"Authorization": f"Bearer {WRITE}"}).status_code == 413
+        assert c.post(path, json={**body, "verdict": "maybe"}, headers={"Authorization": f"Bearer {WRITE}"}).status_code == 422
+        r = c.post(path, json=body, headers={"Authorization": f"Bearer {WRITE}"})
+        assert r.status_code == 200 and r.json()["saved"], r.text
+        history = ReviewDB(db).history(EventKey.decode(ev["key"]))
+        assert [(h["reviewer"], h["verdict"], h["note"]) for h in history] == [("dana", "false_alarm", "a shadow")]
+        detail = c.get(f"/api/events/{urllib.parse.quote(ev['key'], safe='')}", headers={"Authorization": f"Bearer {WRITE}"}).json()
+        assert detail["status"] == "false_alarm" and detail["history"][0]["reviewer"] == "dana"
+        metrics = c.get("/metrics", headers={"Authorization": f"Bearer {READ}"}).text
+        assert 'flashback_verdicts_total{verdict="false_alarm"} 1.0' in metrics
+
+
+def test_health_series_feeds_and_the_schema(filled_store, tmp_path):
+    db = copy_of(filled_store, tmp_path)
+    with api_server(db) as url, httpx.Client(base_url=url, timeout=30) as c:
+        h = c.get("/api/health").json()
+        assert h["status"] == "ok" and h["store"]["exists"] and h["store"]["problem"] is None
+        s = c.get("/api/cameras/gate/scores", params={"points": 50}).json()
+        assert 10 <= len(s["at"]) == len(s["score"]) <= 50 and all(0 <= x <= 1 for x in s["score"])
+        assert c.get("/api/cameras/nowhere/scores").status_code == 404
+        assert c.get("/api/feeds").json() == []
+        schema = c.get("/openapi.json").json()
+        assert {"/api/health", "/api/events", "/api/events/{key}", "/api/events/{key}/clip", "/api/events/{key}/thumbnail",
+                "/api/events/{key}/verdict", "/api/search", "/api/cameras/{camera}/scores", "/api/feeds",
+                "/api/events-stream", "/metrics"} <= set(schema["paths"])
+    with api_server(tmp_path / "none.duckdb") as url, httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/api/events").json() == {"events": [], "next_cursor": None}  # no store yet: nothing, not a 500
