@@ -177,3 +177,123 @@ def test_health_series_feeds_and_the_schema(filled_store, tmp_path):
                 "/api/events-stream", "/metrics"} <= set(schema["paths"])
     with api_server(tmp_path / "none.duckdb") as url, httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/api/events").json() == {"events": [], "next_cursor": None}  # no store yet: nothing, not a 500
+
+
+# ---------------------------------------------------------------- the parts
+
+
+def test_a_part_that_crashes_is_started_again_with_a_growing_wait():
+    from flashback.service.supervisor import Supervisor, ThreadPart
+
+    said, runs = [], []
+
+    def flaky(stop: threading.Event) -> None:
+        runs.append(time.monotonic())
+        if len(runs) < 3:
+            raise RuntimeError("camera went away")
+        stop.wait()
+
+    sup = Supervisor(said.append)
+    sup.add(ThreadPart("watch", flaky))
+    deadline = time.monotonic() + 20
+    while len(runs) < 3 and time.monotonic() < deadline:
+        sup.check()
+        time.sleep(0.05)
+    sup.stop()
+    assert len(runs) == 3 and 0.9 < runs[1] - runs[0] < 2.0 and 1.9 < runs[2] - runs[1] < 3.5
+    assert said[0] == "watch stopped (RuntimeError: camera went away (flaky)); starting it again in 1 s"
+    assert said[1].endswith("starting it again in 2 s")
+
+
+def test_a_watcher_adds_removes_and_changes_feeds_while_the_others_run_on(tmp_path, scene_memory, tiny_encoder):
+    from flashback.live.feeds import FeedSpec
+    from flashback.live.watcher import WatchConfig, Watcher
+    from flashback.settings import PRESETS
+    from flashback.video.synthetic import make_video
+
+    video = make_video(tmp_path / "v.mp4", n_frames=30 * 12, fps=30, size=(96, 64))
+    a, b = FeedSpec("a", str(video), loop=True), FeedSpec("b", str(video), loop=True)
+    w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"], [a], [], WatchConfig(duration_s=9.0), log=print)
+    w.keep_running = True
+    t = threading.Thread(target=w.run)
+    t.start()
+    time.sleep(2.5)
+    first = w.feeds["a"]
+    w.replace_feeds([a, b])  # b added
+    time.sleep(2.5)
+    assert set(w.feeds) == {"a", "b"} and w.feeds["a"] is first
+    w.replace_feeds([FeedSpec("b", str(video), loop=True, threshold=0.99)])  # a removed, b changed
+    time.sleep(2.5)
+    assert set(w.feeds) == {"b"} and w.feeds["b"].events.threshold == 0.99
+    t.join(30)
+    assert not t.is_alive()
+    # a ran 5 s, through b's start, without losing a segment (its last, partial one aside); its stats kept
+    assert first.segments_scored >= 6 and first.segments_lost <= 1  # the fast preset: a segment each 0.5 s
+    assert w.ended["a"]["segments_scored"] == first.segments_scored
+
+
+# ---------------------------------------------------------------- the service, as a process
+
+
+def wait_for(fn, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            got = fn()
+            if got:
+                return got
+        time.sleep(0.3)
+    raise AssertionError(f"no {what} within {timeout_s:g} s")
+
+
+@pytest.mark.slow  # a process: SIGHUP and SIGTERM are what is tested
+def test_serve_runs_the_cameras_rereads_them_on_sighup_and_stops_cleanly_on_sigterm(tmp_path, seed_memory):
+    from flashback.video.synthetic import make_video
+
+    video = make_video(tmp_path / "cam.mp4", n_frames=30 * 40, fps=30, size=(96, 64), scene_of=lambda k: (k // 90) % 8)
+    port = free_port()
+
+    def write(cameras: list[str]) -> dict:
+        cams = "".join(f'[[serve.cameras]]\nname = "{n}"\nurl = "{video}"\n' for n in cameras)
+        return config(tmp_path, f"""
+encoder = "{TINY_CLI[1]}"
+pretrained = "random"
+device = "cpu"
+memory = "{seed_memory.path}"
+db = "{tmp_path / 'r.duckdb'}"
+[serve]
+stats-every = 1
+[serve.api]
+port = {port}
+[serve.review]
+enabled = false
+{cams}""")
+
+    env = {**os.environ, **write(["door"])}
+    p = subprocess.Popen([FLASHBACK, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def feeds() -> dict:
+            return {f["feed"]: f for f in api.get("/api/feeds").json() if f["active"]}
+
+        door = wait_for(lambda: feeds().get("door"), "door feed in the store")
+        write(["door", "yard"])
+        p.send_signal(signal.SIGHUP)
+        both = wait_for(lambda: (lambda f: f if {"door", "yard"} <= set(f) else None)(feeds()), "yard after SIGHUP")
+        assert both["door"]["video_id"] == door["video_id"]  # door ran on: the same live session
+        health = api.get("/api/health").json()
+        assert {f["feed"] for f in health["feeds"]} >= {"door", "yard"} and health["store"]["exists"]
+        metrics = api.get("/metrics").text
+        assert 'flashback_feed_frames_total{feed="door"}' in metrics and 'flashback_feed_up{feed="yard"}' in metrics
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=40)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert time.monotonic() - t0 < 25 and "service stopped" in err and "SIGHUP: cameras re-read: 1 added, 0 removed, 0 changed" in err
+    with __import__("duckdb").connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0  # every feed closed
