@@ -25,10 +25,10 @@ from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..errors import FlashbackError, printable
+from ..errors import FlashbackError, UsageError, one_line, printable
 from ..review.queries import Filters, ReviewDB
 from ..store.keys import EventKey
 from ..video.cameras import camera_matches
@@ -130,7 +130,7 @@ def _event(r: dict) -> dict:
         links["clip"] = q + "/clip"
     if r.get("thumb_path"):
         links["thumbnail"] = q + "/thumbnail"
-    return {**{k: r.get(k) for k in EVENT_FIELDS}, "at": _at(r), "links": links}
+    return {**{k: r.get(k) for k in EVENT_FIELDS}, "at": _zoned(_at(r)), "links": links}
 
 
 def _cursor(at: datetime | None, key: str) -> str:
@@ -144,7 +144,7 @@ def _uncursor(text: str) -> tuple[str, str]:
             raise ValueError
         return at, key
     except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):
-        raise HTTPException(422, "cursor: not one this API gave out") from None
+        raise HTTPException(400, "cursor: not one this API gave out") from None
 
 
 def _key(key: str) -> EventKey:
@@ -176,6 +176,12 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         access.check(request, write=True)
 
     read, write = Depends(reader), Depends(writer)
+
+    @app.exception_handler(FlashbackError)
+    async def store_busy(request: Request, e: FlashbackError):
+        """A store locked by a writer for longer than the wait, or unreadable: said, never a traceback."""
+        status = 400 if isinstance(e, UsageError) else 503
+        return JSONResponse({"detail": one_line(e)}, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
     encoder: dict = {}
 
     def rows() -> list[dict]:
@@ -211,7 +217,7 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
                min_peak: float = Query(0.0, ge=0.0, le=1.0), limit: int = Query(50, ge=1, le=MAX_PAGE),
                cursor: str | None = Query(None, max_length=2 * MAX_KEY)) -> dict:
         """Newest first (by camera clock, else when scored); ``next_cursor`` fetches the page after."""
-        since, before = _local(since), _local(before)
+        since, before = _local_or_400(since, "since"), _local_or_400(before, "before")
         chosen = [r for r in rows() if (camera is None or camera_matches(r["camera"], camera)) and (category is None or r["category"] == category)
                   and (verdict is None or r["status"] == verdict) and r["peak_score"] >= min_peak
                   and (since is None or (_at(r) and _at(r) >= since)) and (before is None or (_at(r) and _at(r) < before))]
@@ -230,7 +236,7 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         caps = [{"text": c.get("text", ""), "anomalous": bool(c.get("anomalous")), "weight": float(c.get("weight", 0.0))}
                 for c in r["captions"] if isinstance(c, dict)]
         return {**_event(r), "captions": caps, "media_note": r.get("media_note"),
-                "history": [{**h, "when": h["when"].isoformat() if h["when"] else None} for h in store.history(_key(key))]}
+                "history": [{**h, "when": h["when"] and _zoned(h["when"]).isoformat()} for h in store.history(_key(key))]}
 
     def media(key: str, column: str, kind: str) -> Path:
         p = store.stored_media(one(key).get(column))
@@ -249,7 +255,8 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
     def thumbnail(key: str):
         return FileResponse(media(key, "thumb_path", "thumbnail"), media_type="image/jpeg")
 
-    @app.post("/api/events/{key}/verdict", response_model=VerdictOut, dependencies=[write])
+    @app.post("/api/events/{key}/verdict", response_model=VerdictOut, dependencies=[write],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": VerdictIn.model_json_schema()}}}})
     async def post_verdict(key: str, request: Request) -> dict:
         body = await request.body()
         if len(body) > MAX_BODY:
@@ -257,12 +264,9 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         try:
             v = VerdictIn.model_validate_json(body or b"{}")
         except ValueError as e:
-            raise HTTPException(422, printable(str(e).splitlines()[0])) from None
+            raise HTTPException(400, printable(str(e).splitlines()[0])) from None
         r = one(key)
-        try:
-            said = await asyncio.to_thread(store.save_verdict, _key(key), r["end_frame"], v.verdict, v.reviewer, v.note)
-        except FlashbackError as e:
-            raise HTTPException(503, str(e)) from None
+        said = await asyncio.to_thread(store.save_verdict, _key(key), r["end_frame"], v.verdict, v.reviewer, v.note)
         metrics.verdict(v.verdict)
         return {"saved": True, "overlay": said}
 
@@ -272,16 +276,13 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         if searcher is None:
             raise HTTPException(503, "search is not available: this service has no text encoder")
         if not q.strip():
-            raise HTTPException(422, "q: the query text is empty")
-        try:
-            if "encoder" not in encoder:
-                encoder["encoder"] = searcher()
-            hits = store.search(encoder["encoder"], q, top, camera)
-        except FlashbackError as e:
-            raise HTTPException(503, str(e)) from None
+            raise HTTPException(400, "q: the query text is empty")
+        if "encoder" not in encoder:
+            encoder["encoder"] = searcher()
+        hits = store.search(encoder["encoder"], q, top, camera)
         events = rows()
         return [{"camera": h.camera, "video_id": h.video_id, "start_s": h.start_s, "end_s": h.end_s, "similarity": h.similarity,
-                 "score": h.score, "caption": h.caption, "when": h.when,
+                 "score": h.score, "caption": h.caption, "when": _zoned(h.when),
                  "event": store.event_at(events, h.run_id, h.video_id, h.start_s)} for h in hits]
 
     @app.get("/api/cameras/{camera}/scores", response_model=Series, dependencies=[read])
@@ -289,10 +290,10 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
                points: int = Query(1000, ge=10, le=10_000)) -> dict:
         if store.problem():
             raise HTTPException(404, "no such camera")
-        at, score = store.score_series(camera, _local(since), _local(before), points)
+        at, score = store.score_series(camera, _local_or_400(since, "since"), _local_or_400(before, "before"), points)
         if at is None:
             raise HTTPException(404, "no such camera")
-        return {"camera": camera, "at": at, "score": score}
+        return {"camera": camera, "at": [_zoned(t) for t in at], "score": score}
 
     @app.get("/api/feeds", response_model=list[dict], dependencies=[read])
     def feeds() -> list[dict]:
@@ -321,9 +322,21 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
     return app
 
 
+def _zoned(t: datetime | None) -> datetime | None:
+    """A stored time (local wall time, no zone) with this machine's offset, as RFC 3339 wants."""
+    return t.astimezone() if t is not None and t.tzinfo is None else t
+
+
 def _local(t: datetime | None) -> datetime | None:
     """A time with a zone as the store keeps times: local wall time, no zone."""
     return t.astimezone().replace(tzinfo=None) if t is not None and t.tzinfo else t
+
+
+def _local_or_400(t: datetime | None, name: str) -> datetime | None:
+    try:
+        return _local(t)
+    except (OverflowError, ValueError, OSError):
+        raise HTTPException(400, f"{name}: not a time this machine can place") from None
 
 
 def _state(r: dict) -> tuple:
