@@ -378,3 +378,57 @@ def test_the_event_stream_says_when_an_event_gets_a_verdict(filled_store, tmp_pa
         t.join(20)
     event = json.loads(next(line for line in got if line.startswith("data:"))[5:])
     assert got[0] == ": connected" and event["key"] == key and event["status"] == "confirmed"
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+@pytest.mark.slow  # a Prometheus server (Debian's), scraping every second
+def test_prometheus_scrapes_a_watching_service_with_its_token(tmp_path, scene_memory, tiny_encoder, filled_store):
+    import shutil
+
+    from flashback.live.feeds import FeedSpec
+    from flashback.live.watcher import WatchConfig, Watcher
+    from flashback.service.metrics import Metrics, MetricsSink
+    from flashback.settings import PRESETS
+    from flashback.video.synthetic import make_video
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("needs Debian's prometheus (.ci/run installs it)")
+    video = make_video(tmp_path / "v.mp4", n_frames=30 * 30, fps=30, size=(96, 64), scene_of=lambda k: (k // 60) % 8)
+    metrics = Metrics()
+    w = Watcher(scene_memory, tiny_encoder, PRESETS["fast"], [FeedSpec("cam", str(video))], [MetricsSink(metrics)],
+                WatchConfig(duration_s=25.0, stats_every_s=1.0))
+    metrics.follow(lambda: w)
+    watching = threading.Thread(target=w.run, daemon=True)
+    watching.start()
+    prom_port = free_port()
+    with api_server(copy_of(filled_store, tmp_path), read=(READ,), metrics=metrics) as url:
+        (tmp_path / "prometheus.yml").write_text(f"""
+global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+scrape_configs:
+  - job_name: flashback
+    authorization: {{credentials: {READ}}}
+    static_configs: [{{targets: ["{url.removeprefix('http://')}"]}}]
+""")
+        prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def query(q: str) -> list:
+                r = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": q}, timeout=5).json()
+                return r["data"]["result"]
+
+            seen = wait_for(lambda: [s for s in query('flashback_feed_segments_scored_total{feed="cam"}') if float(s["value"][1]) >= 10],
+                            "ten scored segments in Prometheus", 60)
+            assert seen[0]["metric"]["job"] == "flashback"
+            assert query('up{job="flashback"}')[0]["value"][1] == "1"  # the token was accepted
+            p95 = wait_for(lambda: query('histogram_quantile(0.95, sum by (le) (flashback_feed_latency_seconds_bucket{feed="cam"}))'),
+                           "a latency quantile", 30)
+            assert 0 < float(p95[0]["value"][1]) <= 10
+            assert float(query("flashback_encoder_batch_size")[0]["value"][1]) >= 1
+        finally:
+            w.stop_event.set()
+            prom.terminate()
+            prom.wait(20)
+    watching.join(30)
