@@ -35,6 +35,8 @@ def test_serve_check_says_every_problem_of_the_config_on_its_own_line(tmp_path):
 bind = "0.0.0.0"
 port = 70000
 colour = "red"
+[serve.review]
+bind = "0.0.0.0"
 [[serve.cameras]]
 name = "door"
 url = "rtsp://admin:${DOOR_PASSWORD}@10.0.0.5/stream"
@@ -48,9 +50,10 @@ url = "missing.mp4"
     assert p.returncode == 2 and all(line.startswith(f"flashback: error: {tmp_path}/flashback.toml [serve.") for line in lines), p.stderr
     for expected in ("[serve.api] port: 70000: a port is 1 to 65535", "[serve.api] colour: unknown key",
                      "environment variable DOOR_PASSWORD is not set", "threshold: 1.5: between 0 and 1",
-                     "'door' names two cameras", "missing.mp4: no such file", "0.0.0.0 is reachable from other machines"):
+                     "'door' names two cameras", "missing.mp4: no such file", "0.0.0.0 is reachable from other machines",
+                     "[serve.review] bind: 0.0.0.0: the review app has no login"):
         assert sum(expected in line for line in lines) == 1, (expected, lines)
-    assert len(lines) == 7
+    assert len(lines) == 8
 
 
 def test_serve_check_passes_a_good_config_and_keeps_secrets_out_of_what_it_says(tmp_path, filled_store):
@@ -74,6 +77,13 @@ threshold = 0.4
     assert p.returncode == 0, p.stderr
     assert "OK: 1 camera(s) (gate); API on 0.0.0.0:5080 (tokens required)" in p.stderr + p.stdout
     assert READ not in p.stderr + p.stdout
+
+
+def test_the_shipped_example_config_passes_its_own_check():
+    example = Path(__file__).resolve().parents[1] / "deploy" / "flashback.toml"
+    secrets = {"FLASHBACK_API_READ_TOKEN": READ, "FLASHBACK_API_WRITE_TOKEN": WRITE, "MQTT_PASSWORD": "m", "CAMERA_PASSWORD": "c"}
+    p = flashback_here("serve", "--check", env={"FLASHBACK_CONFIG": str(example), **secrets})
+    assert p.returncode == 0 and "OK: 2 camera(s) (driveway, dock)" in p.stderr + p.stdout, p.stderr
 
 
 # ---------------------------------------------------------------- the API, on a real server

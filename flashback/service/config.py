@@ -7,7 +7,7 @@ flags (outputs: ``mqtt``, ``ha-discovery``, ``webhook``, ``events``, ``review-ur
 ``retention-days``; ``preset``, ``max-latency`` ...) and three tables of the service's own::
 
     [serve.api]            bind, port, read-tokens, write-tokens, cors-origins
-    [serve.review]         enabled, bind, port
+    [serve.review]         enabled, bind, port, unauthenticated (required off loopback: it has no login)
     [[serve.cameras]]      name, url, roi | polygon, alert, ignore, threshold
 
 A secret is written ``${NAME}`` in any value of the file and read from the environment (a
@@ -63,6 +63,7 @@ class ReviewConfig:
     enabled: bool = True
     bind: str = "127.0.0.1"
     port: int = 8501
+    unauthenticated: bool = False  # the app has no login: off loopback only when the operator says so
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _texts(v: list) -> str | None:
 
 API = {"bind": ((str,), _address), "port": ((int,), _port), "read-tokens": ((list,), _tokens),
        "write-tokens": ((list,), _tokens), "cors-origins": ((list,), _texts)}
-REVIEW = {"enabled": ((bool,), None), "bind": ((str,), _address), "port": ((int,), _port)}
+REVIEW = {"enabled": ((bool,), None), "bind": ((str,), _address), "port": ((int,), _port), "unauthenticated": ((bool,), None)}
 CAMERA = {"name": ((str,), None), "url": ((str,), None), "threshold": ((float, int), lambda v: None if 0 < v < 1 else f"{v}: between 0 and 1"),
           "roi": ((list,), None), "polygon": ((list,), None), "alert": ((list,), None), "ignore": ((list,), None)}
 
@@ -232,6 +233,12 @@ def _check_whole(c: ServiceConfig, problems: _Problems, mqtt_topic: str | None) 
             check_topics(mqtt_topic, names)
         except UsageError as e:
             problems.add(where, "name", str(e))
+    r = c.review
+    if r.enabled and not (r.bind == "localhost" or ipaddress.ip_address(r.bind).is_loopback) and not r.unauthenticated:
+        problems.add(f"{c.path} [serve.review]", "bind", f"{r.bind}: the review app has no login, so anyone who reaches it can "
+                     "post verdicts: keep 127.0.0.1 behind a reverse proxy with authentication, or set unauthenticated = true")
+    if c.api.port == r.port and r.enabled:
+        problems.add(f"{c.path} [serve.api]", "port", f"{c.api.port} is the review app's port too")
     if not c.api.loopback and not (c.api.read_tokens or c.api.write_tokens):
         problems.add(f"{c.path} [serve.api]", "bind", f"{c.api.bind} is reachable from other machines: "
                      "set read-tokens (and write-tokens to post verdicts), or bind 127.0.0.1")
