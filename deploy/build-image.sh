@@ -19,7 +19,9 @@ if ! podman image exists "$base"; then
   podman import --quiet "$work/rootfs.tar" "$base" >/dev/null
 fi
 t1=$(date +%s)
-buildah build --quiet --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" -t "$image" .
+# this machine reaches PyPI through a proxy whose CA only the host trusts: pip in the build gets the host's bundle
+ca=(); [ -r /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro --build-arg PIP_CERT=/host-ca.crt)
+buildah build --quiet --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" "${ca[@]}" -t "$image" .
 t2=$(date +%s)
 ctr=$(buildah from "$image")
 echo "== flashback serve --check, inside the image"

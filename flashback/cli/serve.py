@@ -82,9 +82,8 @@ def run(a: argparse.Namespace) -> int:
         s = current["svc"]
         watcher, sinks, events = compose(a, s.feeds(), base_texts + list(s.camera_table().texts), [MetricsSink(metrics)],
                                          encoder=encoder, memory=memory)
-        watcher.keep_running = True
+        watcher.keep_running, watcher.stop_event = True, stop  # the part's stop is the watcher's
         current["watcher"] = watcher
-        threading.Thread(target=lambda: (stop.wait(), watcher.stop_event.set()), daemon=True).start()
         announce(watcher, events)
         try:
             watcher.run()
@@ -164,7 +163,18 @@ def _serve_api(app, host: str, port: int, stop: threading.Event) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                            limit_concurrency=64, timeout_keep_alive=5))
     # off the main thread uvicorn leaves signals alone: the service's handlers stay
-    threading.Thread(target=lambda: (stop.wait(), setattr(server, "should_exit", True)), daemon=True).start()
-    server.run()
+    done = threading.Event()
+
+    def stopper() -> None:
+        while not done.is_set():
+            if stop.wait(0.5):
+                server.should_exit = True
+                return
+
+    threading.Thread(target=stopper, daemon=True).start()
+    try:
+        server.run()
+    finally:
+        done.set()
     if not stop.is_set():
         raise UsageError(f"the API could not serve on {host}:{port} (is the port taken?)")
