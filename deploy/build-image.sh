@@ -21,13 +21,13 @@ fi
 t1=$(date +%s)
 # this machine reaches PyPI through a proxy whose CA only the host trusts: pip in the build gets the host's bundle
 ca=(); [ -r /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro --build-arg PIP_CERT=/host-ca.crt)
-buildah build --quiet --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" "${ca[@]}" -t "$image" .
+buildah build --quiet --layers --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" "${ca[@]}" -t "$image" .
 t2=$(date +%s)
 ctr=$(buildah from "$image")
 echo "== flashback serve --check, inside the image"
-buildah run --isolation chroot --env FLASHBACK_CONFIG=/src/flashback.toml --env FLASHBACK_API_READ_TOKEN=read-token-for-the-check \
+buildah run --isolation chroot --env FLASHBACK_API_READ_TOKEN=read-token-for-the-check \
   --env FLASHBACK_API_WRITE_TOKEN=write-token-for-the-check --env MQTT_PASSWORD=x --env CAMERA_PASSWORD=x \
-  -v "$PWD/deploy/flashback.toml:/src/flashback.toml:ro" "$ctr" -- flashback serve --check
+  -v "$PWD/deploy/flashback.toml:/config/flashback.toml:ro" "$ctr" -- flashback serve --check
 echo "== flashback score --sample, inside the image"
 # real weights come from the Hugging Face hub, which a registry-only network cannot reach: here the
 # same architecture runs with random weights (the scores mean nothing; the path is the real one)

@@ -98,7 +98,7 @@ def test_a_small_build_makes_what_it_needs_and_every_bar_moves(tiny_encoder, tmp
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
     """Kill a build mid-embedding, run the same command again, compare with an uninterrupted build."""
-    args = ["memory", "build", "--size", "2000", "--shard-size", "50", "--near-dup-threshold", "0",
+    args = ["memory", "build", "--size", "1000", "--shard-size", "25", "--near-dup-threshold", "0",
             "--encoder", SMALL_MODEL, "--pretrained", "random", "--device", "cpu"]
     out = tmp_path / "mem"
     proc = subprocess.Popen([FLASHBACK, *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
