@@ -5,6 +5,7 @@
 #   3. inside the image: flashback serve --check on deploy/flashback.toml, and flashback score --sample.
 # Prints the build time and the image's size.  Usage: deploy/build-image.sh [cpu|gpu]
 # Needs: mmdebstrap, podman, buildah (Debian packages) and PyPI; minutes, and about 10 GB of disk.
+# (--format docker: the OCI format has no HEALTHCHECK)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 variant=${1:-cpu}
@@ -21,7 +22,7 @@ fi
 t1=$(date +%s)
 # this machine reaches PyPI through a proxy whose CA only the host trusts: pip in the build gets the host's bundle
 ca=(); [ -r /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro --build-arg PIP_CERT=/host-ca.crt)
-buildah build --quiet --layers --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" "${ca[@]}" -t "$image" .
+buildah build --quiet --layers --format docker --isolation chroot -f deploy/Containerfile --build-arg BASE="$base" --build-arg VARIANT="$variant" "${ca[@]}" -t "$image" .
 t2=$(date +%s)
 ctr=$(buildah from "$image")
 echo "== flashback serve --check, inside the image"
