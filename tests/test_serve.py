@@ -176,7 +176,7 @@ def test_health_series_feeds_and_the_schema(filled_store, tmp_path):
     db = copy_of(filled_store, tmp_path)
     with api_server(db) as url, httpx.Client(base_url=url, timeout=30) as c:
         h = c.get("/api/health").json()
-        assert h["status"] == "ok" and h["store"]["exists"] and h["store"]["problem"] is None
+        assert h["status"] == "ok" and h["store"]["exists"] and h["store"]["writable"] and h["store"]["problem"] is None
         s = c.get("/api/cameras/gate/scores", params={"points": 50}).json()
         assert 10 <= len(s["at"]) == len(s["score"]) <= 50 and all(0 <= x <= 1 for x in s["score"])
         assert c.get("/api/cameras/nowhere/scores").status_code == 404
@@ -187,6 +187,8 @@ def test_health_series_feeds_and_the_schema(filled_store, tmp_path):
                 "/api/events-stream", "/metrics"} <= set(schema["paths"])
     with api_server(tmp_path / "none.duckdb") as url, httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/api/events").json() == {"events": [], "next_cursor": None}  # no store yet: nothing, not a 500
+        assert c.get("/api/health").json()["store"] | {"problem": None} == {"path": str(tmp_path / "none.duckdb"), "exists": False,
+                                                                           "problem": None, "writable": True}
 
 
 # ---------------------------------------------------------------- the parts

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -204,7 +205,9 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         out = [{"feed": f["feed"], "state": f["state"], "segments_scored": f["segments_scored"], "segments_lost": f["segments_lost"],
                 "last_update_age_s": round((now - f["updated_at"]).total_seconds(), 3) if f["updated_at"] else None,
                 "drop_share": f["drop_share"], "latency_p95_s": f["latency_p95_s"], "over_budget": f["over_budget"]} for f in feeds]
-        writable = problem is None or not store.path.exists()
+        # the store is opened per write, so what matters is whether a write could happen now
+        exists = store.path.exists()
+        writable = os.access(store.path if exists else store.path.parent, os.W_OK) and (problem is None or not exists)
         down = any(f["state"] == "down" or f["over_budget"] for f in out)
         return {"status": "degraded" if problem and store.path.exists() or down else "ok",
                 "store": {"path": str(store.path), "exists": store.path.exists(), "problem": problem, "writable": writable},
