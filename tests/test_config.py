@@ -48,6 +48,19 @@ def test_a_bad_config_file_is_one_line_before_anything_loads(tmp_path, text, mes
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def test_secrets_come_from_the_environment_and_every_problem_is_said(tmp_path):
+    (tmp_path / "flashback.toml").write_text('checkpoint = "${MODELS}/vit.pt"\nthresold = 0.3\n[score]\nthreshold = 2\n'
+                                             '[watch]\nmqtt = "mqtt://u:${MQTT_PW}@localhost"\n')
+    p = flashback_here("config", "show", cwd=tmp_path, env={"MODELS": "/opt/models"})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 3, p.stderr
+    assert "unknown key 'thresold'" in lines[0] and "threshold = 2" in lines[1]
+    assert lines[2].endswith("flashback.toml [watch]: mqtt: the environment variable MQTT_PW is not set")
+    (tmp_path / "flashback.toml").write_text('checkpoint = "${MODELS}/vit.pt"\n')
+    p = flashback_here("config", "show", cwd=tmp_path, env={"MODELS": "/opt/models"})
+    assert p.returncode == 0 and "/opt/models/vit.pt" in p.stdout, p.stderr
+
+
 def test_flashback_config_names_the_file_and_a_missing_one_is_refused(tmp_path):
     (tmp_path / "mine.toml").write_text('device = "cpu"\n')
     p = flashback_here("config", "show", "--for", "watch", env={"FLASHBACK_CONFIG": tmp_path / "mine.toml"})
