@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import FLASHBACK, TINY_CLI, copy_of, flashback_here, free_port
 
 READ, WRITE = "r" * 20, "w" * 20
@@ -263,7 +262,7 @@ def test_serve_runs_the_cameras_rereads_them_on_sighup_and_stops_cleanly_on_sigt
     from flashback.video.synthetic import make_video
 
     video = make_video(tmp_path / "cam.mp4", n_frames=30 * 40, fps=30, size=(96, 64), scene_of=lambda k: (k // 90) % 8)
-    port = free_port()
+    port, review_port = free_port(), free_port()
 
     def write(cameras: list[str]) -> dict:
         cams = "".join(f'[[serve.cameras]]\nname = "{n}"\nurl = "{video}"\n' for n in cameras)
@@ -278,7 +277,7 @@ stats-every = 1
 [serve.api]
 port = {port}
 [serve.review]
-enabled = false
+port = {review_port}
 {cams}""")
 
     env = {**os.environ, **write(["door"])}
@@ -298,6 +297,14 @@ enabled = false
         assert {f["feed"] for f in health["feeds"]} >= {"door", "yard"} and health["store"]["exists"]
         metrics = api.get("/metrics").text
         assert 'flashback_feed_frames_total{feed="door"}' in metrics and 'flashback_feed_up{feed="yard"}' in metrics
+        # the review app is a supervised child: killed, it is started again and answers again
+        app = f"http://127.0.0.1:{review_port}/_stcore/health"
+        wait_for(lambda: httpx.get(app).status_code == 200, "the review app", 60)
+        review = next(int(pid) for pid in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+                      if b"review" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(review, signal.SIGKILL)
+        wait_for(lambda: 'flashback_part_restarts_total{part="review"} 1.0' in api.get("/metrics").text, "the review app's restart", 30)
+        wait_for(lambda: httpx.get(app).status_code == 200, "the review app, answering again", 60)
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=40)
@@ -307,6 +314,7 @@ enabled = false
             p.communicate()
     assert p.returncode == 0, err
     assert time.monotonic() - t0 < 25 and "service stopped" in err and "SIGHUP: cameras re-read: 1 added, 0 removed, 0 changed" in err
+    assert "review stopped (exit code -9); starting it again in 1 s" in err
     with __import__("duckdb").connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0  # every feed closed
 

@@ -104,7 +104,7 @@ def run(a: argparse.Namespace) -> int:
     sup.add(ThreadPart("watch", watch, bound_s=STOP_BOUND_S))
     sup.add(ThreadPart("api", lambda stop: _serve_api(app, api.bind, api.port, stop)))
     if svc.review.enabled:
-        sup.add(ProcessPart("review", [sys.executable, "-m", "flashback", "review", "--db", str(a.db),
+        sup.add(ProcessPart("review", [sys.executable, "-m", "flashback.cli", "review", "--db", str(a.db),
                                        "--host", svc.review.bind, "--port", str(svc.review.port)], env=dict(os.environ)))
     stopping, reload = threading.Event(), threading.Event()
 
