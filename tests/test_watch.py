@@ -441,7 +441,10 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
     also checks is reported as an outage, not a crash.)"""
     from flashback.video.synthetic import make_video
 
-    video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
+    # a key frame every half second: a UDP client joins mid-stream, and under load it loses packets; until
+    # the next key frame it decodes grey (once it saw no incident frame at all in 10 s, with x264's 250)
+    video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0,
+                       options={"g": "15"})
     client_port, source_port = free_port(), free_port()
     server = subprocess.Popen([RTSP_SERVER, "-c", str(client_port), "-s", str(source_port), "-l", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
