@@ -170,6 +170,7 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+
     def reader(request: Request) -> None:
         access.check(request, write=False)
 
@@ -183,7 +184,8 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         """A store locked by a writer for longer than the wait, or unreadable: said, never a traceback."""
         status = 400 if isinstance(e, UsageError) else 503
         return JSONResponse({"detail": one_line(e)}, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
-    encoder: dict = {}
+
+    encoder: dict = {}  # the text encoder, loaded by the first search
 
     def rows() -> list[dict]:
         if store.problem():
@@ -209,8 +211,8 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
         exists = store.path.exists()
         writable = os.access(store.path if exists else store.path.parent, os.W_OK) and (problem is None or not exists)
         down = any(f["state"] == "down" or f["over_budget"] for f in out)
-        return {"status": "degraded" if problem and store.path.exists() or down else "ok",
-                "store": {"path": str(store.path), "exists": store.path.exists(), "problem": problem, "writable": writable},
+        return {"status": "degraded" if problem and exists or down else "ok",
+                "store": {"path": str(store.path), "exists": exists, "problem": problem, "writable": writable},
                 "feeds": out, "queues": queues()}
 
     @app.get("/api/events", response_model=EventPage, dependencies=[read])
