@@ -322,9 +322,10 @@ port = {review_port}
 # ---------------------------------------------------------------- hostile clients, from the schema
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fuzzed(filled_store, seed_memory, tiny_encoder, tmp_path_factory):
-    """The API with tokens over a store that a ``flashback score`` process keeps writing to meanwhile."""
+    """The API with tokens over a store that a ``flashback score`` process keeps writing to meanwhile
+    (the fuzzing test's own: its writer must not outlive it into the next, fast-lane test)."""
     import schemathesis
 
     folder = tmp_path_factory.mktemp("fuzzed")
