@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..scoring.export import cells
 from ..store import ResultStore, writers
 from ..store.keys import EventKey
 from ..video.cameras import camera_matches, camera_name
-from ..video.clock import clock_text
+from ..video.clock import clock_text, wall_time
 
 VERDICTS = {"confirmed": "Confirmed", "false_alarm": "False alarm", "unsure": "Unsure"}
 assert tuple(VERDICTS) == writers.VERDICTS
@@ -37,6 +37,7 @@ class Filters:
     score_range: tuple[float, float] = (0.0, 1.0)
     scored_between: tuple[datetime, datetime] | None = None
     statuses: list[str] | None = None
+    event: EventKey | None = None  # one event only
 
 
 _LATEST = """
@@ -116,6 +117,9 @@ class ReviewDB:
         if f.scored_between:
             where.append("s.scored_at BETWEEN ? AND ?")
             args += list(f.scored_between)
+        if f.event:
+            where.append("e.run_id = ? AND e.video_id = ? AND e.start_frame = ?")
+            args += [f.event.run_id, f.event.video_id, f.event.start_frame]
         with self._store.connect(read_only=True) as con:
             cur = con.execute(f"{_EVENTS} WHERE {' AND '.join(where)} ORDER BY e.peak_score DESC, v.path, e.start_s", args)
             cols = [d[0] for d in cur.description]
@@ -243,7 +247,7 @@ class ReviewDB:
             for run, vid, start in mine:
                 d = con.execute("SELECT time_s, score FROM frame_scores WHERE run_id = ? AND video_id = ? ORDER BY frame",
                                 [run, vid]).fetchnumpy()
-                at += [start + timedelta(seconds=float(t)) for t in d["time_s"]]
+                at += [wall_time(start, t) for t in d["time_s"]]
                 score += [float(x) for x in d["score"]]
         keep = [i for i, t in sorted(enumerate(at), key=lambda p: p[1])
                 if (since is None or t >= since) and (before is None or t < before)]

@@ -20,7 +20,7 @@ import binascii
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +33,7 @@ from ..errors import FlashbackError, UsageError, one_line, printable
 from ..review.queries import Filters, ReviewDB
 from ..store.keys import EventKey
 from ..video.cameras import camera_matches
+from ..video.clock import wall_time
 from .auth import MAX_BODY, MAX_KEY, MAX_PAGE, MAX_QUERY, Access
 from .metrics import Metrics
 
@@ -119,9 +120,7 @@ class Series(BaseModel):
 
 
 def _at(r: dict) -> datetime | None:
-    if r.get("started_at") is not None:
-        return r["started_at"] + timedelta(seconds=float(r["start_s"]))
-    return r.get("scored_at")
+    return wall_time(r.get("started_at"), r["start_s"]) or r.get("scored_at")
 
 
 def _event(r: dict) -> dict:
@@ -134,8 +133,8 @@ def _event(r: dict) -> dict:
     return {**{k: r.get(k) for k in EVENT_FIELDS}, "at": _zoned(_at(r)), "links": links}
 
 
-def _cursor(at: datetime | None, key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([at.isoformat() if at else "", key]).encode()).decode()
+def _cursor(at: str, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at, key]).encode()).decode()
 
 
 def _uncursor(text: str) -> tuple[str, str]:
@@ -152,7 +151,10 @@ def _key(key: str) -> EventKey:
     try:
         if len(key) > MAX_KEY:
             raise ValueError
-        return EventKey.decode(key)
+        k = EventKey.decode(key)
+        if not -2**31 <= k.start_frame < 2**31:  # the store's INTEGER: no event has it, and the query must not see it
+            raise ValueError
+        return k
     except ValueError:
         raise HTTPException(404, "no such event") from None
 
@@ -187,17 +189,17 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
 
     encoder: dict = {}  # the text encoder, loaded by the first search
 
-    def rows() -> list[dict]:
+    def rows(f: Filters | None = None) -> list[dict]:
         if store.problem():
             return []
-        return store.events(Filters())
+        return store.events(f or Filters())
 
     def one(key: str) -> dict:
-        k = _key(key).encode()
-        found = next((r for r in rows() if r["key"] == k), None)
-        if found is None:
+        """The event by its key, with a query for it alone (a clip or a verdict does not read the whole store)."""
+        found = rows(Filters(event=_key(key)))
+        if not found:
             raise HTTPException(404, "no such event")
-        return found
+        return found[0]
 
     @app.get("/api/health", response_model=Health, dependencies=[read])
     def health() -> dict:
@@ -223,17 +225,19 @@ def make_app(db: Path, access: Access, metrics: Metrics | None = None, cors_orig
                cursor: str | None = Query(None, max_length=2 * MAX_KEY)) -> dict:
         """Newest first (by camera clock, else when scored); ``next_cursor`` fetches the page after."""
         since, before = _local_or_400(since, "since"), _local_or_400(before, "before")
-        chosen = [r for r in rows() if (camera is None or camera_matches(r["camera"], camera)) and (category is None or r["category"] == category)
-                  and (verdict is None or r["status"] == verdict) and r["peak_score"] >= min_peak
-                  and (since is None or (_at(r) and _at(r) >= since)) and (before is None or (_at(r) and _at(r) < before))]
-        chosen.sort(key=lambda r: ((_at(r) or datetime.min).isoformat(), r["key"]), reverse=True)
+        chosen = []  # (position, row): the position orders the pages and is what a cursor holds
+        for r in rows():
+            at = _at(r)
+            if ((camera is None or camera_matches(r["camera"], camera)) and (category is None or r["category"] == category)
+                    and (verdict is None or r["status"] == verdict) and r["peak_score"] >= min_peak
+                    and (since is None or (at and at >= since)) and (before is None or (at and at < before))):
+                chosen.append((((at or datetime.min).isoformat(), r["key"]), r))
+        chosen.sort(key=lambda p: p[0], reverse=True)
         if cursor:
             after = _uncursor(cursor)
-            chosen = [r for r in chosen if ((_at(r) or datetime.min).isoformat(), r["key"]) < after]
+            chosen = [p for p in chosen if p[0] < after]
         page = chosen[:limit]
-        more = len(chosen) > limit
-        return {"events": [_event(r) for r in page],
-                "next_cursor": _cursor(_at(page[-1]) or datetime.min, page[-1]["key"]) if more else None}
+        return {"events": [_event(r) for _, r in page], "next_cursor": _cursor(*page[-1][0]) if len(chosen) > limit else None}
 
     @app.get("/api/events/{key}", response_model=EventDetail, dependencies=[read])
     def event(key: str) -> dict:
