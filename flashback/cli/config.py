@@ -55,7 +55,7 @@ class Defaults:
         return got[1] if got else None
 
 
-def _read(path: Path) -> dict:
+def read_config(path: Path) -> dict:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -114,7 +114,7 @@ def apply(parser: argparse.ArgumentParser) -> Defaults:
     """Set every command's defaults from the config file and the environment (``set_defaults``:
     a flag on the command line still wins)."""
     path = config_path()
-    doc = _read(path) if path else {}
+    doc = read_config(path) if path else {}
     base = path.resolve().parent if path else None
     parsers = dict(_parsers(parser))
     defaults = Defaults(path)

@@ -16,12 +16,11 @@ import os
 import signal
 import sys
 import threading
-import tomllib
 
-from ..errors import FlashbackError, UsageError, one_line
+from ..errors import FlashbackError, UsageError
 from ..service.config import ServiceConfig, read_service
 from .common import EXIT_OK, say, warn
-from .config import config_path
+from .config import config_path, read_config
 from .options import encoder_choice
 from .setup import image_encoder, memory_for
 from .watch import add_watch_flags, announce, compose
@@ -43,10 +42,7 @@ def load(a: argparse.Namespace) -> ServiceConfig:
     path = config_path()
     if path is None:
         raise UsageError("serve: no config file (set FLASHBACK_CONFIG, or write ./flashback.toml); see docs/service.md")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read the config file ({one_line(e)})") from None
+    doc = read_config(path)  # read again: SIGHUP reloads from here
     if a.cameras or a.roi:
         raise UsageError(f"serve: --cameras and --roi are watch's; the service's cameras and regions are {path} [[serve.cameras]]")
     return read_service(path, doc, a.mqtt_topic if a.mqtt else None)

@@ -21,7 +21,6 @@ import dataclasses
 import ipaddress
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +54,7 @@ class ApiConfig:
 
     @property
     def loopback(self) -> bool:
-        return self.bind == "localhost" or ipaddress.ip_address(self.bind).is_loopback
+        return _loopback(self.bind)
 
 
 @dataclass(frozen=True)
@@ -152,6 +151,11 @@ def _port(v: int) -> str | None:
     return None if 1 <= v <= 65_535 else f"{v}: a port is 1 to 65535"
 
 
+def _loopback(bind: str) -> bool:
+    """Whether a bind address (already checked by ``_address``) answers this machine only."""
+    return bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+
+
 def _address(v: str) -> str | None:
     if v == "localhost":
         return None
@@ -180,11 +184,9 @@ CAMERA = {"name": ((str,), None), "url": ((str,), None), "threshold": ((float, i
           "roi": ((list,), None), "polygon": ((list,), None), "alert": ((list,), None), "ignore": ((list,), None)}
 
 
-def read_service(path: Path | None, doc: dict | None = None, mqtt_topic: str | None = None) -> ServiceConfig:
-    """The ``[serve]`` tables of the config file; ``ConfigProblems`` with every problem.
-    ``mqtt_topic``: with MQTT on, camera names must make topics under it."""
-    if doc is None:
-        doc = tomllib.loads(path.read_text(encoding="utf-8")) if path else {}
+def read_service(path: Path | None, doc: dict, mqtt_topic: str | None = None) -> ServiceConfig:
+    """The ``[serve]`` tables of the config file ``path``, already read as ``doc``; ``ConfigProblems``
+    with every problem.  ``mqtt_topic``: with MQTT on, camera names must make topics under it."""
     serve = doc.get("serve", {})
     problems = _Problems()
     api = ApiConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -234,7 +236,7 @@ def _check_whole(c: ServiceConfig, problems: _Problems, mqtt_topic: str | None) 
         except UsageError as e:
             problems.add(where, "name", str(e))
     r = c.review
-    if r.enabled and not (r.bind == "localhost" or ipaddress.ip_address(r.bind).is_loopback) and not r.unauthenticated:
+    if r.enabled and not _loopback(r.bind) and not r.unauthenticated:
         problems.add(f"{c.path} [serve.review]", "bind", f"{r.bind}: the review app has no login, so anyone who reaches it can "
                      "post verdicts: keep 127.0.0.1 behind a reverse proxy with authentication, or set unauthenticated = true")
     if c.api.port == r.port and r.enabled:
