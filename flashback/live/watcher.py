@@ -172,10 +172,7 @@ class Watcher:
             self._score(closed)
         for u in fs.events.close(reason):
             self._event(fs, u)
-        stats = fs.stats()
-        for sink in self.sinks:
-            sink.feed_stats(fs.session, {**stats, **fs.health.window(stats, fs.latencies)}, False)
-        self.ended[name] = stats
+        self.ended[name] = self._feed_stats(fs, active=False)
         del self.feeds[name]
         self.log(f"feed {name}: {reason}; stopped")
 
@@ -351,13 +348,18 @@ class Watcher:
         """Every feed's counters and its last window's health (``health.FeedHealth``) to the sinks;
         while running, an overloaded feed is said."""
         for fs in self.feeds.values():
-            stats = fs.stats()
-            window = fs.health.window(stats, fs.latencies)
-            line = fs.health.say(window) if active else None
-            if line:
-                self.log(line)
-            for sink in self.sinks:
-                sink.feed_stats(fs.session, {**stats, **window}, active)
+            self._feed_stats(fs, active)
+
+    def _feed_stats(self, fs: FeedState, active: bool) -> dict:
+        """One feed's counters and window to the sinks (and, while running, an overload said); the counters."""
+        stats = fs.stats()
+        window = fs.health.window(stats, fs.latencies)
+        line = fs.health.say(window) if active else None
+        if line:
+            self.log(line)
+        for sink in self.sinks:
+            sink.feed_stats(fs.session, {**stats, **window}, active)
+        return stats
 
     def _shutdown(self) -> None:
         for fs in self.feeds.values():
