@@ -64,13 +64,14 @@ def evaluate(memory, encoder, settings, tracks, vectors, gt, counts) -> dict:
     return {"auc": m["auc"], "ap": m["ap"]}
 
 
-def dev_data():
-    """The dev half's ground truth, frame counts and caption tracks (those with an annotation)."""
-    if not DEV.is_dir():
-        raise SystemExit(f"{DEV}: the dev data is not there")
-    gt = load_ground_truth("ucf-crime", DEV / "Temporal_Anomaly_Annotation.txt")
-    counts = read_frame_counts(DEV / "frames.txt")
-    tracks = [t for t in read_caption_inputs([DEV / "captions"], FPS) if gt.truth_for(t.video) is not None]
+def dev_data(folder: Path = DEV, fps: float = FPS):
+    """A dev set's ground truth, frame counts and caption tracks (those with an annotation): the
+    UCF-Crime dev half by default (caption_encoders.py also reads the XD-Violence subset)."""
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: the dev data is not there")
+    gt = load_ground_truth("ucf-crime", folder / "Temporal_Anomaly_Annotation.txt")
+    counts = read_frame_counts(folder / "frames.txt")
+    tracks = [t for t in read_caption_inputs([folder / "captions"], fps) if gt.truth_for(t.video) is not None]
     return gt, counts, tracks
 
 

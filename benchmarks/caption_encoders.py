@@ -26,17 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from caption_auc import ROOT
-from caption_levers import segment_scores, unit
+from caption_auc import ROOT, dev_data
+from caption_levers import runner, segment_scores, unit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from flashback.encoders.text_encoder import SentenceEncoder
-from flashback.eval.annotations import frame_labels, load_ground_truth, read_frame_counts
 from flashback.eval.metrics import ScoredVideo, compute_metrics
 from flashback.memory.default_memory import default_captions
 from flashback.memory.templates import apply_template
-from flashback.scoring.captions import read_caption_inputs
-from flashback.scoring.scoring import frame_scores, smooth
 
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"UCF dev": (DATA / "ucf_crime_text_dev", 30.0), "XD dev": (DATA / "xd_violence_text_dev", 24.0)}
@@ -70,24 +67,11 @@ class Cache:
 
 
 def dataset(folder: Path, fps: float, limit: int | None = None):
-    gt = load_ground_truth("ucf-crime", folder / "Temporal_Anomaly_Annotation.txt")
-    counts = read_frame_counts(folder / "frames.txt")
-    tracks = [t for t in read_caption_inputs([folder / "captions"], fps) if gt.truth_for(t.video) is not None]
+    gt, counts, tracks = dev_data(folder, fps)
     if limit:  # a smoke run: the first videos of each kind
         tracks = [t for t in tracks if gt.truth_for(t.video).anomalous][:limit // 2] + \
                  [t for t in tracks if not gt.truth_for(t.video).anomalous][:limit - limit // 2]
     return gt, counts, tracks
-
-
-def scored(gt, counts, tracks, fps: float, seg) -> list[ScoredVideo]:
-    out = []
-    for t in tracks:
-        n = counts.get(t.video) or max(1, int(round(t.duration_s * fps)))
-        ft = np.arange(n) / fps
-        s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), 3.0 * fps)
-        truth = gt.truth_for(t.video)
-        out.append(ScoredVideo(t.video, truth.category, frame_labels(truth, n, ft), s))
-    return out
 
 
 def scorer(cache: Cache, tracks):
@@ -139,7 +123,8 @@ def main() -> int:
         seg = {k: scorer(c, tracks) for k, c in caches.items()}
         if "mpnet" in seg:
             seg["mixture (mean of both)"] = lambda t: 0.5 * (seg["MiniLM"](t) + seg["mpnet"](t))
-        videos = {k: scored(gt, counts, tracks, fps, s) for k, s in seg.items()}
+        run = runner(gt, counts, tracks, fps)  # caption_levers.py's: the Detector's smoothing, sigma 3 s
+        videos = {k: run(s, keep=True)["videos"] for k, s in seg.items()}
         base = videos["MiniLM"]
         for k, v in videos.items():
             m = compute_metrics(v).to_dict()

@@ -78,7 +78,7 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def runner(gt, counts, tracks) -> Callable:
+def runner(gt, counts, tracks, fps: float = FPS) -> Callable:
     """``run(seg, sigma_s, post)``: frame AUC/AP over the dev videos, and the AUC of each of two folds
     (alternate videos by name within each class), for a segment scorer ``seg(track) -> scores``,
     smoothed as the Detector does; ``post(scores)`` may change a video's frame scores after that."""
@@ -90,9 +90,9 @@ def runner(gt, counts, tracks) -> Callable:
     def run(seg: Callable, sigma_s: float = 3.0, post: Callable | None = None, keep: bool = False) -> dict:
         videos = []
         for t in tracks:
-            n = counts.get(t.video) or max(1, int(round(t.duration_s * FPS)))
-            ft = np.arange(n) / FPS
-            s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), sigma_s * FPS)
+            n = counts.get(t.video) or max(1, int(round(t.duration_s * fps)))
+            ft = np.arange(n) / fps
+            s = smooth(frame_scores(ft, np.stack([t.starts_s, t.ends_s], 1), seg(t)), sigma_s * fps)
             truth = gt.truth_for(t.video)
             videos.append(ScoredVideo(t.video, truth.category, frame_labels(truth, n, ft), post(s) if post else s))
         m = compute_metrics(videos).to_dict()
