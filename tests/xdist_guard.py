@@ -8,6 +8,12 @@ controller and both workers wait on each other for ever (pytest-xdist issues 784
 fixes were merged after 3.8.0, the newest release).  Here the crashed test counts as done (xdist reports
 it as failed, with the worker's crash) and only files with tests still to run go back in the queue.
 
+A second wait for ever: xdist's worker holds its last test until it is sent another or told to shut down
+(it needs the next test for teardown), and the controller only tops a worker up when it reports a test.
+A replacement worker handed a crashed file's one remaining test, while other files wait in the queue and
+no other worker is alive, therefore never runs it (deterministic with ``-n 1``; one run in three with
+``-n 2`` here, and once in CI).  A worker is topped up until it holds two tests or the queue is empty.
+
 ``tests/conftest.py`` imports the hook, so the suite uses it; ``test_suite_guard.py`` proves it with a
 deliberate crash.
 """
@@ -32,6 +38,11 @@ class CrashSafeLoadFileScheduling(LoadFileScheduling):
         for other in self.assigned_work:
             self._reschedule(other)
         return crashitem
+
+    def _reschedule(self, node) -> None:
+        super()._reschedule(node)
+        while self.workqueue and not node.shutting_down and self._pending_of(self.assigned_work[node]) < 2:
+            self._assign_work_unit(node)
 
 
 def pytest_xdist_make_scheduler(config, log):
