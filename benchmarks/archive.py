@@ -51,6 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="ViT-B-32", help="open_clip model with random weights, or 'tiny'")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--backend", default="auto", help="torch, openvino, onnxruntime or auto (what score picks)")
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30, help="length of each file of the folder")
     ap.add_argument("--long-minutes", type=float, default=10, help="length of the long file (0: none)")
@@ -79,7 +80,7 @@ def main() -> int:
     from flashback.video.sources import VideoSource
     from flashback.video.synthetic import make_video
 
-    encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=a.device)
+    encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=a.device, backend=a.backend)
     memory = synthetic_memory(1000, encoder, "Flat", np.random.default_rng(0))
     detector = Detector(memory, encoder, preset(a.preset), batch_size=64 if encoder.device.startswith("cuda") else 32)
     w, h = (int(x) for x in a.size.split("x"))
@@ -119,13 +120,13 @@ def main() -> int:
 
     tag = "gpu" if encoder.device.startswith("cuda") else "cpu"
     doc = {"model": a.model, "device": encoder.device, "device_name": device_name(encoder.device), "preset": a.preset,
-           "precision": encoder.precision, "machine_cpus": os.cpu_count(),
+           "precision": encoder.precision, "runtime": encoder.runtime, "machine_cpus": os.cpu_count(),
            "folder": f"{a.files} files of {w}x{h} @ 30 FPS, {a.seconds:g} s each (H.264)",
            "long_file": f"{a.long_minutes:g} min" if a.long_minutes > 0 else None, "rows": rows}
     out = a.out or ROOT / "benchmarks" / "results" / f"archive-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"{doc['folder']}; long file {doc['long_file']}; encoder {a.model} ({encoder.precision}) on {doc['device_name']}, "
+    print(f"{doc['folder']}; long file {doc['long_file']}; encoder {a.model} ({encoder.runtime}) on {doc['device_name']}, "
           f"{os.cpu_count()} CPUs, {a.preset} preset\n")
     print("| input | setup | wall | video FPS | vs one process | same scores |")
     print("|---|---|---|---|---|---|")

@@ -2,7 +2,7 @@
 the time goes (decode, encode, score, store).
 
     python benchmarks/cluster.py [--model tiny|ViT-B-32] [--videos 8] [--seconds 20] [--size 640x360]
-                                 [--workers 1,2] [--head-cpus 1] [--device auto] [--precision auto]
+                                 [--workers 1,2] [--head-cpus 1] [--device auto] [--precision auto] [--backend auto]
 
 For each entry of ``--workers`` a fresh local cluster is started (``flashback.cluster.local``): a
 head with ``--head-cpus`` CPUs, where the one encoder actor lives, and that many worker nodes of one
@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--head-cpus", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--backend", default="auto", help="torch, openvino, onnxruntime or auto (what score picks)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flashback-cluster-bench-"))
@@ -57,6 +58,7 @@ def main() -> int:
     from flashback.cluster.connect import connect, disconnect
     from flashback.cluster.local import LocalCluster
     from flashback.cluster.scorer import ClusterScorer
+    from flashback.encoders.backends import Runtime
     from flashback.encoders.encoder import ClipEncoder
     from flashback.encoders.encoder_registry import EncoderSpec
     from flashback.eval.bench import device_name
@@ -68,7 +70,7 @@ def main() -> int:
     from flashback.video.synthetic import make_video
 
     spec = EncoderSpec(model=model, pretrained="random")
-    encoder = ClipEncoder(spec, device=a.device, precision=a.precision)
+    encoder = ClipEncoder(spec, device=a.device, precision=a.precision, backend=a.backend)
     vectors = np.random.default_rng(0).standard_normal((1000, encoder.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = CaptionTable([f"caption {i}" for i in range(1000)], [i >= 500 for i in range(1000)],
@@ -95,7 +97,7 @@ def main() -> int:
         with LocalCluster(head_cpus=a.head_cpus, workers=[1] * n) as cluster:
             c = connect(cluster.address)
             try:
-                scorer = ClusterScorer(c, detector, spec, a.precision, actors=1)
+                scorer = ClusterScorer(c, detector, spec, Runtime(a.precision, a.backend), actors=1)
                 store = ResultStore(work / f"ray-{n}.duckdb")
 
                 scorer.run([Work(VideoSource(str(v))) for v in videos],  # the scorer times the store writes
@@ -112,12 +114,12 @@ def main() -> int:
 
     tag = "gpu" if encoder.device.startswith("cuda") else "cpu"
     doc = {"model": a.model, "device": encoder.device, "device_name": device_name(encoder.device),
-           "precision": encoder.precision, "videos": a.videos, "video": f"{w}x{h} @ 30 FPS, {a.seconds:g} s each (H.264)",
+           "precision": encoder.precision, "runtime": encoder.runtime, "videos": a.videos, "video": f"{w}x{h} @ 30 FPS, {a.seconds:g} s each (H.264)",
            "frames": frames, "machine_cpus": os.cpu_count(), "rows": rows}
     out = a.out or ROOT / "benchmarks" / "results" / f"cluster-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"{a.videos} videos of {doc['video']}, encoder {a.model} ({encoder.precision}) on {doc['device_name']}, "
+    print(f"{a.videos} videos of {doc['video']}, encoder {a.model} ({encoder.runtime}) on {doc['device_name']}, "
           f"{os.cpu_count()} CPUs on the machine\n")
     print("| setup | decoders | wall | video FPS | decode (worker-s) | encode (actor-s) | score (s) | store (s) |")
     print("|---|---|---|---|---|---|---|---|")

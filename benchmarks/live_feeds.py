@@ -2,7 +2,7 @@
 at most 1 s and (almost) nothing dropped.
 
     python benchmarks/live_feeds.py [--model ViT-B-32] [--preset fast] [--size 640x480] [--seconds 20]
-                                    [--feeds 1,2,3,4,6,8] [--device auto] [--precision auto]
+                                    [--feeds 1,2,3,4,6,8] [--device auto] [--precision auto] [--backend auto]
 
 Each feed is a synthetic H.264 file played at its real rate by the watcher's own feed reader (a
 thread that decodes every frame, as it would a camera's stream), so decoding costs what it costs
@@ -66,12 +66,13 @@ def main() -> int:
     ap.add_argument("--feeds", default="1,2,3,4,6,8")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--backend", default="auto", help="torch, openvino, onnxruntime or auto (what score picks)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--memory-size", type=int, default=10_000)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     w, h = (int(x) for x in a.size.split("x"))
-    encoder = ClipEncoder(EncoderSpec(model=a.model, pretrained="random"), device=a.device, precision=a.precision)
+    encoder = ClipEncoder(EncoderSpec(model=a.model, pretrained="random"), device=a.device, precision=a.precision, backend=a.backend)
     memory = synthetic_memory(a.memory_size, encoder, "Flat", np.random.default_rng(0))
     settings = preset(a.preset)
     tag = "gpu" if encoder.device.startswith("cuda") else "cpu"
@@ -85,13 +86,13 @@ def main() -> int:
             print(json.dumps(row), file=sys.stderr, flush=True)
             if not row["sustained"] and n > 1 and rows[-2:-1] and not rows[-2]["sustained"]:
                 break  # two failures in a row: more feeds will not do better
-    doc = {"model": a.model, "preset": a.preset, "precision": encoder.precision, "device": encoder.device,
+    doc = {"model": a.model, "preset": a.preset, "precision": encoder.precision, "runtime": encoder.runtime, "device": encoder.device,
            "device_name": device_name(encoder.device), "video": f"{w}x{h} @ 30 FPS (H.264, played at real rate)",
            "memory_captions": a.memory_size, "batch_size": a.batch_size, "rows": rows,
            "feeds_sustained": max((r["feeds"] for r in rows if r["sustained"]), default=0)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"{a.model} ({encoder.precision}) on {doc['device_name']}, preset {a.preset}, {doc['video']}\n")
+    print(f"{a.model} ({encoder.runtime}) on {doc['device_name']}, preset {a.preset}, {doc['video']}\n")
     print("| feeds | decoded video FPS | frames encoded/s | latency p50 | p95 | max | dropped | segments lost | sustained |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

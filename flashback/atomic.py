@@ -11,6 +11,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+CACHE_ENV = "FLASHBACK_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The per-user cache (``$FLASHBACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/flashback``): the default
+    memory, model exports, eval embeddings and the sample clip, all rebuilt when deleted."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "flashback"
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write`` fills the temporary path it is given; on any failure the target is untouched.

@@ -17,6 +17,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from flashback.cluster.connect import ActorPlan, Cluster, task_failure
+from flashback.encoders.backends import Runtime
 from flashback.encoders.encoder_registry import EncoderSpec
 from flashback.errors import BuildError, ClusterError, first_line
 
@@ -44,7 +45,7 @@ class _Generator:
 class _Embedder:
     """A text model held once: the build's open_clip encoder, or a sentence-transformers model."""
 
-    def __init__(self, spec: EncoderSpec, device: str, precision: str, sentence: str | None):
+    def __init__(self, spec: EncoderSpec, device: str, runtime: Runtime, sentence: str | None):
         if sentence is not None:
             from flashback.encoders.text_encoder import load_sentence_model
 
@@ -55,7 +56,7 @@ class _Embedder:
         else:
             from flashback.encoders.encoder import ClipEncoder
 
-            self.embed = ClipEncoder(spec, device=device, precision=precision).encode_texts
+            self.embed = ClipEncoder(spec, device=device, precision=runtime.precision, backend=runtime.backend).encode_texts
 
     def shard(self, k: int, texts: list[str]) -> tuple[int, np.ndarray]:
         return k, self.embed(texts)
@@ -64,9 +65,9 @@ class _Embedder:
 class RayShards:
     """A ``job.ShardRunner`` on a cluster: actors made when a stage first needs them."""
 
-    def __init__(self, cluster: Cluster, spec: EncoderSpec, precision: str = "auto", actors: int | None = None,
+    def __init__(self, cluster: Cluster, spec: EncoderSpec, runtime: Runtime = Runtime(), actors: int | None = None,
                  gpus_per_actor: float = 1.0):
-        self.spec, self.precision = spec, precision
+        self.spec, self.runtime = spec, runtime
         self.plan = ActorPlan.for_cluster(cluster, actors, gpus_per_actor, cpus_per=2)
         if self.plan.cpus > cluster.cpus:
             raise ClusterError(f"{cluster.describe()}: {self.plan.n} actor(s) need more CPUs than it has; ask for fewer --actors")
@@ -89,7 +90,7 @@ class RayShards:
     def embed(self, shards: list[tuple[int, list[str]]], sentence: str | None) -> Iterator[tuple[int, np.ndarray]]:
         if not shards:
             return iter(())
-        return self._on_actors(_Embedder, (self.spec, self.plan.device, self.precision, sentence), shards)
+        return self._on_actors(_Embedder, (self.spec, self.plan.device, self.runtime, sentence), shards)
 
 
 def _as_finished(refs: list, actors: list = ()) -> Iterator:

@@ -51,6 +51,9 @@ def _register_tiny(tiny_config_dir, tmp_path_factory):
     for key in ("FLASHBACK_CONFIG", "FLASHBACK_ENCODER", "FLASHBACK_PRETRAINED", "FLASHBACK_CHECKPOINT",
                 "FLASHBACK_DEVICE", "FLASHBACK_PRECISION", "FLASHBACK_MEMORY", "FLASHBACK_DB"):
         os.environ.pop(key, None)
+    # the suite runs PyTorch, exact and the same on every machine; test_backends.py runs the CPU
+    # backends (auto's choice where they are installed) against it, through the CLI too
+    os.environ["FLASHBACK_BACKEND"] = "torch"
     import open_clip
 
     open_clip.add_model_config(str(tiny_config_dir))
@@ -68,7 +71,7 @@ def tiny_spec():
 def tiny_encoder(tiny_spec):
     from flashback.encoders.encoder import ClipEncoder
 
-    return ClipEncoder(tiny_spec, device="cpu")
+    return ClipEncoder(tiny_spec, device="cpu", backend="torch")
 
 
 TINY_CLI = ["--encoder", TINY_MODEL, "--pretrained", "random", "--device", "cpu"]

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 from conftest import TINY_CLI, flashback, flashback_here
 
+from flashback.encoders.backends import cpu_has_bf16, installed
 from flashback.video.synthetic import make_video
 
 
@@ -137,12 +138,18 @@ def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
     """A small real run of `flashback bench`: every stage measured, JSON and markdown written."""
     out = tmp_path / "bench"
     p = flashback_here("bench", "--seconds", "2", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu",
-                       "--feeds", "2", "--search-sizes", "400", "--out", out)
+                       "--feeds", "2", "--search-sizes", "400", "--backends", "openvino", "--out", out)
     assert p.returncode == 0, p.stderr
     report = json.loads((out / "bench-cpu.json").read_text())
     assert set(report["decode_video_fps"]) == {"default", "fast", "captions"}
     assert all(v > 0 for v in report["decode_video_fps"].values())
-    assert {"fp32/batch1", "fp32/batch64"} <= set(report["encoder_frames_per_s"])
+    assert {"torch/fp32/batch1", "torch/fp32/batch64", "torch/bf16/batch1"} <= set(report["encoder_frames_per_s"])
+    cosines = report["lowest_cosine_to_torch_fp32"]
+    assert cosines["torch/fp32"] == {"image": 1.0, "text": 1.0} and cosines["torch/bf16"]["image"] < 1
+    if installed("openvino"):  # the default CPU path, timed beside torch and held to its stated fidelity
+        keys = set(report["encoder_frames_per_s"])
+        assert "openvino/fp32/batch32" in keys and (not cpu_has_bf16() or "openvino/bf16 image, fp32 text/batch32" in keys)
+        assert all(v >= 0.9999 for k, c in cosines.items() if k.startswith("openvino/") for v in c.values())
     assert [r["index"].split(" ")[0] for r in report["search"]][0] == "Flat" and report["search"][0]["recall_at_10"] == 1.0
     assert report["end_to_end"]["fast x2 feeds"]["feeds"] == 2 and report["end_to_end"]["default"]["video_fps"] > 0
     assert report["peak_rss_mb"] > 0 and "| end to end |" in (out / "bench-cpu.md").read_text()
@@ -155,7 +162,7 @@ def test_bench_measures_every_stage_and_writes_its_report(tmp_path):
     # progress per stage on stderr, human labels, no raw keys and no library chatter
     assert [line.split("]")[0] for line in p.stderr.splitlines() if line.startswith("flashback: [")] == \
         [f"flashback: [{k}/6" for k in range(1, 7)]
-    assert "text_embedding" not in p.stdout and "| memory build | text tower, fp32 |" in p.stdout
+    assert "text_embedding" not in p.stdout and "| memory build | text tower, torch/fp32 |" in p.stdout
     assert "WARNING clustering" not in p.stderr and "Warning" not in p.stderr
 
 
@@ -164,7 +171,7 @@ def test_bench_quick_is_the_short_version(tmp_path):
     p = flashback_here("bench", "--quick", "--size", "64x48", "--model", "fb-test-tiny", "--device", "cpu", "--out", out)
     assert p.returncode == 0, p.stderr
     report = json.loads((out / "bench-cpu.json").read_text())
-    assert set(report["decode_video_fps"]) == {"fast"} and set(report["encoder_frames_per_s"]) == {"fp32/batch1", "fp32/batch32"}
+    assert set(report["decode_video_fps"]) == {"fast"} and set(report["encoder_frames_per_s"]) == {"torch/fp32/batch1", "torch/fp32/batch32"}
     assert {r["memory_size"] for r in report["search"]} == {10_000} and report["video"].endswith(", 4 s")
     assert set(report["end_to_end"]) == {"fast", "fast x2 feeds"}
 

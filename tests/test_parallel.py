@@ -231,7 +231,7 @@ from flashback.scoring.pipeline import Detector, Work
 from flashback.scoring.schedule import Callbacks
 from flashback.video.sources import VideoSource
 if __name__ == "__main__":
-    enc = ClipEncoder(EncoderSpec(model=TINY_MODEL, pretrained="random"), device="cpu")
+    enc = ClipEncoder(EncoderSpec(model=TINY_MODEL, pretrained="random"), device="cpu", backend="torch")
     scorer = PoolScorer(Detector(synthetic_memory(100, enc, "Flat", np.random.default_rng(0)), enc), 2)
     said = []
     def seconds(w, done, total):

@@ -183,7 +183,7 @@ def test_encoder_mismatch_is_refused_naming_both(memory, tiny_encoder, tmp_path)
     from flashback.encoders.encoder_registry import EncoderSpec
     from flashback.errors import EncoderMismatchError
 
-    other_weights = ClipEncoder(EncoderSpec(model=tiny_encoder.spec.model, pretrained="random", seed=1), device="cpu")
+    other_weights = ClipEncoder(EncoderSpec(model=tiny_encoder.spec.model, pretrained="random", seed=1), device="cpu", backend="torch")
     with pytest.raises(EncoderMismatchError) as e:
         Detector(memory, other_weights)
     msg = str(e.value)

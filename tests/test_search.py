@@ -99,7 +99,7 @@ def test_a_store_of_another_encoder_is_refused(store):
     from flashback.encoders.encoder import ClipEncoder
     from flashback.encoders.encoder_registry import EncoderSpec
 
-    other = ClipEncoder(EncoderSpec(model=SMALL_MODEL, pretrained="random", seed=0), device="cpu")
+    other = ClipEncoder(EncoderSpec(model=SMALL_MODEL, pretrained="random", seed=0), device="cpu", backend="torch")
     with pytest.raises(UsageError, match=r"no segment was stored with encoder open_clip:fb-test-small.*it holds: open_clip:fb-test-tiny"):
         FootageSearch(store, other)
 

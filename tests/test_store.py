@@ -51,7 +51,7 @@ def test_rows_match_the_result(tmp_path, scored):
         assert all(abs(x - 1) < 1e-9 for (x,) in w)
         v = c.execute("SELECT path, n_frames, width, height FROM videos").fetchone()
         assert v == (r.source, len(r.frame_times), 96, 64)
-        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 9
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 10
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == len(r.events)
 
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..checks import Range
+from ..encoders.backends import BACKENDS
 from ..encoders.encoder_registry import DEFAULT_MODEL
 from .common import say
 
@@ -37,6 +38,14 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _backends(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    wrong = [n for n in names if n not in BACKENDS]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated backends of {', '.join(BACKENDS)} (got {text!r})")
+    return names
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="a first look in about a minute on a small CPU: one precision, two batch sizes, the fast preset, "
@@ -45,6 +54,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--size", type=_size, default=(320, 240), help="feed resolution (320x240)")
     ap.add_argument("--model", default=DEFAULT_MODEL, help=f"open_clip architecture, random weights ({DEFAULT_MODEL})")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--backend", default="auto", choices=BACKENDS,
+                    help="where the end-to-end figures run (auto: what score picks); the towers are timed on every one")
+    ap.add_argument("--backends", type=_backends, default=BACKENDS, metavar="LIST",
+                    help="the CPU backends timed beside torch (default: every one installed), e.g. openvino")
     ap.add_argument("--feeds", type=Range(1, 256, integer=True).argtype(), help="concurrent feeds for the many-feeds figure (4; --quick 2)")
     ap.add_argument("--search-sizes", type=_sizes, help="memory sizes for search latency (10000,100000; --quick 10000)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where JSON and markdown go")
@@ -76,7 +89,8 @@ def run(a: argparse.Namespace) -> int:
     feeds = a.feeds or (2 if quick else 4)
     sizes = a.search_sizes or ([10_000] if quick else [10_000, 100_000])
     with quiet_libraries():
-        report = measure(seconds, a.size, a.model, a.device, feeds, sizes, a.out, log=say, quick=quick)
+        report = measure(seconds, a.size, a.model, a.device, feeds, sizes, a.out, log=say, quick=quick,
+                         backend=a.backend, backends=a.backends)
     print(markdown(report))
     print(f"wrote {a.out}/bench-{'gpu' if report['device'].startswith('cuda') else 'cpu'}.json and .md")
     return 0

@@ -50,12 +50,13 @@ def score_on_cluster(a, cluster, detector, work, keeper, guard: Guard) -> bool:
     arrives; True if Ctrl-C stopped it."""
     from ..cluster.connect import disconnect
     from ..cluster.scorer import ClusterScorer
-    from .options import encoder_spec
+    from .options import encoder_runtime, encoder_spec
 
     try:
-        scorer = ClusterScorer(cluster, detector, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor)
+        scorer = ClusterScorer(cluster, detector, encoder_spec(a), encoder_runtime(a), a.actors, a.gpus_per_actor)
         where = ", ".join(sorted({p["host"] for p in scorer.placement}))
         say(f"{len(scorer.actors)} encoder actor(s) on {where}; up to {scorer.in_flight} video(s) in flight")
+        keeper.run = dataclasses.replace(keeper.run, runtime=scorer.placement[0]["runtime"])  # theirs, not the driver's
         # workers open files by the path the driver has (a folder every node mounts at the same place)
         jobs = [dataclasses.replace(w, source=absolute(w.source)) for w in work]
         interrupted = drive(scorer, jobs, keeper, guard, a.quiet,

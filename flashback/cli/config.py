@@ -28,7 +28,7 @@ from ..service.config import TABLES as SERVICE_TABLES
 from ..service.config import ConfigProblems, expand_env
 from .common import EXIT_OK, out, usage
 
-ENV_KEYS = ("encoder", "pretrained", "checkpoint", "device", "precision", "memory", "db")
+ENV_KEYS = ("encoder", "pretrained", "checkpoint", "device", "precision", "backend", "memory", "db")
 SHOWN = ENV_KEYS  # what ``config show`` lists even when nothing sets it
 
 

@@ -15,7 +15,7 @@ from ..memory.bundle import ALPHA_RANGE, load_bundle, verify_bundle
 from ..memory.templates import TEMPLATES
 from .cluster import add_ray_args, connect_cluster
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, counter, fail, out, progress_bars, usage, warn
-from .options import add_encoder_args, encoder_spec
+from .options import add_encoder_args, encoder_runtime, encoder_spec
 from .setup import image_encoder
 
 
@@ -150,7 +150,7 @@ def build(a: argparse.Namespace) -> int:
     if cluster is not None:
         from memory_builder.cluster import RayShards
 
-        runner = RayShards(cluster, encoder_spec(a), a.precision, a.actors, a.gpus_per_actor)
+        runner = RayShards(cluster, encoder_spec(a), encoder_runtime(a), a.actors, a.gpus_per_actor)
     encoder = image_encoder(a)
     if cluster is None:
         warn_if_long(cfg.size, encoder)

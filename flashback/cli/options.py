@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..checks import Range, field_range
+from ..encoders.backends import BACKENDS, Runtime
 from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderSpec
 from ..settings import FRAME_FITS, PRESETS, ScoringSettings, preset
 from ..video.decode import HWACCELS, resolve_hwaccel
@@ -40,7 +41,11 @@ def add_encoder_args(p: argparse.ArgumentParser, from_store: bool = False) -> No
     w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                   help="encoder precision: auto = fp16 on CUDA, fp32 on CPU")
+                   help="encoder precision: auto = fp16 on CUDA; on a CPU fp32 (torch, onnxruntime), or with "
+                        "openvino the image tower in bf16 where the CPU has it (vectors within a cosine of 1e-4)")
+    g.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="where the towers run: auto = torch on CUDA; on a CPU openvino, else onnxruntime, else torch, "
+                        "whichever is installed (pip install 'flashback[cpu]'); the model is exported once into the cache")
 
 
 def add_decode_arg(p: argparse.ArgumentParser) -> None:
@@ -59,11 +64,15 @@ def encoder_spec(a: argparse.Namespace) -> EncoderSpec:
     return EncoderSpec(model=a.encoder, pretrained=a.pretrained or DEFAULT_PRETRAINED)
 
 
+def encoder_runtime(a: argparse.Namespace) -> Runtime:
+    return Runtime(a.precision, a.backend)
+
+
 def encoder_choice(a: argparse.Namespace) -> dict:
     """The encoder flags as a plain dict (``search.query_encoder``; the review app gets it as JSON)."""
     return {"model": a.encoder, "pretrained": a.pretrained,
             "checkpoint": str(a.checkpoint.resolve()) if a.checkpoint else None, "device": a.device,
-            "precision": a.precision, "text_encoder": getattr(a, "text_encoder", None)}
+            "precision": a.precision, "backend": a.backend, "text_encoder": getattr(a, "text_encoder", None)}
 
 
 def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32, preset: str = "default") -> None:

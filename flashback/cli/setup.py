@@ -37,7 +37,7 @@ def existing_store(a: argparse.Namespace) -> ResultStore:
 def image_encoder(a: argparse.Namespace) -> ImageEncoder:
     from ..encoders.encoder import ClipEncoder
 
-    return ClipEncoder(encoder_spec(a), device=a.device, precision=a.precision)
+    return ClipEncoder(encoder_spec(a), device=a.device, precision=a.precision, backend=a.backend)
 
 
 def caption_encoder(a: argparse.Namespace) -> TextEncoder:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
+from ..encoders.backends import Runtime
 from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError, first_line, one_line
 from ..scoring.pipeline import Detector, VideoResult, Work
@@ -90,7 +91,7 @@ class _NotStarted(ClusterError):
 
 
 class ClusterScorer:
-    def __init__(self, cluster: Cluster, detector: Detector, spec: EncoderSpec, precision: str = "auto",
+    def __init__(self, cluster: Cluster, detector: Detector, spec: EncoderSpec, runtime: Runtime = Runtime(),
                  actors: int | None = None, gpus_per_actor: float = 1.0):
         """``detector`` is the driver's own: every actor rebuilds it from its ``spec`` (run-time texts
         and overlays included) and must reproduce its run."""
@@ -103,7 +104,7 @@ class ClusterScorer:
                                "leaving none for decoding; add a node or ask for fewer --actors")
         self._memory = ray.put(bundle_files(detector.memory.path))  # sent once through the object store
         self._make = lambda: VideoEncoder.options(**plan.options, scheduling_strategy="SPREAD").remote(
-            spec, plan.device, precision, self._memory, dataclasses.replace(detector.spec, hwaccel=None))
+            spec, plan.device, runtime, self._memory, dataclasses.replace(detector.spec, hwaccel=None))
         self.actors = [self._make() for _ in range(plan.n)]
         self._lock = threading.Lock()
         self._stop = threading.Event()

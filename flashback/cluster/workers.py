@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from ..encoders.backends import Runtime
 from ..encoders.encoder_registry import EncoderSpec
 from ..errors import ClusterError, FlashbackError
 from ..memory.bundle import load_bundle
@@ -76,14 +77,14 @@ class VideoEncoder:
     was working on start again.
     """
 
-    def __init__(self, spec: EncoderSpec, device: str, precision: str, memory: dict[str, bytes], detector: DetectorSpec):
+    def __init__(self, spec: EncoderSpec, device: str, runtime: Runtime, memory: dict[str, bytes], detector: DetectorSpec):
         """``detector``: the driver's detector as it was made (settings, texts, overlays), rebuilt here
         around this actor's own model and copy of the memory."""
         from ..encoders.encoder import ClipEncoder
 
         self.error = None
         try:
-            encoder = ClipEncoder(spec, device=device, precision=precision)
+            encoder = ClipEncoder(spec, device=device, precision=runtime.precision, backend=runtime.backend)
             self.detector = detector.build(receive_bundle(memory), encoder)
         except FlashbackError as e:  # told to the driver by identity(): restarting would fail the same way
             self.error = str(e)
@@ -93,7 +94,7 @@ class VideoEncoder:
         where = {"host": socket.gethostname(), "pid": os.getpid()}
         if self.error:
             return {**where, "error": self.error}
-        return {**where, "run_id": RunRecord.of(self.detector).run_id}
+        return {**where, "run_id": RunRecord.of(self.detector).run_id, "runtime": self.detector.encoder.runtime}
 
     def encode(self, batch: SampleBatch) -> tuple[float, tuple[np.ndarray, np.ndarray], float]:
         """(video seconds this batch reaches, (sample indices, their rows), seconds spent encoding)."""

@@ -19,7 +19,9 @@ import numpy as np
 from ..errors import EncoderError, first_line
 from ..net import unreachable
 from ..processes import main_module_hidden, spawn_context
+from .backends import Precisions, resolve_backend, resolve_precisions
 from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
+from .towers import image_tower, text_tower, trim_tokens
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +83,27 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class ClipEncoder:
-    """Load once, encode many batches (an ``ImageEncoder``).  ``images_encoded`` counts frames."""
+    """Load once, encode many batches (an ``ImageEncoder``).  ``images_encoded`` counts frames.
 
-    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto"):
+    ``backend`` (``backends.BACKENDS``): where the towers run.  Other than torch, the PyTorch model is
+    still loaded (the identity, the export and its key come from it), in fp32, and ``precision`` says
+    what runs inside the exported towers; ``runtime`` names both for run records and benchmarks."""
+
+    def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto",
+                 backend: str = "auto"):
         import open_clip
         import torch
 
         self.spec = spec
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.backend = resolve_backend(backend, self.device)
+        precisions = None
+        if self.backend == "torch":
+            self.precision = resolve_precision(precision, self.device)
+        else:
+            resolve_precision(precision, "cpu")  # the same one-line refusals as the torch path
+            precisions = resolve_precisions(self.backend, precision)
+            self.precision = precisions.image
         models = available_models()
         if spec.model not in models:
             raise EncoderError(
@@ -118,7 +132,7 @@ class ClipEncoder:
                 _quiet_hub()
                 model, _, _ = open_clip.create_model_and_transforms(
                     spec.model, pretrained=pretrained, device=self.device,
-                    precision=self.precision,
+                    precision=self.precision if self.backend == "torch" else "fp32",  # exports start from fp32
                 )
         except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError/HF errors alike
             where = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"pretrained weights {spec.model}/{spec.pretrained}"
@@ -134,15 +148,19 @@ class ClipEncoder:
         cfg = model.visual.preprocess_cfg
         size = cfg["size"]
         self.image_size = int(size if isinstance(size, int) else size[0])
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
-        self._mean = torch.tensor(cfg["mean"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(cfg["std"], device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
-        self._dtype = dtype
+        loaded = self.precision if self.backend == "torch" else "fp32"
+        self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[loaded]
+        self._image_tower = image_tower(model, cfg["mean"], cfg["std"], self._dtype)
+        self._text_tower = text_tower(model)
         self.pad_rgb = tuple(int(round(255 * m)) for m in cfg["mean"])
         self.logit_scale = float(model.logit_scale.exp().item())
         with torch.inference_mode():
             dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
         self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
+        self.runtime = f"{self.backend}/{self.precision}"
+        if precisions is not None:
+            self._compile(precisions)
+            self.runtime = f"{self.backend}/{precisions.label}"
         self.images_encoded = 0
         self.tokenize_workers = max(0, len(os.sched_getaffinity(0)) - 1) if self.device.startswith("cuda") else 0
         self._staging = threading.local()  # page-locked buffers for frames on their way to a GPU
@@ -151,17 +169,35 @@ class ClipEncoder:
     def dim(self) -> int:
         return self.identity.dim
 
+    def _compile(self, precisions: Precisions) -> None:
+        """Both towers exported (once, into the cache) and compiled for this CPU."""
+        import torch
+
+        from .backends import CompiledTower, export_key, exported, weights_fingerprint
+
+        weights = weights_fingerprint(self._model)
+        frames = torch.zeros((3, self.image_size, self.image_size, 3), dtype=torch.uint8)
+        tokens = torch.from_numpy(trim_tokens(self._tokenizer(["a photo of a street at night", "x", "a car"]).numpy(), self._model))
+        runs = {}
+        for tower, module, example, axes, precision in (
+                ("image", self._image_tower, frames, ("batch",), precisions.image),
+                ("text", self._text_tower, tokens, ("batch", "tokens"), precisions.text)):
+            key = export_key(self.identity.key, tower, self.backend, weights)
+            runs[tower] = CompiledTower(exported(module, example, axes, self.backend, key), self.backend, precision)
+        self._image_run, self._text_run = runs["image"], runs["text"]
+
     def encode_images(self, rgb: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8, already resized and cropped to ``image_size`` -> (N, D) unit vectors."""
         import torch
 
-        with torch.inference_mode():
-            x = self._to_device(np.ascontiguousarray(rgb))
-            x = x.permute(0, 3, 1, 2).to(self._dtype)
-            x = (x - self._mean) / self._std
-            feats = self._model.encode_image(x, normalize=True)
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        if self.backend == "torch":
+            with torch.inference_mode():
+                feats = self._image_tower(self._to_device(rgb)).float().cpu().numpy()
+        else:
+            feats = _unit(self._image_run(rgb))
         self.images_encoded += len(rgb)
-        return feats.float().cpu().numpy()
+        return feats
 
     def _to_device(self, rgb: np.ndarray):
         """uint8 frames onto the device.  On CUDA through a reused page-locked buffer, so the copy is
@@ -180,24 +216,39 @@ class ClipEncoder:
         return staged.to(self.device, non_blocking=True)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None, progress=None) -> np.ndarray:
-        """(N, D) unit vectors.  Batches of 1,024 on a GPU (256 on a CPU).  open_clip's tokenizer is
-        pure Python, about 18k captions/s on one core, while a GPU's text tower takes 28k/s: from
-        ``PARALLEL_TOKENS`` captions on, on a GPU, tokenizing runs in worker processes, ahead of the GPU."""
+        """(N, D) unit vectors.  Batches of 1,024 on a GPU (256 on a CPU), of captions of about one
+        length (sorted by characters, the order restored at the end), each cut after its longest
+        caption (``towers.trim_tokens``).  open_clip's tokenizer is pure Python, about 18k captions/s
+        on one core, while a GPU's text tower takes 28k/s: from ``PARALLEL_TOKENS`` captions on, on a
+        GPU, tokenizing runs in worker processes, ahead of the GPU."""
         import torch
 
         size = batch_size or (1024 if self.device.startswith("cuda") else 256)
-        chunks = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = [[texts[i] for i in order[j : j + size]] for j in range(0, len(order), size)]
         parallel = self.tokenize_workers if len(texts) >= PARALLEL_TOKENS else 0
         out = []
         with torch.inference_mode():
             for tokens in tokenized(chunks, self.spec.model, parallel, self._tokenizer):
-                tokens = torch.from_numpy(tokens).to(self.device, non_blocking=True)
-                out.append(self._model.encode_text(tokens, normalize=True).float().cpu().numpy())
+                tokens = trim_tokens(tokens, self._model)
+                if self.backend == "torch":
+                    x = torch.from_numpy(tokens).to(self.device, non_blocking=True)
+                    out.append(self._text_tower(x).float().cpu().numpy())
+                else:
+                    out.append(_unit(self._text_run(tokens)))
                 if progress is not None:
                     progress(len(tokens))
         if not out:
             return np.zeros((0, self.dim), np.float32)
-        return np.concatenate(out)
+        vectors = np.empty((len(texts), self.dim), np.float32)
+        vectors[order] = np.concatenate(out)
+        return vectors
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 in float32: a bf16 graph's own normalisation is only near it."""
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 PARALLEL_TOKENS = 20_000  # below this, starting tokenizer processes costs more than it saves

@@ -22,6 +22,7 @@ from faiss.contrib.evaluation import knn_intersection_measure
 
 from indexes import build_index
 
+from ..encoders.backends import BACKENDS, CPU_BACKENDS, installed
 from ..encoders.efficiency import EnergyMeter, efficiency, model_cost
 from ..encoders.encoder import ClipEncoder
 from ..encoders.encoder_registry import DEFAULT_MODEL, EncoderSpec
@@ -109,11 +110,28 @@ HNSW_UP_TO = 200_000
 STAGES = 6
 
 
+def runtimes(encoder: ClipEncoder, quick: bool, backends=BACKENDS) -> list[tuple[str, str]]:
+    """(backend, precision) pairs the towers are timed on, side by side, PyTorch fp32 first (the
+    reference every cosine is taken to): on CUDA fp32 and fp16; on a CPU torch in fp32 and bf16 and
+    each installed CPU backend (of ``backends``) at its default and in fp32.  ``quick``: the reference
+    and the default."""
+    if encoder.device.startswith("cuda"):
+        pairs = [("torch", "fp32"), ("torch", "fp16")]
+    else:
+        pairs = [("torch", "fp32"), ("torch", "bf16")] + [(b, p) for b in CPU_BACKENDS
+                                                   if b in backends and installed(b) for p in ("auto", "fp32")]
+    if quick:
+        pairs = [("torch", "fp32"), (encoder.backend, "auto")]
+    return list(dict.fromkeys(pairs))
+
+
 def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device: str = "auto",
-        feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print, quick: bool = False) -> dict:
+        feeds: int = 4, search_sizes=(10_000, 100_000), out_dir: Path | None = None, log=print, quick: bool = False,
+        backend: str = "auto", backends=BACKENDS) -> dict:
     """Every stage timed; ``log`` hears each stage start and its figures.  ``quick``: the short
-    version (one precision, two batch sizes, the fast preset, a small builder sample) for a first
-    look in about a minute on a small CPU; the figures are the same kind, from fewer repeats."""
+    version (two runtimes, two batch sizes, the fast preset, a small builder sample) for a first
+    look in about a minute on a small CPU; the figures are the same kind, from fewer repeats.
+    The end-to-end figures run on ``backend`` (auto: what ``score`` would pick)."""
     tmp = Path(tempfile.mkdtemp(prefix="flashback-bench-"))
     stage = iter(range(1, STAGES + 1))
 
@@ -124,12 +142,13 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
     n_frames = int(seconds * fps)
     step(f"a {seconds:g} s synthetic {size[0]}x{size[1]} video, the encoder and the default memory's 1,000 captions")
     video = make_video(tmp / "feed.mp4", n_frames=n_frames, fps=fps, size=size, scene_of=lambda i: i // 90)
-    encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=device)
+    encoder = ClipEncoder(EncoderSpec(model=model, pretrained="random"), device=device, backend=backend)
     memory = default_memory(encoder)
     presets = {"fast": PRESETS["fast"]} if quick else PRESETS
     report: dict = {"model": model, "device": encoder.device, "device_name": device_name(encoder.device),
-                    "default_precision": encoder.precision, "video": f"{size[0]}x{size[1]} @ {fps} FPS, {seconds:g} s",
-                    "decode_video_fps": {}, "encoder_frames_per_s": {}, "search": [], "end_to_end": {}}
+                    "default_precision": encoder.precision, "runtime": encoder.runtime, "video": f"{size[0]}x{size[1]} @ {fps} FPS, {seconds:g} s",
+                    "decode_video_fps": {}, "encoder_frames_per_s": {}, "lowest_cosine_to_torch_fp32": {},
+                    "search": [], "end_to_end": {}}
 
     step("decoding on each preset's grid")
     for name, settings in presets.items():
@@ -142,31 +161,36 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
         report["decode_video_fps"][name] = round(n_frames / _best(decode, 2)[0], 1)
     log("  " + ", ".join(f"{k} grid {v:,.0f} video FPS" for k, v in report["decode_video_fps"].items()))
 
-    step("the image tower per precision and batch size")
-    precisions = ["fp32", "fp16"] if encoder.device.startswith("cuda") else ["fp32", "bf16"]
-    precisions = precisions[:1] if quick else precisions
+    step("the image tower per runtime and batch size, side by side")
+    from memory_builder.grammar import OfflineGenerator  # a composition root: the builder's own grammar
+
     frames = np.random.default_rng(0).integers(0, 255, (64, encoder.image_size, encoder.image_size, 3), np.uint8)
-    for precision in precisions:
-        enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
-        enc.encode_images(frames[:8])
+    texts = [c.text for c in OfflineGenerator(1).generate(64 if quick else 256)]
+    encoders, reference = {}, None
+    for backend_, precision in runtimes(encoder, quick, backends):
+        made = ClipEncoder(encoder.spec, encoder.device, precision, backend_)
+        enc = encoder if made.runtime == encoder.runtime else made
+        encoders[enc.runtime] = enc
+        vectors = enc.encode_images(frames), enc.encode_texts(texts)
+        reference = reference or vectors
+        report["lowest_cosine_to_torch_fp32"][enc.runtime] = {
+            tower: round(float((v * r).sum(1).min()), 6) for tower, v, r in zip(("image", "text"), vectors, reference)}
         for bs in (1, 32) if quick else (1, 8, 32, 64):
             reps = max(1, 64 // bs)
             t, _ = _best(lambda: [enc.encode_images(frames[:bs]) for _ in range(reps)], 2)
-            report["encoder_frames_per_s"][f"{precision}/batch{bs}"] = round(bs * reps / t, 1)
+            report["encoder_frames_per_s"][f"{enc.runtime}/batch{bs}"] = round(bs * reps / t, 1)
     log("  " + ", ".join(f"{k}: {v:,.0f} frames/s" for k, v in report["encoder_frames_per_s"].items()))
+    log("  lowest cosine to torch fp32: " + ", ".join(
+        f"{k} image {v['image']:.6f}, text {v['text']:.6f}" for k, v in report["lowest_cosine_to_torch_fp32"].items()))
 
     step("memory building: the offline grammar and the text tower")
-    from memory_builder.grammar import OfflineGenerator
-
     n_gen = 5_000 if quick else 50_000
     t, _ = _best(lambda: sum(1 for _ in OfflineGenerator(0).generate(n_gen)), 1)
     report["builder"] = {"offline_generator_captions_per_s": round(n_gen / t)}
-    texts = [c.text for c in OfflineGenerator(1).generate(64 if quick else 256)]
-    for precision in precisions:
-        enc = encoder if precision == encoder.precision else ClipEncoder(encoder.spec, encoder.device, precision)
+    for runtime, enc in encoders.items():
         t, _ = _best(lambda: enc.encode_texts(texts, batch_size=128), 1)
-        report["builder"][f"text_embedding_captions_per_s[{precision}]"] = round(len(texts) / t, 1)
-    log("  " + ", ".join(f"{BUILDER_LABELS.get(k, k)}: {v:,} captions/s" for k, v in report["builder"].items()))
+        report["builder"][f"text_embedding_captions_per_s[{runtime}]"] = round(len(texts) / t, 1)
+    log("  " + ", ".join(f"{_builder_label(k)}: {v:,} captions/s" for k, v in report["builder"].items()))
 
     step(f"caption search at {', '.join(f'{n:,}' for n in search_sizes)} captions")
     report["search"] = bench_search(encoder, list(search_sizes), ["Flat", "HNSW32", "IVF{nlist},Flat"])
@@ -213,9 +237,10 @@ def run(seconds: float = 20, size=(320, 240), model: str = DEFAULT_MODEL, device
     return report
 
 
-BUILDER_LABELS = {"offline_generator_captions_per_s": "offline grammar",
-                  "text_embedding_captions_per_s[fp32]": "text tower, fp32", "text_embedding_captions_per_s[bf16]": "text tower, bf16",
-                  "text_embedding_captions_per_s[fp16]": "text tower, fp16"}
+def _builder_label(key: str) -> str:
+    if key == "offline_generator_captions_per_s":
+        return "offline grammar"
+    return "text tower, " + key.partition("[")[2].rstrip("]")
 
 
 def markdown(r: dict) -> str:
@@ -225,7 +250,7 @@ def markdown(r: dict) -> str:
     for k, v in r["encoder_frames_per_s"].items():
         lines.append(f"| encoder | {k} | {v:,.1f} frames/s |")
     for k, v in r.get("builder", {}).items():
-        lines.append(f"| memory build | {BUILDER_LABELS.get(k, k)} | {v:,} captions/s |")
+        lines.append(f"| memory build | {_builder_label(k)} | {v:,} captions/s |")
     for s in r["search"]:
         rec = "" if s["recall_at_10"] is None else f", recall@10 {s['recall_at_10']:.3f}"
         lines.append(f"| search | {s['memory_size']:,} captions, {s['index']} | {s['ms_per_batch']:.2f} ms / {s['queries_per_batch']} queries{rec} |")

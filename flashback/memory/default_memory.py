@@ -12,24 +12,15 @@ text tower embeds roughly 20 captions a second.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from ..atomic import CACHE_ENV, cache_dir  # noqa: F401  (re-exported: callers find the cache here)
 from ..encoders.protocols import TextEncoder
 from ..errors import BundleError
 from .bundle import CaptionTable, MemoryBundle, load_bundle
 from .manifest import MANIFEST
-
-CACHE_ENV = "FLASHBACK_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "flashback"
 
 
 def seed_captions_path() -> Path:

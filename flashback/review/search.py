@@ -248,7 +248,8 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
 
     register_extra_model_configs()
     es = _clip_spec(store, spec)
-    return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"))
+    return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"),
+                       backend=spec.get("backend", "auto"))
 
 
 def recorded_encoder(store: ResultStore) -> EncoderIdentity | None:

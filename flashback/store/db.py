@@ -242,7 +242,8 @@ def write_result(con: duckdb.DuckDBPyConnection, run: RunRecord, r: VideoResult)
                         info.width if info else None, info.height if info else None, info.codec if info else None,
                         started_at, started_from)
     writers.replace_scoring(con, rid, vid, path, "frame", r.n_samples, len(r.segments), len(r.events),
-                            float(np.max(r.scores)) if len(r.scores) else None, r.truncated, r.note or None, r.region)
+                            float(np.max(r.scores)) if len(r.scores) else None, r.truncated, r.note or None, r.region,
+                            run.runtime)
     writers.insert_segments(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments, r.captions)
     writers.insert_segment_vectors(con, rid, np.full(len(r.segments), vid, dtype=object), r.segments)
     n = len(r.frame_times)

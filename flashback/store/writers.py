@@ -45,6 +45,7 @@ class RunRecord:
     extras: tuple = ()  # the --alert/--ignore texts searched beside the memory (``UserText.to_dict``)
     region: str | None = None  # what of each frame was seen (``Region.describe``), None: all of it
     camera: str | None = None  # the camera file's table the input matched, None: none
+    runtime: str | None = None  # where the encoder ran (``ClipEncoder.runtime``): recorded, not in the id
 
     @property
     def run_id(self) -> str:
@@ -71,14 +72,15 @@ class RunRecord:
 
         m = detector.memory
         return cls(detector.settings.to_dict(), m.memory_id, str(m.path), detector.encoder.identity.key, __version__,
-                   tuple(detector.extras.to_list()))
+                   tuple(detector.extras.to_list()), runtime=getattr(detector.encoder, "runtime", None))
 
     def to_dict(self) -> dict:
         """The run as exports describe it."""
         return {"run_id": self.run_id, "settings": self.settings, "memory_id": self.memory_id,
                 "memory_path": self.memory_path, "encoder": self.encoder_id, "flashback_version": self.flashback_version,
                 **({"texts": list(self.extras)} if self.extras else {}),
-                **({"region": self.region} if self.region else {}), **({"camera": self.camera} if self.camera else {})}
+                **({"region": self.region} if self.region else {}), **({"camera": self.camera} if self.camera else {}),
+                **({"encoder_runtime": self.runtime} if self.runtime else {})}
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, row: dict, conflict: str = "") -> None:
@@ -124,7 +126,7 @@ PER_VIDEO_TABLES = ("scorings", "frame_scores", "segments", "segment_captions", 
 
 def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str, n_samples: int, n_segments: int,
                     n_events: int, max_score: float | None, truncated: bool = False, note: str | None = None,
-                    region: str | None = None) -> None:
+                    region: str | None = None, runtime: str | None = None) -> None:
     """Start a (run, video) afresh: every per-video row goes, then its scoring row is written.
     Reviews are never deleted: they re-attach to the same events (``write_review``)."""
     assert frame_unit in FRAME_UNITS
@@ -132,7 +134,8 @@ def replace_scoring(con, run_id: str, video_id: str, path: str, frame_unit: str,
         con.execute(f"DELETE FROM {table} WHERE run_id = ? AND video_id = ?", [run_id, video_id])
     _insert(con, "scorings", {"run_id": run_id, "video_id": video_id, "path": path, "scored_at": _now(),
                               "truncated": truncated, "note": note, "n_samples": n_samples, "n_segments": n_segments,
-                              "n_events": n_events, "max_score": max_score, "frame_unit": frame_unit, "region": region})
+                              "n_events": n_events, "max_score": max_score, "frame_unit": frame_unit, "region": region,
+                              "encoder_runtime": runtime})
 
 
 def add_live_progress(con, run_id: str, video_id: str, segments: Segments, frames_per_s: float | None) -> None:

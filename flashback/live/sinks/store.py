@@ -69,7 +69,8 @@ class LiveStoreSink(LiveSink):
                                                     started_from="feed clock"))
         self._queue(lambda con: writers.replace_scoring(con, rid, vid, spec.shown, "segment", 0, 0, 0, None,
                                                         note="live feed",
-                                                        region=spec.region.describe() if spec.region else None))
+                                                        region=spec.region.describe() if spec.region else None,
+                                                        runtime=self.run.runtime))
         self._queue(lambda con: writers.write_feed(con, vid, spec.name, spec.shown,
                                                    session.started_at.astimezone().replace(tzinfo=None)))
         self.flush(force=True)
