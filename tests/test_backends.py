@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_MODEL, TINY_CLI, TINY_MODEL, flashback_here
 
-from flashback.encoders.backends import cpu_has_bf16, installed, resolve_backend
+from flashback.encoders.backends import bf16_pays, cpu_has_bf16, installed, resolve_backend
 from flashback.encoders.encoder import ClipEncoder
 from flashback.encoders.encoder_registry import EncoderSpec
 from flashback.errors import EncoderError
@@ -51,16 +51,23 @@ def test_the_trimmed_text_tower_is_open_clips_encode_text():
     assert lowest_cosine(ref.encode_images(rgb), image) > 0.999999
 
 
+def auto_runtime() -> str:
+    """What ``--precision auto`` runs on OpenVINO on this CPU: the image tower in bf16 only with AMX."""
+    return "openvino/bf16 image, fp32 text" if bf16_pays() and cpu_has_bf16() else "openvino/fp32"
+
+
 @needs_openvino
-@pytest.mark.parametrize("precision,runtime", [("auto", "openvino/bf16 image, fp32 text"), ("fp32", "openvino/fp32"),
-                                               ("bf16", "openvino/bf16")])
-def test_openvino_holds_the_stated_fidelity(precision, runtime):
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
+def test_openvino_holds_the_stated_fidelity(precision):
     ref, rgb, image, text = reference(TINY_MODEL)
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16")
     enc = ClipEncoder(ref.spec, device="cpu", precision=precision, backend="openvino")
-    assert enc.runtime == runtime and enc.identity == ref.identity
-    floor = 0.9999 if precision == "auto" else (0.99999 if precision == "fp32" else 0.999)
-    assert lowest_cosine(enc.encode_images(rgb), image) >= floor
-    assert lowest_cosine(enc.encode_texts(TEXTS), text) >= floor
+    assert enc.runtime == {"auto": auto_runtime(), "fp32": "openvino/fp32", "bf16": "openvino/bf16"}[precision]
+    assert enc.identity == ref.identity
+    # auto's image tower where it is bf16 (the bf16 run's) and every fp32 tower hold the stated floor
+    assert lowest_cosine(enc.encode_images(rgb), image) >= (FIDELITY if precision != "fp32" else 0.99999)
+    assert lowest_cosine(enc.encode_texts(TEXTS), text) >= {"auto": FIDELITY, "fp32": 0.99999, "bf16": 0.999}[precision]
     assert np.allclose(np.linalg.norm(enc.encode_images(rgb), axis=1), 1, atol=1e-5)
 
 
@@ -86,6 +93,30 @@ def test_the_default_cpu_path_holds_on_vit_b_32():
     assert enc.backend == "openvino"
     assert lowest_cosine(enc.encode_images(rgb), image) >= FIDELITY
     assert lowest_cosine(enc.encode_texts(TEXTS), text) >= FIDELITY
+
+
+@needs_openvino
+@pytest.mark.skipif(not installed("nncf"), reason="nncf is not installed")
+def test_int8_is_opt_in_says_its_fidelity_and_is_made_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("FLASHBACK_CACHE_DIR", str(tmp_path))
+    ref, rgb, image, text = reference(TINY_MODEL)
+    enc = ClipEncoder(ref.spec, device="cpu", precision="int8", backend="openvino")
+    assert enc.runtime == "openvino/int8 image, fp32 text"
+    said = enc.int8_fidelity
+    assert said["held_out_frames"] > 0 and 0.9 < said["lowest_cosine_to_fp32"] <= said["mean_cosine_to_fp32"] <= 1
+    assert "lowest cosine of" in caplog.text and "opt-in" in caplog.text
+    # what it says holds on frames it never saw, within the spread of random frames; text stays fp32
+    assert lowest_cosine(enc.encode_images(rgb), image) > 0.9
+    assert lowest_cosine(enc.encode_texts(TEXTS), text) > 0.99999
+    made = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "exports").iterdir())
+    assert made == ["image-int8", "image-openvino", "text-openvino"]
+    stamp = next((tmp_path / "exports").glob("image-int8-*/model.xml")).stat().st_mtime_ns
+    assert ClipEncoder(ref.spec, device="cpu", precision="int8", backend="openvino").int8_fidelity == said
+    assert next((tmp_path / "exports").glob("image-int8-*/model.xml")).stat().st_mtime_ns == stamp
+    for backend, message in (("torch", "int8 runs on OpenVINO only"), ("onnxruntime", "ONNX Runtime runs fp32")):
+        if installed(backend):
+            with pytest.raises(EncoderError, match=message):
+                ClipEncoder(ref.spec, device="cpu", precision="int8", backend=backend)
 
 
 def test_backend_choices_are_refused_in_one_line():
@@ -133,8 +164,6 @@ def test_score_on_the_default_backend_records_it_and_keeps_torchs_run(tmp_path):
             stored[backend] = (c.execute("SELECT run_id, encoder_runtime FROM scorings").fetchall(),
                                c.execute("SELECT score FROM frame_scores ORDER BY frame").fetchnumpy()["score"])
     (torch_run, torch_scores), (auto_run, auto_scores) = stored["torch"], stored["auto"]
-    image = "bf16" if cpu_has_bf16() else "fp32"
-    assert torch_run[0][1] == "torch/fp32" and auto_run[0][1] == f"openvino/{image} image, fp32 text".replace(
-        "fp32 image, fp32 text", "fp32")
+    assert torch_run[0][1] == "torch/fp32" and auto_run[0][1] == auto_runtime()
     assert torch_run[0][0] == auto_run[0][0]  # the same results to 1e-4: the same run
     assert len(auto_scores) == len(torch_scores) == 90 and np.abs(auto_scores - torch_scores).max() < 0.02

@@ -40,9 +40,10 @@ def add_encoder_args(p: argparse.ArgumentParser, from_store: bool = False) -> No
                                                       f"'{RANDOM_TAG}' = untrained, benchmarks only)")
     w.add_argument("--checkpoint", type=Path, metavar="FILE", help="local open_clip checkpoint instead of a pretrained tag (no download)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, half precision there), cpu, cuda, cuda:N")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                   help="encoder precision: auto = fp16 on CUDA; on a CPU fp32 (torch, onnxruntime), or with "
-                        "openvino the image tower in bf16 where the CPU has it (vectors within a cosine of 1e-4)")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"],
+                   help="encoder precision: auto = fp16 on CUDA; on a CPU fp32, or with openvino the image tower in "
+                        "bf16 where the CPU has AMX (vectors within a cosine of 1e-4 of fp32); int8: openvino's image "
+                        "tower quantized, about 3x fp32 without AMX, opt-in (its fidelity is printed)")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="where the towers run: auto = torch on CUDA; on a CPU openvino, else onnxruntime, else torch, "
                         "whichever is installed (pip install 'flashback[cpu]'); the model is exported once into the cache")

@@ -63,15 +63,31 @@ class Runtime:
 
 
 def cpu_has_bf16() -> bool:
+    """Whether OpenVINO can run bf16 here at all (AVX-512 BF16 or AMX)."""
     import openvino as ov
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags known, so nothing is assumed
+        return set()
+    return next((set(line.partition(":")[2].split()) for line in text.splitlines() if line.startswith("flags")), set())
+
+
+def bf16_pays() -> bool:
+    """Whether auto runs the image tower in bf16: on a CPU with AMX only.  There OpenVINO's bf16
+    ViT-B-32 image tower ran 5.9x PyTorch fp32 (issue 31's trial); on AVX-512 BF16 without AMX it ran
+    at 0.7x OpenVINO's own fp32 (this project's machine, a later session), so fp32 is kept there."""
+    return "amx_bf16" in cpu_flags()
+
+
 @dataclass(frozen=True)
 class Precisions:
-    """What runs inside each tower.  OpenVINO's auto: the image tower in bf16 where the CPU has it
-    (frames are the volume), the text tower in fp32 (its bf16 vectors sat at a cosine of 0.99991 to
+    """What runs inside each tower.  OpenVINO's auto: the image tower in bf16 where the CPU has AMX
+    (frames are the volume; ``bf16_pays``), the text tower in fp32 (its bf16 vectors sat at a cosine of 0.99991 to
     fp32, at the edge of the stated 0.9999; memory builds are offline, and fp32 is fast enough)."""
 
     image: str
@@ -83,15 +99,20 @@ class Precisions:
 
 
 def resolve_precisions(backend: str, precision: str) -> Precisions:
-    """``precision`` as ``--precision`` gives it (auto, fp32, fp16, bf16) for a CPU backend."""
+    """``precision`` as ``--precision`` gives it (auto, fp32, fp16, bf16, int8) for a CPU backend."""
     if precision == "fp16":
         raise EncoderError("--precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
     if backend == "onnxruntime":
-        if precision == "bf16":
-            raise EncoderError("--precision bf16: ONNX Runtime runs fp32 on a CPU; use --backend openvino for bf16")
+        if precision in ("bf16", "int8"):
+            raise EncoderError(f"--precision {precision}: ONNX Runtime runs fp32 on a CPU here; "
+                               f"use --backend openvino for {precision}")
         return Precisions("fp32", "fp32")
+    if precision == "int8":
+        if not installed("nncf"):
+            raise EncoderError("--precision int8 needs NNCF to quantize the image tower once (pip install 'flashback[int8]')")
+        return Precisions("int8", "fp32")
     if precision == "auto":
-        return Precisions("bf16" if cpu_has_bf16() else "fp32", "fp32")
+        return Precisions("bf16" if bf16_pays() and cpu_has_bf16() else "fp32", "fp32")
     if precision == "bf16" and not cpu_has_bf16():
         raise EncoderError("--precision bf16: this CPU has no bf16 support (OpenVINO reports none); use fp32")
     return Precisions(precision, precision)
@@ -127,18 +148,26 @@ MODEL_FILE = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 def exported(module, example, dynamic: tuple[str, ...], backend: str, key: str) -> Path:
     """The exported model file of ``module`` (a tower) under the cache, made now if it is not there.
     ``dynamic``: a name per input axis that varies (batch, sequence), others fixed by ``example``."""
+    export = _export_openvino if backend == "openvino" else _export_onnx
+    return cached(key, MODEL_FILE[backend], lambda path: export(module, example, dynamic, path),
+                  f"exporting the {key.split('-')[0]} tower to {backend}", "--backend torch runs without an export")
+
+
+def cached(key: str, filename: str, make, doing: str, instead: str) -> Path:
+    """``exports/KEY/FILENAME`` in the cache; when missing, ``make(path)`` writes it (and any files
+    beside it) into a temporary folder that is then renamed into place: atomic, so a killed or
+    concurrent first run never leaves half a model, and the first of two concurrent ones wins."""
     folder = cache_dir() / "exports" / key
-    target = folder / MODEL_FILE[backend]
+    target = folder / filename
     if target.is_file():
         return target
     folder.parent.mkdir(parents=True, exist_ok=True)
-    log.warning("exporting the %s tower to %s, once for these weights (seconds to a minute); cached in %s",
-                key.split("-")[0], backend, folder.parent)
+    log.warning("%s, once for these weights (seconds to a minute); cached in %s", doing, folder.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracers' notes on the graph's Python-side checks
-            (_export_openvino if backend == "openvino" else _export_onnx)(module, example, dynamic, tmp / MODEL_FILE[backend])
+            make(tmp / filename)
         try:
             os.rename(tmp, folder)  # atomic; refused when another process put its export there first
         except OSError:
@@ -146,9 +175,8 @@ def exported(module, example, dynamic: tuple[str, ...], backend: str, key: str) 
                 raise
     except EncoderError:
         raise
-    except Exception as e:  # noqa: BLE001 - converters raise anything; one line names the tower and the cause
-        raise EncoderError(f"exporting the {key.split('-')[0]} tower to {backend} failed: {first_line(e)}; "
-                           "--backend torch runs without an export") from None
+    except Exception as e:  # noqa: BLE001 - converters raise anything; one line names the step and the cause
+        raise EncoderError(f"{doing} failed: {first_line(e)}; {instead}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

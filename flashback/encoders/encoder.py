@@ -68,7 +68,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -79,6 +79,8 @@ def resolve_precision(precision: str, device: str) -> str:
         return "fp16" if device.startswith("cuda") else "fp32"
     if precision == "fp16" and not device.startswith("cuda"):
         raise EncoderError("--precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
+    if precision == "int8":
+        raise EncoderError("--precision int8 runs on OpenVINO only: add --backend openvino (on a CPU)")
     return precision
 
 
@@ -101,7 +103,8 @@ class ClipEncoder:
         if self.backend == "torch":
             self.precision = resolve_precision(precision, self.device)
         else:
-            resolve_precision(precision, "cpu")  # the same one-line refusals as the torch path
+            if precision != "int8":
+                resolve_precision(precision, "cpu")  # the same one-line refusals as the torch path
             precisions = resolve_precisions(self.backend, precision)
             self.precision = precisions.image
         models = available_models()
@@ -158,6 +161,7 @@ class ClipEncoder:
             dim = model.encode_text(self._tokenizer(["x"]).to(self.device)).shape[-1]
         self.identity = EncoderIdentity("open_clip", spec.model, weights_label(spec), int(dim))
         self.runtime = f"{self.backend}/{self.precision}"
+        self.int8_fidelity: dict | None = None  # --precision int8: how close its image vectors stay to fp32's
         if precisions is not None:
             self._compile(precisions)
             self.runtime = f"{self.backend}/{precisions.label}"
@@ -183,7 +187,14 @@ class ClipEncoder:
                 ("image", self._image_tower, frames, ("batch",), precisions.image),
                 ("text", self._text_tower, tokens, ("batch", "tokens"), precisions.text)):
             key = export_key(self.identity.key, tower, self.backend, weights)
-            runs[tower] = CompiledTower(exported(module, example, axes, self.backend, key), self.backend, precision)
+            path = exported(module, example, axes, self.backend, key)
+            if precision == "int8":  # opt-in: quantized from the fp32 export, its fidelity said (int8.py)
+                from .int8 import calibration_frames, quantized
+
+                path, self.int8_fidelity = quantized(path, key.replace("image-", "image-int8-", 1),
+                                                     calibration_frames(self.image_size, self.pad_rgb))
+                precision = "fp32"  # what the quantized graph's other operations run in
+            runs[tower] = CompiledTower(path, self.backend, precision)
         self._image_run, self._text_run = runs["image"], runs["text"]
 
     def encode_images(self, rgb: np.ndarray) -> np.ndarray:

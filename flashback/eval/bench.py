@@ -120,6 +120,8 @@ def runtimes(encoder: ClipEncoder, quick: bool, backends=BACKENDS) -> list[tuple
     else:
         pairs = [("torch", "fp32"), ("torch", "bf16")] + [(b, p) for b in CPU_BACKENDS
                                                    if b in backends and installed(b) for p in ("auto", "fp32")]
+        if "openvino" in backends and installed("openvino") and installed("nncf"):
+            pairs.append(("openvino", "int8"))  # opt-in, timed so its speed and fidelity can be weighed
     if quick:
         pairs = [("torch", "fp32"), (encoder.backend, "auto")]
     return list(dict.fromkeys(pairs))

@@ -21,7 +21,8 @@ from ..encoders.protocols import ImageEncoder, encode_views
 
 DROP_WARN = 0.2  # a window in which a feed lost more than this share of its samples is overload
 SAY_EVERY_S = 60.0  # while it lasts, a feed's warning this often at most
-ADVICE = "watch fewer feeds, use --preset fast, --precision bf16 on a CPU with AVX-512/AMX, or a GPU (--device cuda)"
+ADVICE = ("watch fewer feeds, use --preset fast, OpenVINO on a CPU (pip install 'flashback[cpu]'; --backend auto "
+          "picks it), or a GPU (--device cuda)")
 
 
 @dataclass(frozen=True)
