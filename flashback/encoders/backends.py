@@ -1,9 +1,10 @@
 """Where the towers run: PyTorch, or on a CPU OpenVINO or ONNX Runtime, from a model exported once.
 
 Many boxes next to cameras have no NVIDIA GPU (Frigate's users run its detector on OpenVINO for that
-reason).  On such a CPU, OpenVINO runs the image tower in bf16 on AMX/AVX-512 several times faster
-than PyTorch in fp32, with vectors that stay within a cosine of 1e-4 of PyTorch's (``bench`` prints
-the lowest it sees; the suite holds the default to it).  The towers (``towers.py``) are exported on
+reason).  On a CPU with AMX, OpenVINO runs the image tower in bf16 several times faster than PyTorch
+in fp32 (5.9x in issue 31's trial), with vectors within a cosine of 1e-4 of PyTorch's (``bench``
+prints the lowest it sees; the suite holds the default to it); without AMX it runs fp32 at about
+PyTorch's pace, and the opt-in int8 (``int8.py``) is the faster way there.  The towers (``towers.py``) are exported on
 first use into the cache, keyed by everything that shapes the graph (identity, a fingerprint of the
 weights, the libraries' versions), written to a temporary folder and renamed into place, so
 concurrent first runs and interrupted ones never leave half a model, and a box without network
