@@ -105,7 +105,7 @@ def test_int8_is_opt_in_says_its_fidelity_and_is_made_once(tmp_path, monkeypatch
     said = enc.int8_fidelity
     assert said["held_out_frames"] > 0 and 0.9 < said["lowest_cosine_to_fp32"] <= said["mean_cosine_to_fp32"] <= 1
     assert "lowest cosine of" in caplog.text and "opt-in" in caplog.text
-    # what it says holds on frames it never saw, within the spread of random frames; text stays fp32
+    # noise frames, unlike the clip it was calibrated on, may sit below what it says; the text tower stays fp32
     assert lowest_cosine(enc.encode_images(rgb), image) > 0.9
     assert lowest_cosine(enc.encode_texts(TEXTS), text) > 0.99999
     made = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "exports").iterdir())
