@@ -119,6 +119,34 @@ def test_int8_is_opt_in_says_its_fidelity_and_is_made_once(tmp_path, monkeypatch
                 ClipEncoder(ref.spec, device="cpu", precision="int8", backend=backend)
 
 
+@needs_openvino
+def test_two_first_runs_at_once_share_one_export(tmp_path, monkeypatch):
+    """Two encoders exporting the same towers at the same moment (two cameras' processes starting on
+    a fresh box): both load, one export of each tower stays, no temporary folder is left."""
+    import threading
+
+    monkeypatch.setenv("FLASHBACK_CACHE_DIR", str(tmp_path))
+    spec = EncoderSpec(model=TINY_MODEL, pretrained="random", seed=7)
+    made, failed, start = [], [], threading.Barrier(2)
+
+    def first_run():
+        start.wait()
+        try:
+            made.append(ClipEncoder(spec, device="cpu", backend="openvino", precision="fp32"))
+        except Exception as e:  # noqa: BLE001 - said by the assertion below
+            failed.append(repr(e))
+
+    threads = [threading.Thread(target=first_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failed == [] and len(made) == 2
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "exports").iterdir()) == ["image", "text"]
+    rgb = np.full((2, made[0].image_size, made[0].image_size, 3), 40, np.uint8)
+    assert np.array_equal(made[0].encode_images(rgb), made[1].encode_images(rgb))
+
+
 def test_backend_choices_are_refused_in_one_line():
     with pytest.raises(EncoderError, match="--backend tensorrt: choose one of auto, torch, openvino, onnxruntime"):
         resolve_backend("tensorrt", "cpu")

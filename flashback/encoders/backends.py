@@ -157,11 +157,23 @@ def exported(module, example, dynamic: tuple[str, ...], backend: str, key: str) 
 def cached(key: str, filename: str, make, doing: str, instead: str) -> Path:
     """``exports/KEY/FILENAME`` in the cache; when missing, ``make(path)`` writes it (and any files
     beside it) into a temporary folder that is then renamed into place: atomic, so a killed or
-    concurrent first run never leaves half a model, and the first of two concurrent ones wins."""
+    concurrent first run never leaves half a model, and the first of two concurrent ones wins.  In
+    one process exports take turns (torch's tracer is not thread-safe: two at once failed one)."""
     folder = cache_dir() / "exports" / key
     target = folder / filename
     if target.is_file():
         return target
+    with _EXPORTING:
+        if target.is_file():  # another thread made it while this one waited
+            return target
+        return _make(folder, target, make, doing, instead)
+
+
+_EXPORTING = threading.Lock()
+
+
+def _make(folder: Path, target: Path, make, doing: str, instead: str) -> Path:
+    key, filename = folder.name, target.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     log.warning("%s, once for these weights (seconds to a minute); cached in %s", doing, folder.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))

@@ -68,6 +68,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
+_SEEDED = threading.Lock()  # model creation, so a random-weight model's seed alone decides its weights
+
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
@@ -115,7 +117,6 @@ class ClipEncoder:
         if spec.checkpoint is not None and not spec.checkpoint.is_file():
             raise EncoderError(f"{spec.checkpoint}: checkpoint file not found")
         if spec.is_random:
-            torch.manual_seed(spec.seed)
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
         if weights_cached(spec) is False:
             offline = hub_unreachable()
@@ -129,7 +130,9 @@ class ClipEncoder:
             )
         pretrained = str(spec.checkpoint) if spec.checkpoint else (None if spec.is_random else spec.pretrained)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _SEEDED:
+                if spec.is_random:  # under the lock: two threads drawing from torch's one generator at once
+                    torch.manual_seed(spec.seed)  # would give neither the weights ``random:<seed>`` names
                 warnings.simplefilter("ignore")
                 logging.getLogger().addFilter(_not_open_clip)  # its "initialized randomly" and the like
                 _quiet_hub()
