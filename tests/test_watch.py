@@ -617,7 +617,11 @@ def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_mem
     stopped = time.monotonic()
     assert killed, "the event never opened"
     closes = [(t, u) for t, kind, u in rec.log if kind == "event" and u.kind == "closed"]
-    [(t_close, closed)] = closes
+    # the tiny random model's scores sit near the threshold: on a loaded CI machine the event once
+    # closed and reopened before the kill (two closes); what is tested is the one open at the outage
+    after = [(t, u) for t, u in closes if t >= killed[0]]
+    assert len(after) == 1, f"closes (s after the kill, reason): {[(round(t - killed[0], 2), u.reason) for t, u in closes]}"
+    [(t_close, closed)] = after
     assert closed.reason == "outage"
     assert t_close - killed[0] < 3.0 and stopped - t_close > 3.0  # at detection, long before the watch stopped
     started = [x[0] for _, kind, x in rec.log if kind == "outage" and x[1]]
