@@ -195,7 +195,7 @@ class ClipEncoder:
                 from .int8 import calibration_frames, quantized
 
                 path, self.int8_fidelity = quantized(path, key.replace("image-", "image-int8-", 1),
-                                                     calibration_frames(self.image_size, self.pad_rgb))
+                                                     lambda: calibration_frames(self.image_size, self.pad_rgb))
                 precision = "fp32"  # what the quantized graph's other operations run in
             runs[tower] = CompiledTower(path, self.backend, precision)
         self._image_run, self._text_run = runs["image"], runs["text"]

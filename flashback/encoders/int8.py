@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,9 @@ def calibration_frames(size: int, pad_rgb) -> np.ndarray:
     return np.stack(frames)
 
 
-def quantized(fp32_model: Path, key: str, frames: np.ndarray) -> tuple[Path, dict]:
-    """The int8 image tower under the cache (made now if missing) and the fidelity it was measured at."""
+def quantized(fp32_model: Path, key: str, frames: Callable[[], np.ndarray]) -> tuple[Path, dict]:
+    """The int8 image tower under the cache (made now if missing, from ``frames()``: decoded only
+    then) and the fidelity it was measured at."""
     from .backends import cached
 
     def make(path: Path) -> None:
@@ -51,7 +53,8 @@ def quantized(fp32_model: Path, key: str, frames: np.ndarray) -> tuple[Path, dic
 
         core = ov.Core()
         model = core.read_model(str(fp32_model))
-        calib, held = frames[::2][:CALIBRATION], frames[1::2][:HELD_OUT]
+        seen = frames()
+        calib, held = seen[::2][:CALIBRATION], seen[1::2][:HELD_OUT]
         q = nncf.quantize(model, nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]),
                           model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calib))
         ov.save_model(q, str(path), compress_to_fp16=False)
