@@ -8,9 +8,9 @@ DIR: the assembled sentence-transformers folder of all-mpnet-base-v2 (the five
 
 Datasets: the UCF-Crime dev half (30 FPS) and the XD-Violence dev subset (24 FPS), real
 VideoLLaMA3 captions and ground truth (../shared/data).  Every row is the `captions` preset as
-shipped (the 1k default memory in the label template, centred search, alpha 0.95, K 10, lambda 30,
-sigma 3 s), scored with caption_levers.py's numpy copy of the Detector's rule, only the encoder
-changed.  Each row gives frame AUC and AP, and the difference to MiniLM with a 95% interval from a
+shipped (the 1k default memory in the label template, alpha 0.95, K 10, lambda 100, sigma 3 s: the
+defaults caption_defaults.py let stand), scored with caption_levers.py's numpy copy of the Detector's
+rule, only the encoder changed.  Each row gives frame AUC and AP, and the difference to MiniLM with a 95% interval from a
 paired bootstrap over videos (the same resampled videos for both rows; frames subsampled 1 in 8
 inside the bootstrap only), plus the embedding cost per 1,000 captions on this machine.  Texts are
 embedded once per encoder and cached in --work by content.
@@ -74,35 +74,42 @@ def dataset(folder: Path, fps: float, limit: int | None = None):
     return gt, counts, tracks
 
 
-def scorer(cache: Cache, tracks):
-    """The `captions` preset's segment scores with this encoder, per track (centred, label template)."""
+def scorer(cache: Cache, tracks, centre: bool = False, k: int = 10, lam: float = 100.0, alpha: float = 0.95):
+    """The `captions` preset's segment scores with this encoder, per track (label template; centring,
+    K, lambda and alpha as shipped unless given)."""
     table = default_captions()
     prompts = [apply_template("label", t, bool(an), c) for t, an, c in zip(table.texts, table.anomalous, table.categories)]
     mv = cache(prompts)
     M = np.stack([mv[p] for p in prompts])
     anomalous = np.asarray(table.anomalous, bool)
     qv = cache([x for t in tracks for x in t.texts])
-    mu = M.mean(0)
+    mu = M.mean(0) if centre else np.zeros(M.shape[1], M.dtype)
     Mc = unit(M - mu)
-    return lambda t: segment_scores(unit(np.stack([qv[x] for x in t.texts]) - mu), Mc, anomalous)
+    return lambda t: segment_scores(unit(np.stack([qv[x] for x in t.texts]) - mu), Mc, anomalous, alpha=alpha, k=k, lam=lam)
 
 
-def bootstrap(a: list[ScoredVideo], b: list[ScoredVideo], n: int, seed: int = 0) -> dict:
-    """95% intervals of (b - a) in AUC and AP, resampling videos with replacement (paired)."""
-    rng = np.random.default_rng(seed)
-    lab = [v.labels[::8] for v in a]
-    sa, sb = [v.scores[::8] for v in a], [v.scores[::8] for v in b]
-    d_auc, d_ap = [], []
-    for _ in range(n):
-        idx = rng.integers(0, len(a), len(a))
-        y = np.concatenate([lab[i] for i in idx])
-        if y.min() == y.max():
-            continue
-        xa, xb = np.concatenate([sa[i] for i in idx]), np.concatenate([sb[i] for i in idx])
-        d_auc.append(100 * (roc_auc_score(y, xb) - roc_auc_score(y, xa)))
-        d_ap.append(100 * (average_precision_score(y, xb) - average_precision_score(y, xa)))
-    q = lambda d: [round(float(np.percentile(d, 2.5)), 2), round(float(np.percentile(d, 97.5)), 2)]  # noqa: E731
-    return {"delta_auc_ci95": q(d_auc), "delta_ap_ci95": q(d_ap), "resamples": len(d_auc)}
+class Paired:
+    """A paired bootstrap over videos against one base row: ``n`` resamples of the videos with
+    replacement (the same ones for every row compared), frames subsampled 1 in 8 inside the
+    bootstrap only; the base's AUC and AP per resample are computed once."""
+
+    def __init__(self, base: list[ScoredVideo], n: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.labels = [v.labels[::8] for v in base]
+        draws = (rng.integers(0, len(base), len(base)) for _ in range(n))
+        self.draws = [i for i in draws if np.concatenate([self.labels[j] for j in i]).std() > 0]
+        self.base = [self._metrics(base, i) for i in self.draws]
+
+    def _metrics(self, videos: list[ScoredVideo], idx) -> tuple[float, float]:
+        y = np.concatenate([self.labels[i] for i in idx])
+        x = np.concatenate([videos[i].scores[::8] for i in idx])
+        return 100 * roc_auc_score(y, x), 100 * average_precision_score(y, x)
+
+    def delta(self, videos: list[ScoredVideo]) -> dict:
+        """95% intervals of (videos - base) in AUC and AP."""
+        d = np.array([np.subtract(self._metrics(videos, i), b) for i, b in zip(self.draws, self.base)])
+        q = lambda c: [round(float(np.percentile(d[:, c], 2.5)), 2), round(float(np.percentile(d[:, c], 97.5)), 2)]  # noqa: E731
+        return {"delta_auc_ci95": q(0), "delta_ap_ci95": q(1), "resamples": len(self.draws)}
 
 
 def main() -> int:
@@ -125,12 +132,12 @@ def main() -> int:
             seg["mixture (mean of both)"] = lambda t: 0.5 * (seg["MiniLM"](t) + seg["mpnet"](t))
         run = runner(gt, counts, tracks, fps)  # caption_levers.py's: the Detector's smoothing, sigma 3 s
         videos = {k: run(s, keep=True)["videos"] for k, s in seg.items()}
-        base = videos["MiniLM"]
+        paired = Paired(videos["MiniLM"], a.boot)
         for k, v in videos.items():
             m = compute_metrics(v).to_dict()
             row = {"dataset": name, "videos": len(v), "encoder": k, "auc": round(m["auc"], 2), "ap": round(m["ap"], 2)}
             if k != "MiniLM":
-                row |= bootstrap(base, v, a.boot)
+                row |= paired.delta(v)
             rows.append(row)
             print(json.dumps(row), flush=True)
     cost = {k: {"captions_embedded": c.embedded, "seconds": round(c.seconds, 1),
