@@ -149,7 +149,7 @@ def test_score_captions_cli_scores_stores_exports_and_names_bad_files(tmp_path, 
     assert p.returncode == 1, p.stderr
     assert "broken.json" in p.stderr and "not valid JSON" in p.stderr
     doc = json.loads(exported.read_text())
-    assert doc["run"]["settings"]["smoothing_sigma_s"] == 3.0 and doc["run"]["settings"]["centre"] is True  # the captions preset
+    assert doc["run"]["settings"]["smoothing_sigma_s"] == 3.0 and "centre" not in doc["run"]["settings"]  # the captions preset
     by_name = {Path(v["source"]).name.split("#")[-1]: v for v in doc["videos"]}
     assert set(by_name) == {"street.json", "shop", "park"}
     street = by_name["street.json"]

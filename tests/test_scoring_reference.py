@@ -114,7 +114,7 @@ def test_centred_search_is_the_reference_on_centred_vectors(memory, tiny_encoder
     np.testing.assert_allclose(result.segments.scores, scores, atol=1e-5)
     plain = Detector(memory, tiny_encoder, ScoringSettings(alpha=0.9, smoothing_sigma_s=0.0), texts=texts)
     assert np.abs(plain.score_segment_vectors(queries, spans, frame_times, 20.7).segments.scores - scores).max() > 0.01
-    assert PRESETS["captions"].centre and not PRESETS["default"].centre and not PRESETS["fast"].centre
+    assert not any(p.centre for p in PRESETS.values())  # opt-in everywhere: its gain did not clear the noise
 
 
 def test_alpha_changes_which_captions_are_retrieved(memory, tiny_encoder):

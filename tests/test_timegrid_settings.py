@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -55,15 +57,16 @@ def test_overlap_average_at_edges():
     np.testing.assert_allclose(got, [0, 0, 0.5, 0.5, 0.75, 0.75, 0.5, 0.5, 0.5])
 
 
-def test_caption_input_searches_centred_unless_told_not_to():
-    """The captions preset searches the memory centred (retrieval.MemorySearcher); --centre on/off
-    overrides any preset, and the video path stays uncentred unless asked."""
+def test_a_centred_search_is_asked_for_on_either_path():
+    """No preset searches the memory centred (retrieval.MemorySearcher; the caption path did until
+    its gain failed to clear the noise); --centre on/off overrides any preset."""
     from flashback.cli import build_parser
     from flashback.cli.options import settings_from_args
 
     parser = build_parser()
     centre = lambda argv, preset: settings_from_args(parser.parse_args(argv), preset).centre  # noqa: E731
-    assert centre(["score-captions", "c.json"], "captions") is True
+    assert centre(["score-captions", "c.json"], "captions") is False
+    assert centre(["score-captions", "c.json", "--centre", "on"], "captions") is True
     assert centre(["score-captions", "c.json", "--centre", "off"], "captions") is False
     assert centre(["score", "v.mp4"], "default") is False
     assert centre(["score", "v.mp4", "--centre", "on"], "default") is True
@@ -77,8 +80,9 @@ def test_runs_recorded_before_centring_keep_their_ids():
 
     plain = ScoringSettings().to_dict()
     assert "centre" not in plain and ScoringSettings(**plain) == ScoringSettings()
-    centred = PRESETS["captions"].to_dict()
-    assert centred["centre"] is True and ScoringSettings(**centred) == PRESETS["captions"]
+    centred = dataclasses.replace(PRESETS["captions"], centre=True)
+    assert centred.to_dict()["centre"] is True and ScoringSettings(**centred.to_dict()) == centred
+    assert "centre" not in PRESETS["captions"].to_dict()
     before = {"segment_s": 1.0, "overlap_s": 0.5, "frames_per_segment": 16, "top_k": 10, "alpha": 0.95, "logit_scale": 100.0,
               "smoothing_sigma_s": 0.5, "threshold": 0.5, "min_event_s": 1.0, "merge_gap_s": 1.0, "frame_fit": "pad"}
     now = ScoringSettings(alpha=0.95, logit_scale=100.0).to_dict()

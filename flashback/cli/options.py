@@ -95,7 +95,7 @@ def add_settings_args(p: argparse.ArgumentParser, batch_default: int = 32, prese
                         "crop (centre square: loses the sides), squash, tiles (squares across it, the highest-scoring one counts)")
     g.add_argument("--top-k", type=setting(S, "top_k"), metavar="K", help="captions retrieved per segment (10)")
     g.add_argument("--centre", choices=("on", "off"),
-                   help="search in the memory's centred space, less the mean of its captions (off; captions preset: on)")
+                   help="search in the memory's centred space, less the mean of its captions (off)")
     g.add_argument("--alpha", type=setting(S, "alpha"), metavar="A", help="anomalous similarity scale (default: the memory's, 0.95)")
     g.add_argument("--logit-scale", type=setting(S, "logit_scale"), metavar="L",
                    help="softmax sharpness (default: the memory's encoder's, 100 for CLIP)")
