@@ -230,12 +230,11 @@ def test_watch_publishes_through_a_broker_killed_mid_run(tmp_path, scene_memory)
         broker.kill()
 
 
-@pytest.mark.slow
 def test_bad_mqtt_values_are_one_line(tmp_path):
     video = make_video(tmp_path / "v.mp4", n_frames=30)
     for args, message in [(["--mqtt", "ftp://x"], "--mqtt ftp://x: expected mqtt://"),
                           (["--ha-discovery"], "--ha-discovery needs --mqtt URL")]:
-        p = subprocess.run([FLASHBACK, "watch", str(video), "--no-db", *args], capture_output=True, text=True, timeout=120)
+        p = flashback_here("watch", video, "--no-db", *args)
         assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback
+from conftest import TINY_CLI, flashback, flashback_here
 
 from flashback.batch.parallel import PoolScorer, Work
 from flashback.scoring.pipeline import Detector
@@ -178,9 +178,8 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_finished(folder, scene_memo
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # nothing outlives the command
 
 
-@pytest.mark.slow
 def test_workers_and_a_cluster_are_refused_together(folder):
-    r = flashback("score", folder / "short0.mp4", "--workers", 2, "--ray", "local", *TINY_CLI)
+    r = flashback_here("score", folder / "short0.mp4", "--workers", 2, "--ray", "local", *TINY_CLI)
     assert r.returncode == 2 and "--workers decodes on this machine and --ray on a cluster's workers" in r.stderr
 
 

@@ -487,7 +487,6 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
     assert peak > 0.5  # any 10 s of the 12-s loop holds part of its 3-s incident
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["missing.mp4"], "missing.mp4: no such file (feed feed1)"),
     (["a={video}", "a={video}"], "feed names must be unique"),
@@ -496,8 +495,7 @@ def test_watch_an_rtsp_feed(tmp_path, scene_memory, tiny_encoder):
 def test_watch_usage_errors_are_one_line(tmp_path, args, message):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")
-    p = subprocess.run([FLASHBACK, "watch", *[a.format(video=video) for a in args], "--no-db"],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    p = flashback_here("watch", *[a.format(video=video) for a in args], "--no-db", cwd=tmp_path)
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
