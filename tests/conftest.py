@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from lanes import pytest_configure, pytest_runtest_protocol  # noqa: F401  (the fast lane stays in process)
-from xdist_guard import pytest_xdist_make_scheduler  # noqa: F401  (a crashed worker fails its test; the run goes on)
+from xdist_guard import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401  (heaviest first; crash-safe)
 
 TINY_MODEL = "fb-test-tiny"
 TINY_CONFIG = {

@@ -14,16 +14,25 @@ A replacement worker handed a crashed file's one remaining test, while other fil
 no other worker is alive, therefore never runs it (deterministic with ``-n 1``; one run in three with
 ``-n 2`` here, and once in CI).  A worker is topped up until it holds two tests or the queue is empty.
 
-``tests/conftest.py`` imports the hook, so the suite uses it; ``test_suite_guard.py`` proves it with a
-deliberate crash.
+Files are handed out heaviest first (``pytest_collection_modifyitems``): the ones with the most tests
+marked ``slow`` (a cluster, a browser, live feeds), then the most tests.  xdist's own order is by number of
+tests alone, which can leave the Ray cluster's file, the suite's longest, to start late and run alone.
+
+``tests/conftest.py`` imports the hooks, so the suite uses them; ``test_suite_guard.py`` proves the crash
+handling with a deliberate crash.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from xdist.scheduler import LoadFileScheduling
 
 
 class CrashSafeLoadFileScheduling(LoadFileScheduling):
+    def __init__(self, config, log=None):
+        super().__init__(config, log)
+        config.option.loadscopereorder = False  # the collection's order, heaviest file first, is the queue's
     def remove_node(self, node) -> str | None:
         workload = self.assigned_work.pop(node)
         pending = [(scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items() if not done]
@@ -49,3 +58,14 @@ def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") == "loadfile":
         return CrashSafeLoadFileScheduling(config, log)
     return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with more ``slow`` tests first, then files with more tests; a file's own order is kept."""
+    slow, count = Counter(), Counter()
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        count[path] += 1
+        slow[path] += item.get_closest_marker("slow") is not None
+    rank = {path: i for i, path in enumerate(sorted(count, key=lambda f: (-slow[f], -count[f], f)))}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
