@@ -3,7 +3,7 @@
     python benchmarks/caption_levers.py [--work DIR] [--out FILE]
 
 Each row changes one thing from the caption defaults as they were before centring (the 1k default
-memory, label template, alpha 0.95, K 10, lambda 30, sigma 3 s; centring is a row, and now the default) and reports frame AUC/AP on all 151 dev videos,
+memory, label template, alpha 0.95, K 10, lambda 30, sigma 3 s; centring is a row; it was the default from then until issue 32 reverted it) and reports frame AUC/AP on all 151 dev videos,
 plus the AUC change on each of two folds (videos alternately by name within each class), so a
 lever that helps one half and hurts the other shows it.  Segment scoring is re-done here in numpy
 with the same rule as the Detector (checked: the base row reproduces `flashback eval --captions`),

@@ -2,7 +2,7 @@
 
     python benchmarks/caption_plateau.py [--work DIR] [--out FILE] [--plot FILE]
 
-Base: the `captions` preset as shipped (the 1k default memory in the label template, centred search,
+Base: the `captions` preset as shipped then (the 1k default memory in the label template, centred search,
 alpha 0.95, K 10, lambda 30, sigma 3 s).  First a breakdown of the base (printed, and plotted per
 class): anomalous frames against the frames of normal videos, and against the normal stretches of
 the anomalous videos themselves.  Then one row per lever, with the AUC change on each of two folds,
