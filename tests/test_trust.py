@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from conftest import TINY_CLI, flashback, flashback_here, memory_from_rows, tmpfs
+from conftest import TINY_CLI, flashback_here, memory_from_rows, tmpfs
 
 from flashback.video.synthetic import make_video
 
@@ -220,13 +220,13 @@ def test_a_full_disk_fails_each_video_keeps_old_rows_and_exports_everything(smal
     a = make_video(tmp_path / "a.mp4", n_frames=90, scene_of=lambda i: i // 30)
     b = make_video(tmp_path / "b.mp4", n_frames=60)
     db = small_disk / "r.duckdb"
-    p = flashback("score", a, "--db", db, *TINY_CLI)
+    p = flashback_here("score", a, "--db", db, *TINY_CLI)
     assert p.returncode == 0, p.stderr
     with duckdb.connect(str(db), read_only=True) as c:
         before = c.execute("SELECT count(*) FROM frame_scores").fetchone()[0]
     filler = fill(small_disk)
     js = tmp_path / "r.json"
-    p = flashback("score", a, b, "--db", db, "--json", js, "--sigma", "0.3", *TINY_CLI)  # new settings: new rows needed
+    p = flashback_here("score", a, b, "--db", db, "--json", js, "--sigma", "0.3", *TINY_CLI)  # new settings: new rows needed
     no_traceback(p)
     assert p.returncode == 1
     lines = error_lines(p.stderr)
@@ -249,10 +249,10 @@ def test_eval_captions_names_a_store_failure_per_video_and_still_reports(small_d
     for n in ("Arrest001_x264", "Normal_Videos_345_x264"):
         shutil.copy(dev / "captions" / f"{n}.json", caps)
     db = small_disk / "c.duckdb"
-    flashback("eval", "--dataset", "ucf-crime", "--captions", caps, "--annotations", dev / "Temporal_Anomaly_Annotation.txt",
+    flashback_here("eval", "--dataset", "ucf-crime", "--captions", caps, "--annotations", dev / "Temporal_Anomaly_Annotation.txt",
               "--db", db, "--out", tmp_path / "warm")  # builds the default caption memory and the store
     fill(small_disk)
-    p = flashback("eval", "--dataset", "ucf-crime", "--captions", caps, "--annotations", dev / "Temporal_Anomaly_Annotation.txt",
+    p = flashback_here("eval", "--dataset", "ucf-crime", "--captions", caps, "--annotations", dev / "Temporal_Anomaly_Annotation.txt",
                   "--frames", dev / "frames.txt", "--db", db, "--out", tmp_path / "report", "--sigma", "2")
     no_traceback(p)
     assert p.returncode == 1 and len(error_lines(p.stderr)) == 2, p.stderr
