@@ -125,7 +125,6 @@ def test_stopping_review_with_ctrl_c_or_a_hangup_stops_its_server(filled_store, 
             assert urllib.request.urlopen(f"{url}/_stcore/health", timeout=5).status == 200
 
 
-@pytest.mark.slow
 def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_path):
     import av
 
@@ -133,7 +132,7 @@ def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_p
 
     cache = tmp_path / "cache"
     db = tmp_path / "r.duckdb"
-    p = flashback("score", "--sample", "--db", db, *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
+    p = flashback_here("score", "--sample", "--db", db, *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)})
     assert p.returncode == 0, p.stderr
     clip = cache / "sample" / "flashback-sample-v1.mp4"
     assert "scored 1 video(s)" in p.stdout and f"stored in {db}" in p.stdout
@@ -142,7 +141,7 @@ def test_the_sample_clip_is_made_once_and_scored_with_no_video_of_ones_own(tmp_p
         assert (s.width, s.height, s.codec_context.name) == (WIDTH, HEIGHT, "h264")
         assert sum(1 for _ in c.decode(s)) == FPS * SECONDS
     made = clip.stat().st_mtime_ns
-    assert flashback("score", "--sample", "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)}).returncode == 0
+    assert flashback_here("score", "--sample", "--no-db", *TINY_CLI, env={"FLASHBACK_CACHE_DIR": str(cache)}).returncode == 0
     assert clip.stat().st_mtime_ns == made  # made once
     before, after = draw(int((FIRE_FROM_S - 1) * FPS)), draw(int((FIRE_FROM_S + 3) * FPS))
     assert (after[200:330, 360:520, 0] > 200).mean() > 0.3 > (before[200:330, 360:520, 0] > 200).mean()  # the fire
