@@ -118,13 +118,13 @@ def test_resume_after_sigkill_gives_the_same_bundle(tmp_path):
     done_before = sorted(p.name for p in embed_dir.glob("*.npy"))
     assert 2 <= len(done_before) < 40
 
-    p = subprocess.run([FLASHBACK, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    p = flashback_here(*args, "--out", out)  # the killed build was a process; resuming it needs none
     assert p.returncode == 0, p.stderr
     assert "resuming the build" in p.stdout and f"{len(done_before)} embed shard(s)" in p.stdout
     assert "1 clean shard(s)" in p.stdout and "generate" not in p.stdout  # cleaned before the kill: its 46 shards are not even read
 
     fresh = tmp_path / "fresh"
-    p = subprocess.run([FLASHBACK, *args, "--out", str(fresh)], capture_output=True, text=True, timeout=600)
+    p = flashback_here(*args, "--out", fresh)
     assert p.returncode == 0, p.stderr
     assert "resuming the build" not in p.stdout and "reused" not in p.stdout
     a, b = load_bundle(out), load_bundle(fresh)
