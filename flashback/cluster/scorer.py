@@ -40,6 +40,7 @@ MAX_LOSSES = 3  # nor one that loses a shared actor or node three times
 WINDOW = 4  # batches of one video being encoded at once
 BACKLOG = 8  # batches of one video decoded but not yet handed to an actor
 ACTOR_START_S = 300.0
+SETTLE_S = 20.0  # after a cancel, how long the videos' driver threads get to leave their Ray calls
 REPLACE_TRIES = 3  # a replacement actor that dies before it starts (placed on the dying node) is tried again
 
 
@@ -241,6 +242,8 @@ class ClusterScorer:
                 seconds = self._seconds.get(job.source, 0.0)
             sink.seconds(job, seconds, None)
 
+        threads: list[threading.Thread] = []
+
         def launch(job: Work) -> None:
             def work() -> None:
                 try:
@@ -248,7 +251,8 @@ class ClusterScorer:
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     done.put((job, None, e))
 
-            threading.Thread(target=work, daemon=True, name=f"flashback-{job.source.name}").start()
+            threads.append(threading.Thread(target=work, daemon=True, name=f"flashback-{job.source.name}"))
+            threads[-1].start()
 
         try:
             while todo or active:
@@ -287,6 +291,7 @@ class ClusterScorer:
                     report.timings += t
         except KeyboardInterrupt:
             self.cancel()
+            _settle(threads)
             interrupted = True
         else:
             interrupted = False
@@ -305,6 +310,19 @@ class ClusterScorer:
                 ray.kill(a)
             except RayError:
                 pass
+
+
+def _settle(threads: list[threading.Thread]) -> None:
+    """Wait, up to SETTLE_S, for the videos' driver threads to see the cancel: the caller shuts Ray
+    down next, and a thread still inside a Ray call then makes Ray's core end the process (exit 1,
+    "accesses the Ray's worker after it is shutdown"), with no summary and no export.  Seen in CI
+    under load after SIGTERM.  A second Ctrl-C stops the wait."""
+    deadline = time.monotonic() + SETTLE_S
+    try:
+        for th in threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
 
 
 def _drop(gen) -> None:
