@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from caption_auc import ROOT
-from caption_encoders import SETS, Cache, Paired, dataset, scorer
+from caption_encoders import SETS, Cache, Paired, dataset, scorer, vectors
 from caption_levers import runner
 
 from flashback.eval.metrics import compute_metrics
@@ -44,10 +44,11 @@ def rows_for(name: str, folder: Path, fps: float, cache: Cache, boot: int, encod
              label: str = "shipped") -> list[dict]:
     gt, counts, tracks = dataset(folder, fps)
     run = runner(gt, counts, tracks, fps)
+    vecs = vectors(cache, tracks)
 
     def score(**changed) -> dict:
         s = base | changed
-        seg = scorer(cache, tracks, centre=s["centre"], k=s["k"], lam=s["lam"], alpha=s["alpha"])
+        seg = scorer(vecs, centre=s["centre"], k=s["k"], lam=s["lam"], alpha=s["alpha"])
         return run(seg, sigma_s=s["sigma_s"], keep=True)
 
     first = score()
@@ -69,9 +70,9 @@ def verdicts(rows: list[dict], base: dict, moved: dict) -> dict[str, dict]:
     """Issue 32's rule for each moved default: (default - old) must clear its interval on UCF dev
     (the interval of old - default lies wholly below 0, in AUC and in AP) and be >= 0 on XD dev."""
     out = {}
+    ref = {r["dataset"]: r for r in rows if r["setting"] == "base"}
     for setting, old in moved.items():
         got = {r["dataset"]: r for r in rows if r["setting"] == setting and r["value"] == old}
-        ref = {r["dataset"]: r for r in rows if r["setting"] == "base"}
         ucf, xd = got["UCF dev"], got["XD dev"]
         clears = ucf["delta_auc_ci95"][1] < 0 and ucf["delta_ap_ci95"][1] < 0
         no_loss = all(xd[m] <= ref["XD dev"][m] for m in ("auc", "ap"))

@@ -74,15 +74,20 @@ def dataset(folder: Path, fps: float, limit: int | None = None):
     return gt, counts, tracks
 
 
-def scorer(cache: Cache, tracks, centre: bool = False, k: int = 10, lam: float = 100.0, alpha: float = 0.95):
-    """The `captions` preset's segment scores with this encoder, per track (label template; centring,
-    K, lambda and alpha as shipped unless given)."""
+def vectors(cache: Cache, tracks) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The default memory in the label template and every caption of ``tracks``, embedded by this
+    encoder: (memory vectors, which are anomalous, caption -> vector).  Read from the cache once per
+    encoder and dataset; ``scorer`` then costs no I/O per setting tried."""
     table = default_captions()
     prompts = [apply_template("label", t, bool(an), c) for t, an, c in zip(table.texts, table.anomalous, table.categories)]
     mv = cache(prompts)
-    M = np.stack([mv[p] for p in prompts])
-    anomalous = np.asarray(table.anomalous, bool)
-    qv = cache([x for t in tracks for x in t.texts])
+    return np.stack([mv[p] for p in prompts]), np.asarray(table.anomalous, bool), cache([x for t in tracks for x in t.texts])
+
+
+def scorer(vecs, centre: bool = False, k: int = 10, lam: float = 100.0, alpha: float = 0.95):
+    """The `captions` preset's segment scores on ``vectors(...)``, per track (centring, K, lambda and
+    alpha as shipped unless given)."""
+    M, anomalous, qv = vecs
     mu = M.mean(0) if centre else np.zeros(M.shape[1], M.dtype)
     Mc = unit(M - mu)
     return lambda t: segment_scores(unit(np.stack([qv[x] for x in t.texts]) - mu), Mc, anomalous, alpha=alpha, k=k, lam=lam)
@@ -127,7 +132,7 @@ def main() -> int:
     rows = []
     for name, (folder, fps) in SETS.items():
         gt, counts, tracks = dataset(folder, fps, a.limit)
-        seg = {k: scorer(c, tracks) for k, c in caches.items()}
+        seg = {k: scorer(vectors(c, tracks)) for k, c in caches.items()}
         if "mpnet" in seg:
             seg["mixture (mean of both)"] = lambda t: 0.5 * (seg["MiniLM"](t) + seg["mpnet"](t))
         run = runner(gt, counts, tracks, fps)  # caption_levers.py's: the Detector's smoothing, sigma 3 s

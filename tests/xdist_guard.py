@@ -33,6 +33,7 @@ class CrashSafeLoadFileScheduling(LoadFileScheduling):
     def __init__(self, config, log=None):
         super().__init__(config, log)
         config.option.loadscopereorder = False  # the collection's order, heaviest file first, is the queue's
+
     def remove_node(self, node) -> str | None:
         workload = self.assigned_work.pop(node)
         pending = [(scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items() if not done]
