@@ -76,6 +76,26 @@ def test_online_events_open_once_close_once_and_ignore_blips():
     assert later[0].event.index == 2 and later[0].uid != opened.uid  # uids are never reused
 
 
+def test_an_outage_waits_for_the_backlog_from_before_it_then_closes_once():
+    """Scoring behind the feed when it is lost: the segments decoded before the loss still arrive
+    after the outage is seen.  They belong to the open event (no second incident opened from them),
+    and the event is closed for the outage once they are in, or once the feed's segments pass the cut."""
+    ev = OnlineEvents("cam", threshold=0.5, min_event_s=1.0, merge_gap_s=1.0, captions=CAPTIONS, stride_s=0.5)
+    opened = [u for i in range(4) for u in ev.push(seg(i, 0.9))]  # segments 0-3 (0-2.5 s): reported
+    assert [u.kind for u in opened] == ["opened"]
+    assert ev.outage(start_s=5.0, next_start_s=2.0) == []  # lost at 5 s; scoring is at 2 s
+    backlog = [u for i in range(4, 10) for u in ev.push(seg(i, 0.9))]  # up to 4.5-5.5 s: before the cut
+    assert backlog == []
+    [closed] = ev.push(seg(10, 0.9))  # 5.0 s: the first segment from after the cut (the feed came back)
+    assert closed.kind == "closed" and closed.reason == "outage" and closed.uid == opened[0].uid
+    assert closed.event.end_frame == 9  # the backlog is part of it
+    assert [u.kind for u in ev.push(seg(11, 0.9))] == ["opened"]  # after the gap: a new incident
+    # a feed that stays lost: nothing more is pushed, and the close comes when its segments pass the cut
+    assert ev.outage(start_s=6.5, next_start_s=6.0) == []
+    assert ev.settle(6.0) == [] and [u.reason for u in ev.settle(6.5)] == ["outage"]
+    assert ev.settle(9.0) == [] and ev.close("shutdown") == []  # exactly one close
+
+
 def test_backoff_grows_with_jitter_up_to_a_cap():
     b = Backoff(0.5, 4.0, random.Random(1))
     delays = [b.next_delay() for _ in range(8)]
@@ -616,7 +636,9 @@ def test_an_outage_closes_the_open_event_when_it_is_detected(tmp_path, scene_mem
     assert killed, "the event never opened"
     closes = [(t, u) for t, kind, u in rec.log if kind == "event" and u.kind == "closed"]
     # the tiny random model's scores sit near the threshold: on a loaded CI machine the event once
-    # closed and reopened before the kill (two closes); what is tested is the one open at the outage
+    # closed and reopened before the kill (two closes); what is tested is the one open at the outage.
+    # Once, scoring was behind at the kill and the backlog from before it reopened the incident after
+    # its outage close (closed again as 'feed ended'): the close now waits for that backlog.
     after = [(t, u) for t, u in closes if t >= killed[0]]
     assert len(after) == 1, f"closes (s after the kill, reason): {[(round(t - killed[0], 2), u.reason) for t, u in closes]}"
     [(t_close, closed)] = after

@@ -9,7 +9,9 @@ Live, a score must be final when it is emitted, so:
   that is the added delay before an alarm, on top of the segment length;
 - it is **closed** once the score has stayed below for ``merge_gap_s``: the added delay before its
   end is final.  A feed outage or shutdown closes an open event at its last scored time, so every
-  reported opening gets exactly one closing.
+  reported opening gets exactly one closing.  An outage is a cut in feed time: segments from before
+  it that are still being scored (a backlog) are pushed first, then the event is closed, so the
+  backlog cannot reopen the incident as a second event after its outage close.
 """
 
 from __future__ import annotations
@@ -90,12 +92,29 @@ class OnlineEvents:
         self.captions = captions
         self._open: _Open | None = None
         self._count = 0
+        self._cut_s: float | None = None  # feed time of an outage whose close waits for the segments before it
 
     def push(self, segments: Segments) -> list[EventUpdate]:
         out: list[EventUpdate] = []
         for i in range(len(segments)):
+            out += self.settle(float(segments.spans[i, 0]))
             out += self._push_one(segments.take([i]))
         return out
+
+    def outage(self, start_s: float, next_start_s: float) -> list[EventUpdate]:
+        """The feed was lost at feed time ``start_s``; ``next_start_s`` is where the next segment to be
+        pushed starts.  The open event closes (reason outage) once no segment from before the loss
+        can still come: at once when scoring has caught up, else when the first segment at or after
+        the cut is pushed (or ``settle`` sees the feed's segments pass it)."""
+        self._cut_s = start_s if self._cut_s is None else min(self._cut_s, start_s)
+        return self.settle(next_start_s)
+
+    def settle(self, next_start_s: float) -> list[EventUpdate]:
+        """Close for a pending outage once ``next_start_s`` (the next segment's start) has reached it."""
+        if self._cut_s is None or next_start_s < self._cut_s:
+            return []
+        self._cut_s = None
+        return self.close("outage")
 
     def _push_one(self, seg: Segments) -> list[EventUpdate]:
         ev = self._open

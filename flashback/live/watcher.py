@@ -323,13 +323,14 @@ class Watcher:
             sink.event(fs.session, u)
 
     def _drain_outages(self) -> None:
-        """Outages as the readers report them: a new one closes its feed's open event at once (an
-        event cannot be vouched for across a gap); every report goes to the sinks."""
+        """Outages as the readers report them: a new one closes its feed's open event (an event cannot
+        be vouched for across a gap) as soon as the segments from before it are scored, at once when
+        scoring has kept up; every report goes to the sinks."""
         while True:
             try:
                 o: Outage = self._outages.get_nowait()
             except queue.Empty:
-                return
+                break
             fs = self.feeds.get(o.feed)
             if fs is None:  # a feed ended by replace_feeds
                 continue
@@ -339,10 +340,13 @@ class Watcher:
             started = (o.feed, o.start_s) not in self._outages_seen
             if started:
                 self._outages_seen.add((o.feed, o.start_s))
-                for u in fs.events.close("outage"):
+                for u in fs.events.outage(o.start_s, fs.next_segment * self.grid.stride_s):
                     self._event(fs, u)
             for sink in self.sinks:
                 sink.outage(fs.session, o, started)
+        for fs in self.feeds.values():  # a backlog from before an outage has been scored: close now
+            for u in fs.events.settle(fs.next_segment * self.grid.stride_s):
+                self._event(fs, u)
 
     def _stats(self, active: bool) -> None:
         """Every feed's counters and its last window's health (``health.FeedHealth``) to the sinks;
