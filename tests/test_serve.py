@@ -438,8 +438,10 @@ scrape_configs:
                                  f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             def query(q: str) -> list:
-                r = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": q}, timeout=5).json()
-                return r["data"]["result"]
+                r = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": q}, timeout=5)
+                if r.status_code == 503:  # Prometheus is still starting (opening its TSDB): no answer yet
+                    return []
+                return r.json()["data"]["result"]
 
             seen = wait_for(lambda: [s for s in query('flashback_feed_segments_scored_total{feed="cam"}') if float(s["value"][1]) >= 10],
                             "ten scored segments in Prometheus", 60)
