@@ -74,9 +74,12 @@ def test_a_crash_or_a_hang_fails_its_test_and_the_run_reaches_its_summary(tmp_pa
                        "test_d_hang.py": HANGING}.items():
         (tmp_path / name).write_text(textwrap.dedent(body))
     # the suite's own settings (pyproject.toml), with a short faulthandler timeout for the hang
-    (tmp_path / "pytest.ini").write_text(f"[pytest]\naddopts = -n {workers} --dist loadfile -p xdist_guard\n"
+    # (xdist named, no other plugin of the environment loaded: hypothesis' and schemathesis' cost each
+    # of the run's processes 3 CPU-seconds of imports and play no part in a crash or a hang)
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\naddopts = -p xdist.plugin -n {workers} --dist loadfile -p xdist_guard\n"
                                          "faulthandler_timeout = 5\nfaulthandler_exit_on_timeout = true\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rf"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=240)
     out = r.stdout + r.stderr
