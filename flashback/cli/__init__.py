@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(a, "run"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from ..encoders.encoder_registry import register_extra_model_configs
-
     try:
-        register_extra_model_configs()
         return a.run(a)
     except UsageError as e:
         for line in getattr(e, "problems", [str(e)]):  # a config file's problems: all of them, one per line

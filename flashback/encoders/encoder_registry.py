@@ -108,14 +108,16 @@ def register_extra_model_configs() -> list[str]:
     """Register open_clip model configs named in FLASHBACK_MODEL_CONFIGS (os.pathsep-separated).
 
     This is open_clip's own ``add_model_config``: how a user brings a custom architecture, and
-    how the test suite brings its tiny one without shipping it as a model.
+    how the test suite brings its tiny one without shipping it as a model.  Called where a model is
+    looked up (``available_models``, a tokenizer worker), not at start: importing open_clip costs
+    several CPU-seconds that commands without an image encoder (review, memory info, prune) need not pay.
     """
-    import open_clip
+    added = list(filter(None, os.environ.get(MODEL_CONFIG_ENV, "").split(os.pathsep)))
+    if added:
+        import open_clip
 
-    added = []
-    for item in filter(None, os.environ.get(MODEL_CONFIG_ENV, "").split(os.pathsep)):
-        open_clip.add_model_config(item)
-        added.append(item)
+        for item in added:
+            open_clip.add_model_config(item)
     return added
 
 
