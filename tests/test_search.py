@@ -104,6 +104,25 @@ def test_a_store_of_another_encoder_is_refused(store):
         FootageSearch(store, other)
 
 
+def test_the_search_encoder_is_resolved_without_loading_where_nothing_can_be_missing(store, tmp_path, tiny_encoder):
+    """``flashback review``'s check at start: random weights and an existing checkpoint are said from
+    the store and the flags alone; hub weights and sentence models are left to loading, and a
+    missing checkpoint is refused with the same line loading gives."""
+    from flashback.review.search import query_encoder, query_encoder_without_loading
+
+    said = query_encoder_without_loading(store, {})  # the store's own: the tiny model, random seed 0
+    assert said == "open_clip:fb-test-tiny@random:0 (random weights)"
+    loaded = query_encoder(store, {"device": "cpu"}).identity.key  # the key adds the width, known once loaded
+    assert loaded == tiny_encoder.identity.key and loaded.startswith(said.split(" ")[0] + "/")
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"weights")
+    assert query_encoder_without_loading(store, {"checkpoint": str(ckpt)}) == f"open_clip:fb-test-tiny from {ckpt}"
+    with pytest.raises(UsageError, match=r"^/nope\.pt: checkpoint file not found$"):
+        query_encoder_without_loading(store, {"checkpoint": "/nope.pt"})
+    assert query_encoder_without_loading(store, {"pretrained": "laion2b_s34b_b79k"}) is None  # only the hub can tell
+    assert query_encoder_without_loading(store, {"text_encoder": "some-sentence-model"}) is None
+
+
 def test_search_from_the_command_line(store):
     p = flashback_here("search", "a person climbing a fence", "--db", store.path, "--top", "2", "--json", *TINY_CLI)
     assert p.returncode == 0, p.stderr

@@ -51,17 +51,19 @@ def run(a: argparse.Namespace) -> int:
 
 
 def check_search_encoder(a: argparse.Namespace) -> None:
-    """The Search page's encoder (the one the store was scored with, unless named) loaded once now,
-    so a missing checkpoint or download is said at start, not on the first search."""
-    from ..review.search import query_encoder, recorded_encoder
+    """The Search page's encoder (the one the store was scored with, unless named) checked now, so
+    a missing checkpoint or download is said at start, not on the first search: loaded once where
+    only loading can tell, else (random weights, a checkpoint file) resolved without its imports."""
+    from ..review.search import query_encoder, query_encoder_without_loading, recorded_encoder
     from ..store import ResultStore
 
     store = ResultStore(a.db)
     try:
         if recorded_encoder(store) is None and a.encoder is None and getattr(a, "text_encoder", None) is None:
             return  # nothing to search with an image encoder's text tower
-        encoder = query_encoder(store, encoder_choice(a))
-        say(f"search: queries are embedded with {encoder.identity.key}")
+        spec = encoder_choice(a)
+        key = query_encoder_without_loading(store, spec) or query_encoder(store, spec).identity.key
+        say(f"search: queries are embedded with {key}")
     except FlashbackError as e:
         warn(f"the Search page will not work: {e}")
 

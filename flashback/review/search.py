@@ -232,15 +232,8 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
     caption-path run (sentence vectors) gets the packaged MiniLM unless a sentence model is named."""
     from ..encoders.encoder_registry import register_extra_model_configs
 
-    text_encoder = spec.get("text_encoder")
-    if text_encoder is None and store.path.exists():
-        with store.connect(read_only=True) as con:
-            keys = {r[0] for r in con.execute("SELECT DISTINCT encoder_id FROM runs").fetchall()}
-        if keys and all(k.startswith(SENTENCE) for k in keys):
-            from ..encoders.text_encoder import DEFAULT_TEXT_ENCODER
-
-            text_encoder = DEFAULT_TEXT_ENCODER
-    if text_encoder is not None and text_encoder != "clip":
+    text_encoder = _sentence_model(store, spec)
+    if text_encoder is not None:
         from ..encoders.text_encoder import SentenceEncoder
 
         return SentenceEncoder(text_encoder)
@@ -250,6 +243,36 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
     es = _clip_spec(store, spec)
     return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"),
                        backend=spec.get("backend", "auto"))
+
+
+def query_encoder_without_loading(store: ResultStore, spec: dict) -> str | None:
+    """What ``query_encoder`` would load, said without loading it where nothing can be missing: an
+    open_clip model with random weights (nothing to fetch) or from a checkpoint file that exists.
+    None where only loading can tell (hub weights may not be cached, a sentence model may not be
+    installed).  For ``flashback review``'s check at start, which would otherwise pay open_clip's
+    imports (several CPU-seconds) in a process that never searches."""
+    if _sentence_model(store, spec) is not None:
+        return None
+    es = _clip_spec(store, spec)  # an unnamed checkpoint is refused here, as query_encoder refuses it
+    if es.checkpoint is not None:
+        if not es.checkpoint.is_file():
+            raise UsageError(f"{es.checkpoint}: checkpoint file not found")
+        return f"open_clip:{es.model} from {es.checkpoint}"
+    return f"open_clip:{es.model}@{RANDOM_TAG}:{es.seed} (random weights)" if es.is_random else None
+
+
+def _sentence_model(store: ResultStore, spec: dict) -> str | None:
+    """The sentence model to search ``store`` with, or None for open_clip's text tower: the one
+    named, else the packaged MiniLM where every run is a caption-path run."""
+    text_encoder = spec.get("text_encoder")
+    if text_encoder is None and store.path.exists():
+        with store.connect(read_only=True) as con:
+            keys = {r[0] for r in con.execute("SELECT DISTINCT encoder_id FROM runs").fetchall()}
+        if keys and all(k.startswith(SENTENCE) for k in keys):
+            from ..encoders.text_encoder import DEFAULT_TEXT_ENCODER
+
+            text_encoder = DEFAULT_TEXT_ENCODER
+    return text_encoder if text_encoder not in (None, "clip") else None
 
 
 def recorded_encoder(store: ResultStore) -> EncoderIdentity | None:
