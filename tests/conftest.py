@@ -16,6 +16,21 @@ import pytest
 from lanes import pytest_configure, pytest_runtest_protocol  # noqa: F401  (the fast lane stays in process)
 from xdist_guard import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401  (heaviest first; crash-safe)
 
+
+
+def pytest_sessionstart(session):
+    """Where the environment sets PYTHONDONTWRITEBYTECODE (this machine and its CI do), no process
+    keeps what it compiles, so each of the suite's two hundred CLI, pool, Ray and Streamlit processes
+    compiled the project's sources again (0.1-0.2 CPU-s each).  Compiled once here, before the
+    workers start, they are read instead.  (The installed packages were compiled by pip.)"""
+    if sys.dont_write_bytecode and not hasattr(session.config, "workerinput"):
+        import compileall
+
+        root = Path(__file__).resolve().parents[1]
+        for package in ("flashback", "memory_builder", "indexes", "ui", "tests"):
+            compileall.compile_dir(root / package, quiet=1)
+
+
 TINY_MODEL = "fb-test-tiny"
 TINY_CONFIG = {
     "embed_dim": 32,
