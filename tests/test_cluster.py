@@ -230,7 +230,7 @@ def test_a_memory_build_on_the_cluster_resumes_and_equals_a_local_build(cluster,
     from flashback.memory.bundle import load_bundle
     from memory_builder.job import BuildConfig, BuildJob
 
-    args = ["memory", "build", "--out", tmp_path / "mem", "--size", "600", "--shard-size", "150", *TINY_CLI,
+    args = ["memory", "build", "--out", tmp_path / "mem", "--size", "300", "--shard-size", "75", *TINY_CLI,
             "--ray", cluster.address, "--actors", "1"]
     p = subprocess.Popen([FLASHBACK, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -240,10 +240,10 @@ def test_a_memory_build_on_the_cluster_resumes_and_equals_a_local_build(cluster,
     p.kill()
     p.wait()
     done = len(list(tmp_path.glob(".mem.build-*/gen/*.done")))
-    assert done >= 1 and not (tmp_path / "mem").exists()  # 690 wanted: 4 shards of 150 at once, then one of 90
+    assert done >= 1 and not (tmp_path / "mem").exists()  # 345 wanted: 4 shards of 75 at once, then one of 45
     r = flashback(*args, env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr
     assert f"resumed: reused {done} generate shard(s)" in r.stdout
-    config = BuildConfig(size=600, shard_size=150)
+    config = BuildConfig(size=300, shard_size=75)
     local = BuildJob(config, tiny_encoder, tmp_path / "local").run()
     assert load_bundle(tmp_path / "mem").memory_id == local.memory_id
