@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import threading
@@ -20,6 +21,31 @@ pytestmark = [pytest.mark.slow,  # a browser: every test here starts processes (
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium for the file: a launch (the browser and Playwright's driver) costs a few
+    CPU-seconds, and each test's pages get contexts of their own (``pages_of``), so no cookie,
+    storage or cache passes from one test to the next."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def pages_of(browser):
+    """The shared browser for a block; every context the block opened (``new_page`` opens one per
+    page) is closed at its end, passed or failed."""
+    before = set(browser.contexts)
+    try:
+        yield browser
+    finally:
+        for context in set(browser.contexts) - before:
+            context.close()
 
 
 @pytest.fixture
@@ -60,13 +86,10 @@ def give_verdict(page, label: str, reviewer: str) -> None:
     page.get_by_text(f"Saved: {label} by {reviewer}").wait_for(timeout=60_000)
 
 
-def test_click_a_verdict_in_chromium(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_click_a_verdict_in_chromium(server, tmp_path, chromium):
     url, db = server
     shot = tmp_path / "event.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with pages_of(chromium) as browser:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
@@ -82,7 +105,6 @@ def test_click_a_verdict_in_chromium(server, tmp_path):
             page.get_by_text("Undone: this event's exemplars left 1 overlay(s)").wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(shot), full_page=True)
-            browser.close()
     assert list_overlays(db) == []
     with duckdb.connect(str(db), read_only=True) as c:
         assert c.execute("SELECT verdict, reviewer, note FROM reviews").fetchall() == [("confirmed", "dana", "confirmed on site")]
@@ -150,12 +172,9 @@ def hostile_store(tiny_encoder, tmp_path):
     return db, beacon
 
 
-def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path, chromium):
     db, beacon = hostile_store
-    with review_server(db) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with review_server(db) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
             page.goto(url, wait_until="domcontentloaded")
@@ -188,14 +207,11 @@ def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path):
             assert page.locator(f"a[href^='{beacon.url}']").count() == 0
         finally:
             page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
-            browser.close()
     assert beacon.hits == [], f"the page contacted {beacon.hits}"
 
 
-def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_path):
+def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_path, chromium):
     """MPEG-4 Part 2 in AVI plays in no browser: the page serves the event's span as H.264 MP4."""
-    from playwright.sync_api import sync_playwright
-
     from flashback.scoring.pipeline import Detector
     from flashback.settings import ScoringSettings
     from flashback.store import ResultStore, RunRecord
@@ -210,8 +226,7 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
     a, b, _ = clip_span(e.start_s, e.end_s, e.peak_s, result.duration_s)
     db = tmp_path / "avi.duckdb"
     ResultStore(db).save(RunRecord.of(det), result)
-    with review_server(db) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with review_server(db) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
             page.goto(url, wait_until="domcontentloaded")
@@ -222,19 +237,15 @@ def test_an_avi_events_clip_plays_in_chromium(seed_memory, tiny_encoder, tmp_pat
             assert page.get_by_text(f"clip {a:.1f}–{b:.1f} s of the video").count() == 1
         finally:
             page.screenshot(path=str(tmp_path / "avi.png"), full_page=True)
-            browser.close()
 
 
-def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path):
+def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path, chromium):
     """The queue's thumbnails are real images in the page; the event page plays the clip the
     scorer stored (stream-copied H.264), not the source file."""
-    from playwright.sync_api import sync_playwright
-
     url, db = server
     with duckdb.connect(str(db), read_only=True) as c:
         n, span = c.execute("SELECT count(*), max(clip_end_s - clip_start_s) FROM event_media").fetchone()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
             page.goto(url, wait_until="domcontentloaded")
@@ -248,17 +259,13 @@ def test_stored_thumbnails_and_clip_load_in_chromium(server, tmp_path):
             assert page.get_by_text("stored clip, ").count() == 1
         finally:
             page.screenshot(path=str(tmp_path / "stored.png"), full_page=True)
-            browser.close()
 
 
-def test_search_in_chromium(filled_store, tmp_path):
+def test_search_in_chromium(filled_store, tmp_path, chromium):
     """Type a query on the Search page, get ranked results with key frames, open one at its moment."""
     from conftest import TINY_CLI
-    from playwright.sync_api import sync_playwright
-
     db = copy_of(filled_store, tmp_path)
-    with review_server(db, args=TINY_CLI) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with review_server(db, args=TINY_CLI) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
             page.goto(url, wait_until="domcontentloaded")
@@ -275,7 +282,6 @@ def test_search_in_chromium(filled_store, tmp_path):
             page.get_by_text(re.compile("Why it was flagged|search result")).first.wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
-            browser.close()
 
 
 def triage_store(folder, seed_memory, tiny_encoder, n_events: int = 20):
@@ -316,21 +322,18 @@ def settled(page, text: str, when: str, db) -> None:
                              f"the store holds {saved} false alarm(s)") from None
 
 
-def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_path):
+def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_path, chromium):
     """Open the first event by its link (reviewer in the URL), then only keys: each 'x' saves a false
     alarm and opens the next pending event.  The time per event is printed (a benchmark figure, no
     assert: benchmarks/README.md records it)."""
     import time
-
-    from playwright.sync_api import sync_playwright
 
     from ui.data import ReviewDB
 
     db, n = triage_store(tmp_path, seed_memory, tiny_encoder)
     assert n >= 21, n  # the 20th verdict must still have a pending event to open
     first = ReviewDB(db).events()[0]["key"]
-    with review_server(db) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with review_server(db) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
             import urllib.parse
@@ -347,32 +350,25 @@ def test_twenty_events_triaged_by_keyboard_alone(seed_memory, tiny_encoder, tmp_
             per_event = (time.perf_counter() - t0) / 20
         finally:
             page.screenshot(path=str(tmp_path / "triage.png"), full_page=True)
-            browser.close()
     statuses = [r["status"] for r in ReviewDB(db).events()]
     assert statuses.count("false_alarm") == 20 and {r["reviewer"] for r in ReviewDB(db).events() if r["reviewer"]} == {"dana"}
     print(f"keyboard triage: {per_event:.2f} s per event (20 events, headless Chromium, this machine)")
 
 
-def test_every_page_in_chromium(server, tmp_path):
+def test_every_page_in_chromium(server, tmp_path, chromium):
     """Each page opened by its link in a fresh page, checked for what it must show, screenshot kept."""
-    from playwright.sync_api import sync_playwright
-
     url, db = server
     expect = {"Queue": "Flagged events", "Day": "click a mark to open it", "Event": "Why it was flagged", "Video": "threshold",
               "Search": "Search", "Feeds": "Feeds", "False alarms & export": "By camera"}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            for view, text in expect.items():
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(f"{url}/?view={view.replace(' ', '+').replace('&', '%26')}", wait_until="domcontentloaded")
-                page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
-                if view in ("Day", "Event", "Video"):  # their timelines drawn, marks and all
-                    page.locator(".js-plotly-plot .scatterlayer path").first.wait_for(timeout=60_000)
-                page.wait_for_timeout(300)
-                assert "Traceback" not in page.inner_text("body") and page.get_by_role("button", name="Deploy").count() == 0
-                page.screenshot(path=str(tmp_path / f"{view.split()[0].lower()}.png"), full_page=True)
-                page.close()
-        finally:
-            browser.close()
+    with pages_of(chromium) as browser:
+        for view, text in expect.items():
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?view={view.replace(' ', '+').replace('&', '%26')}", wait_until="domcontentloaded")
+            page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
+            if view in ("Day", "Event", "Video"):  # their timelines drawn, marks and all
+                page.locator(".js-plotly-plot .scatterlayer path").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(300)
+            assert "Traceback" not in page.inner_text("body") and page.get_by_role("button", name="Deploy").count() == 0
+            page.screenshot(path=str(tmp_path / f"{view.split()[0].lower()}.png"), full_page=True)
+            page.close()
     assert len(list(tmp_path.glob("*.png"))) == len(expect)
