@@ -17,7 +17,6 @@ from lanes import pytest_configure, pytest_runtest_protocol  # noqa: F401  (the 
 from xdist_guard import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401  (heaviest first; crash-safe)
 
 
-
 def pytest_sessionstart(session):
     """Where the environment sets PYTHONDONTWRITEBYTECODE (this machine and its CI do), no process
     keeps what it compiles, so each of the suite's two hundred CLI, pool, Ray and Streamlit processes

@@ -108,6 +108,7 @@ def test_the_search_encoder_is_resolved_without_loading_where_nothing_can_be_mis
     """``flashback review``'s check at start: random weights and an existing checkpoint are said from
     the store and the flags alone; hub weights and sentence models are left to loading, and a
     missing checkpoint is refused with the same line loading gives."""
+    from flashback.errors import EncoderError
     from flashback.review.search import query_encoder, query_encoder_without_loading
 
     said = query_encoder_without_loading(store, {})  # the store's own: the tiny model, random seed 0
@@ -117,7 +118,7 @@ def test_the_search_encoder_is_resolved_without_loading_where_nothing_can_be_mis
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"weights")
     assert query_encoder_without_loading(store, {"checkpoint": str(ckpt)}) == f"open_clip:fb-test-tiny from {ckpt}"
-    with pytest.raises(UsageError, match=r"^/nope\.pt: checkpoint file not found$"):
+    with pytest.raises(EncoderError, match=r"^/nope\.pt: checkpoint file not found$"):
         query_encoder_without_loading(store, {"checkpoint": "/nope.pt"})
     assert query_encoder_without_loading(store, {"pretrained": "laion2b_s34b_b79k"}) is None  # only the hub can tell
     assert query_encoder_without_loading(store, {"text_encoder": "some-sentence-model"}) is None
