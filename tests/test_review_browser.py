@@ -173,6 +173,8 @@ def hostile_store(tiny_encoder, tmp_path):
 
 
 def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path, chromium):
+    from playwright.sync_api import expect
+
     db, beacon = hostile_store
     with review_server(db) as url, pages_of(chromium) as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -200,7 +202,11 @@ def test_hostile_captions_and_file_names_stay_text(hostile_store, tmp_path, chro
             page.wait_for_timeout(500)
             page.get_by_role("button", name=re.compile(r"^Unsure\b")).click()
             page.get_by_text("Saved: Unsure by").wait_for(timeout=60_000)
-            page.get_by_text("History (newest first)").wait_for(timeout=60_000)
+            # while Streamlit reruns, the old copy of a block can stay on the page beside the new one for
+            # a moment (two "History" headings once in CI): wait for the first, then for one alone
+            history = page.get_by_text("History (newest first)")
+            history.first.wait_for(timeout=60_000)
+            expect(history).to_have_count(1, timeout=30_000)
             page.wait_for_timeout(1500)
             assert "**loud**" in page.inner_text("body")  # the note, as the text it is
             assert page.locator(f"img[src^='{beacon.url}']").count() == 0
