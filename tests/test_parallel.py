@@ -72,9 +72,9 @@ def test_spans_give_exactly_the_samples_and_frame_times_of_a_sequential_read(fol
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, sequential))
 
 
-def _score(folder, memory, out, workers: int, *flags):
-    r = flashback("score", folder, "--memory", memory.path, "--workers", workers, "--db", out / "r.duckdb",
-                  "--json", out / "r.json", *TINY_CLI, *flags)
+def _score(folder, memory, out, workers: int, *flags, run=flashback):
+    r = run("score", folder, "--memory", memory.path, "--workers", workers, "--db", out / "r.duckdb",
+            "--json", out / "r.json", *TINY_CLI, *flags)
     return r, json.loads((out / "r.json").read_text())
 
 
@@ -93,7 +93,7 @@ def test_a_folder_scored_with_workers_is_the_sequential_run(folder, scene_memory
     decoding falls back to software, said once, not once per worker or per file."""
     (tmp_path / "seq").mkdir()
     (tmp_path / "par").mkdir()
-    seq, a = _score(folder, scene_memory, tmp_path / "seq", 0)
+    seq, a = _score(folder, scene_memory, tmp_path / "seq", 0, run=flashback_here)  # the reference: no process to test
     par, b = _score(folder, scene_memory, tmp_path / "par", 2, "--hwaccel", "cuda")
     said = [line for line in par.stderr.splitlines() if "hardware decoding" in line]
     assert len(said) == 1 and "hardware decoding on cuda is not available here" in said[0] and "software" in said[0]
