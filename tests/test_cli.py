@@ -12,7 +12,7 @@ import sys
 
 import duckdb
 import pytest
-from conftest import TINY_CLI, flashback, flashback_here
+from conftest import TINY_CLI, flashback_here
 
 from flashback.encoders.backends import bf16_pays, installed
 from flashback.video.synthetic import make_video
@@ -85,7 +85,7 @@ def test_locked_database_is_named(folder, tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "ok"
-        p = flashback("score", folder / "b.mkv", "--db", db, *TINY_CLI)
+        p = flashback_here("score", folder / "b.mkv", "--db", db, *TINY_CLI)  # the other process is the holder
     finally:
         holder.kill()
         holder.wait()
