@@ -6,9 +6,10 @@ The content goes to a temporary file in the same folder, which is then renamed o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CACHE_ENV = "FLASHBACK_CACHE_DIR"
@@ -60,3 +61,24 @@ def _umask() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """One process (or thread) at a time inside the block, by an ``flock`` on the file ``lock``
+    (made if missing, left in place: deleting a lock file others may hold is its own race).  For
+    work that two processes starting at once would both do and then swap into place under each
+    other's readers, such as building the default memory.  Where there is no ``fcntl`` (Windows),
+    no lock: each does the work, as before."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:  # each call its own open file: flock then excludes threads too
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

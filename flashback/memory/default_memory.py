@@ -16,7 +16,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from ..atomic import CACHE_ENV, cache_dir  # noqa: F401  (re-exported: callers find the cache here)
+from ..atomic import CACHE_ENV, cache_dir, exclusive  # noqa: F401  (CACHE_ENV re-exported: callers find the cache here)
 from ..encoders.protocols import TextEncoder
 from ..errors import BundleError
 from .bundle import CaptionTable, MemoryBundle, load_bundle
@@ -66,17 +66,34 @@ def is_cached(encoder: TextEncoder) -> bool:
 
 
 def default_memory(encoder: TextEncoder, progress: Callable[[int], None] | None = None) -> MemoryBundle:
-    """The cached bundle, or a fresh build; ``progress(k)`` is told of every k captions embedded."""
+    """The cached bundle, or a fresh build; ``progress(k)`` is told of every k captions embedded.
+
+    Two processes starting at once on a fresh machine (two cameras, a service's parts) build it
+    once: the second waits for the first's build and reads it, rather than building its own and
+    swapping it in while the first reads."""
     from memory_builder import build_memory
 
     path = default_memory_path(encoder)
+    bundle = _cached(path)
+    if bundle is not None:
+        return bundle
+    with exclusive(path.parent / f".{path.name}.lock"):
+        bundle = _cached(path)  # built by another process while this one waited
+        if bundle is not None:
+            return bundle
+        table = default_captions()
+        n_seed = sum(p.startswith("seed") for p in table.provenance)
+        build_memory(table, encoder, path, progress=progress, batch_size=50,  # a bar that moves every few seconds on a CPU
+                     provenance={"builder": "default", "seed_captions": n_seed, "grammar_captions": len(table) - n_seed})
+        return load_bundle(path)
+
+
+def _cached(path: Path) -> MemoryBundle | None:
+    """The bundle at ``path``; None if there is none, or a damaged one (rebuilt: write_bundle
+    replaces it atomically)."""
     if (path / MANIFEST).is_file():
         try:
             return load_bundle(path)
         except BundleError:
-            pass  # damaged cache: rebuild it below (write_bundle replaces it atomically)
-    table = default_captions()
-    n_seed = sum(p.startswith("seed") for p in table.provenance)
-    build_memory(table, encoder, path, progress=progress, batch_size=50,  # a bar that moves every few seconds on a CPU
-                 provenance={"builder": "default", "seed_captions": n_seed, "grammar_captions": len(table) - n_seed})
-    return load_bundle(path)
+            pass
+    return None
