@@ -57,9 +57,14 @@ def tiny_config_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _register_tiny(tiny_config_dir, tmp_path_factory):
-    """Make the tiny model visible to this process and to CLI subprocesses, and isolate the cache."""
+    """Make the tiny model visible to this process and to CLI subprocesses, and isolate the cache:
+    one per run, shared by its xdist workers (a default memory built by one is read by the other, as
+    two processes of a user's share it; a test that needs an empty cache makes its own)."""
     os.environ["FLASHBACK_MODEL_CONFIGS"] = str(tiny_config_dir)
-    os.environ["FLASHBACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    base = tmp_path_factory.getbasetemp()
+    run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # pytest-N/, above each popen-gwK/
+    (run / "cache").mkdir(exist_ok=True)
+    os.environ["FLASHBACK_CACHE_DIR"] = str(run / "cache")
     # no config file or FLASHBACK_* default of the machine's may change what a test runs
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg_config"))
     for key in ("FLASHBACK_CONFIG", "FLASHBACK_ENCODER", "FLASHBACK_PRETRAINED", "FLASHBACK_CHECKPOINT",
