@@ -114,8 +114,7 @@ class ClipEncoder:
             raise EncoderError(
                 f"unknown open_clip model {spec.model!r} (see open_clip.list_models(); e.g. ViT-B-32, ViT-L-14)"
             )
-        if spec.checkpoint is not None and not spec.checkpoint.is_file():
-            raise EncoderError(f"{spec.checkpoint}: checkpoint file not found")
+        spec.check_checkpoint()
         if spec.is_random:
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
         if weights_cached(spec) is False:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import EncoderError, UsageError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -37,6 +37,12 @@ class EncoderSpec:
     @property
     def is_random(self) -> bool:
         return self.checkpoint is None and self.pretrained == RANDOM_TAG
+
+    def check_checkpoint(self) -> None:
+        """A named checkpoint must be a file: refused with this line before anything is loaded (by
+        the encoder, and by ``flashback review``'s check, which loads nothing)."""
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise EncoderError(f"{self.checkpoint}: checkpoint file not found")
 
 
 @dataclass(frozen=True)

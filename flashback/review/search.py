@@ -27,7 +27,7 @@ from indexes import search as index_search
 
 from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderIdentity, EncoderSpec
 from ..encoders.protocols import TextEncoder
-from ..errors import EncoderError, UsageError, first_line, masked
+from ..errors import UsageError, first_line, masked
 from ..store import ResultStore
 from ..video.cameras import camera_matches, camera_name
 
@@ -255,8 +255,7 @@ def query_encoder_without_loading(store: ResultStore, spec: dict) -> str | None:
         return None
     es = _clip_spec(store, spec)  # an unnamed checkpoint is refused here, as query_encoder refuses it
     if es.checkpoint is not None:
-        if not es.checkpoint.is_file():
-            raise EncoderError(f"{es.checkpoint}: checkpoint file not found")  # loading's own line
+        es.check_checkpoint()  # loading's own refusal
         return f"open_clip:{es.model} from {es.checkpoint}"
     return f"open_clip:{es.model}@{RANDOM_TAG}:{es.seed} (random weights)" if es.is_random else None
 
