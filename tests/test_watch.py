@@ -167,6 +167,10 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
 
     # 12 s: calm, 3 s of scene 5 from 3 s to 6 s, calm again
     video = make_video(tmp_path / "cam.mp4", n_frames=360, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
+    # the camera that comes back streams until the watcher stops: the same incident, then 84 s of calm
+    # (the 12 s video used to run out while the test waited for the webhook's retry, and its end was a
+    # second, real, outage the assertions below did not expect)
+    back = make_video(tmp_path / "back.mp4", n_frames=2700, fps=30, size=(96, 64), scene_of=lambda i: 5 if 90 <= i < 180 else 0)
     pa, pb, ph = free_port(), free_port(), free_port()
     steady = serve(video, pa, loop=True)
     flaky = serve(video, pb)
@@ -187,7 +191,7 @@ def test_watch_two_live_feeds_through_an_outage_with_a_late_webhook(tmp_path, sc
         flaky.kill()
         flaky.wait()
         time.sleep(2.0)  # the camera is away for 2 s
-        restarted = serve(video, pb)  # the camera comes back, its video from the start
+        restarted = serve(back, pb)  # the camera comes back, its video from the start
         receiver.start()  # the webhook receiver was down until now
         closed_on_flaky(events_file, 2)  # the second incident, 3-6 s into the restarted stream; the file has not ended
         deadline = time.monotonic() + 45  # the webhook's next retry, after its backoff grew while the receiver was down
