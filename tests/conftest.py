@@ -18,16 +18,16 @@ from xdist_guard import pytest_collection_modifyitems, pytest_xdist_make_schedul
 
 
 def pytest_sessionstart(session):
-    """Where the environment sets PYTHONDONTWRITEBYTECODE (this machine and its CI do), no process
-    keeps what it compiles, so each of the suite's two hundred CLI, pool, Ray and Streamlit processes
-    compiled the project's sources again (0.1-0.2 CPU-s each).  Compiled once here, before the
-    workers start, they are read instead.  (The installed packages were compiled by pip.)"""
-    if sys.dont_write_bytecode and not hasattr(session.config, "workerinput"):
-        import compileall
-
-        root = Path(__file__).resolve().parents[1]
-        for package in ("flashback", "memory_builder", "indexes", "ui", "tests"):
-            compileall.compile_dir(root / package, quiet=1)
+    """The test command installs with ``pip --no-compile``: pip byte-compiles every file of every
+    package (PyTorch's 5 GB among them: a minute of the install here), though the suite's processes
+    import a small part of them.  Where the environment sets PYTHONDONTWRITEBYTECODE (this machine and
+    its CI do), no process would keep what it compiles, and each of the suite's hundred CLI, pool, Ray
+    and Streamlit processes would compile torch and open_clip again (about 12 CPU-s each).  So the
+    suite's processes write bytecode: the first to import a module compiles it, the others read it
+    (here, before the xdist workers start: they inherit the environment)."""
+    if not hasattr(session.config, "workerinput"):
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        sys.dont_write_bytecode = False
 
 
 TINY_MODEL = "fb-test-tiny"
