@@ -73,9 +73,9 @@ def _register_tiny(tiny_config_dir, tmp_path_factory):
     # the suite runs PyTorch, exact and the same on every machine; test_backends.py runs the CPU
     # backends (auto's choice where they are installed) against it, through the CLI too
     os.environ["FLASHBACK_BACKEND"] = "torch"
-    import open_clip
+    from flashback.encoders.encoder_registry import import_open_clip
 
-    open_clip.add_model_config(str(tiny_config_dir))
+    import_open_clip().add_model_config(str(tiny_config_dir))
     yield
 
 

@@ -85,6 +85,32 @@ def test_a_missing_extra_is_named_before_any_work(tmp_path):
     assert p.returncode == 1 and "pip install 'flashback[ui]'" in p.stderr
 
 
+@pytest.mark.slow  # what a fresh process imports
+def test_an_encoder_loads_without_transformers_unless_its_text_tower_needs_one():
+    """open_clip imports transformers for its Hugging Face text towers (1.1 CPU-s of every command's
+    start): a model without one loads without it, and one with one still gets it, afterwards too."""
+    code = """if True:
+        import sys
+        from flashback.encoders.encoder import ClipEncoder
+        from flashback.encoders.encoder_registry import EncoderSpec
+        from flashback.errors import EncoderError
+        ClipEncoder(EncoderSpec("fb-test-tiny", "random"), device="cpu", backend="torch")
+        import open_clip
+        print("transformers" in sys.modules, open_clip.hf_model.transformers is None)
+        try:  # roberta's config comes from the hub: offline, the load stops there
+            ClipEncoder(EncoderSpec("roberta-ViT-B-32", "random"), device="cpu", backend="torch")
+        except EncoderError as e:
+            print(e)
+        print(open_clip.hf_model.transformers.__name__)
+    """
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr
+    first, *rest = p.stdout.splitlines()
+    assert first == "False True"
+    assert rest[-1] == "transformers" and "pip install transformers" not in p.stdout + p.stderr
+
+
 def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_memory, tiny_encoder, tmp_path):
     """10 FPS on the 16-per-second grid: 80 samples fall on 50 frames. Each frame is encoded once,
     and the result is the one of encoding every sample (checked against that, done the obvious way)."""

@@ -20,7 +20,16 @@ from ..errors import EncoderError, first_line
 from ..net import unreachable
 from ..processes import main_module_hidden, spawn_context
 from .backends import Precisions, resolve_backend, resolve_precisions
-from .encoder_registry import EncoderIdentity, EncoderSpec, available_models, weights_cached, weights_label
+from .encoder_registry import (
+    EncoderIdentity,
+    EncoderSpec,
+    available_models,
+    hf_towers,
+    import_open_clip,
+    register_extra_model_configs,
+    weights_cached,
+    weights_label,
+)
 from .towers import image_tower, text_tower, trim_tokens
 
 log = logging.getLogger(__name__)
@@ -51,9 +60,7 @@ def _not_open_clip(record: logging.LogRecord) -> bool:
     """A filter on the root logger while a model loads: open_clip logs through the root logger
     itself (``logging.info``/``warning`` at module level), so dropping the root's own records that
     come from its files silences it alone; other threads' loggers, and ours, still speak."""
-    import open_clip
-
-    return not record.pathname.startswith(os.path.dirname(open_clip.__file__))
+    return not record.pathname.startswith(os.path.dirname(import_open_clip().__file__))
 
 
 def resolve_device(device: str) -> str:
@@ -95,9 +102,9 @@ class ClipEncoder:
 
     def __init__(self, spec: EncoderSpec = EncoderSpec(), device: str = "auto", precision: str = "auto",
                  backend: str = "auto"):
-        import open_clip
         import torch
 
+        open_clip = import_open_clip()
         self.spec = spec
         self.device = resolve_device(device)
         self.backend = resolve_backend(backend, self.device)
@@ -115,6 +122,7 @@ class ClipEncoder:
                 f"unknown open_clip model {spec.model!r} (see open_clip.list_models(); e.g. ViT-B-32, ViT-L-14)"
             )
         spec.check_checkpoint()
+        hf_towers(spec.model)
         if spec.is_random:
             log.warning("encoder %s has RANDOM weights: scores are meaningless (tests/benchmarks only)", spec.model)
         if weights_cached(spec) is False:
@@ -272,12 +280,8 @@ _worker_tokenizer = None
 
 def _start_tokenizer(model: str) -> None:
     global _worker_tokenizer
-    import open_clip
-
-    from .encoder_registry import register_extra_model_configs
-
     register_extra_model_configs()
-    _worker_tokenizer = open_clip.get_tokenizer(model)
+    _worker_tokenizer = import_open_clip().get_tokenizer(model)
 
 
 def _tokenize(texts: list[str]) -> np.ndarray:
