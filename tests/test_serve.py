@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from conftest import FLASHBACK, TINY_CLI, copy_of, flashback_here, free_port
@@ -316,36 +318,53 @@ port = {review_port}
     assert p.returncode == 0, err
     assert time.monotonic() - t0 < 25 and "service stopped" in err and "SIGHUP: cameras re-read: 1 added, 0 removed, 0 changed" in err
     assert "review stopped (exit code -9); starting it again in 1 s" in err
-    with __import__("duckdb").connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM live_feeds WHERE active").fetchone()[0] == 0  # every feed closed
 
 
 # ---------------------------------------------------------------- hostile clients, from the schema
 
 
+WRITER = """if True:
+    import dataclasses, pickle, sys, time
+    from flashback.store import ResultStore
+    with open(sys.argv[2], "rb") as f:
+        run, results = pickle.load(f)
+    store = ResultStore(sys.argv[1])
+    for i in range(100_000):  # stored again and again under a new run: rows that come and grow
+        again = dataclasses.replace(run, settings={**run.settings, "threshold": 0.2 + 0.001 * i})
+        for r in results:
+            store.save(again, r)
+        time.sleep(2.0)  # as often as a camera's next video, not flat out: each write locks the file
+"""
+
+
 @pytest.fixture
-def fuzzed(filled_store, seed_memory, tiny_encoder, tmp_path_factory):
-    """The API with tokens over a store that a ``flashback score`` process keeps writing to meanwhile
-    (the fuzzing test's own: its writer must not outlive it into the next, fast-lane test)."""
+def fuzzed(filled_store, tiny_encoder, tmp_path_factory):
+    """The API with tokens over a store that another process keeps writing to meanwhile, with the
+    store's one writer, as ``flashback score`` does (the fuzzing test's own: its writer must not
+    outlive it into the next, fast-lane test).  The writer stores the fixture's scored videos again
+    and again: a ``flashback score`` process per write spent most of the test importing torch."""
+    import pickle
+
     import schemathesis
 
     folder = tmp_path_factory.mktemp("fuzzed")
     db = copy_of(filled_store, folder)
-    video = next(Path(filled_store[0].parent, "gate").glob("*.mp4"))
-    stop = threading.Event()
-
-    def keep_scoring() -> None:
-        while not stop.is_set():
-            subprocess.run([FLASHBACK, "score", str(video), "--db", str(db), "--memory", str(seed_memory.path), *TINY_CLI,
-                            "--threshold", str(0.2 + 0.1 * (time.monotonic() % 3))], capture_output=True, timeout=120)
-
-    writer = threading.Thread(target=keep_scoring, daemon=True)
-    writer.start()
-    with api_server(db, read=(READ,), write=(WRITE,), searcher=lambda: tiny_encoder) as url:
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-        yield schema.exclude(path="/api/events-stream"), url  # an endless stream: tested on its own below
-    stop.set()
-    writer.join(130)
+    _, run, results = filled_store
+    (folder / "results.pickle").write_bytes(pickle.dumps((run, results)))
+    with duckdb.connect(str(db), read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM scorings").fetchone()[0]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(folder / "results.pickle")])
+    try:
+        with api_server(db, read=(READ,), write=(WRITE,), searcher=lambda: tiny_encoder) as url:
+            schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+            yield schema.exclude(path="/api/events-stream"), url  # an endless stream: tested on its own below
+    finally:
+        writer.terminate()
+        writer.wait(30)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM scorings").fetchone()[0] >= before + 3 * 4  # it wrote throughout
 
 
 @pytest.mark.slow  # a server, a scoring process beside it and a few hundred generated requests
