@@ -47,8 +47,11 @@ def clips(tmp_path_factory):
     short = [make_video(d / f"s{i}.mp4", n_frames=90 + 30 * i, scene_of=lambda k: k // 30) for i in range(3)]
     (d / "broken.mp4").write_bytes(b"not a video at all")
     long = {name: d / f"{name}.mp4" for name in ("long", "poison", "heavy")}
-    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "40",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", str(long["long"])], check=True)
+    # 10 s encoded, played 4 times into one 40 s file without encoding again (1.4 CPU-s, not 5.6)
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "10",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", str(d / "ten.mp4")], check=True)
+    subprocess.run([FFMPEG, "-loglevel", "error", "-stream_loop", "3", "-i", str(d / "ten.mp4"), "-c", "copy",
+                    str(long["long"])], check=True)
     for name in ("poison", "heavy"):  # other bytes (so other videos), the same decoding work
         subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(long["long"]), "-c", "copy", "-metadata", f"title={name}",
                         str(long[name])], check=True)
