@@ -111,6 +111,26 @@ def test_an_encoder_loads_without_transformers_unless_its_text_tower_needs_one()
     assert rest[-1] == "transformers" and "pip install transformers" not in p.stdout + p.stderr
 
 
+def test_a_refused_import_is_refused_to_that_package_alone(tmp_path, monkeypatch):
+    """How open_clip loads without transformers: the finder refuses a package to the imports of one
+    package's modules (which fall back as if it were not installed), not to anyone else's."""
+    import importlib
+
+    from flashback.encoders.encoder_registry import RefusedTo
+
+    (tmp_path / "extra_lib.py").write_text("VALUE = 7\n")
+    (tmp_path / "user_pkg").mkdir()
+    (tmp_path / "user_pkg" / "__init__.py").write_text(
+        "try:\n    import extra_lib\nexcept ImportError:\n    extra_lib = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    finder = RefusedTo("extra_lib", str(tmp_path / "user_pkg") + os.sep)
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for name in ("extra_lib", "user_pkg"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert importlib.import_module("user_pkg").extra_lib is None  # refused to user_pkg's own import
+    assert importlib.import_module("extra_lib").VALUE == 7  # anyone else gets it, meanwhile too
+
+
 def test_a_slow_video_encodes_each_source_frame_once_with_the_same_scores(seed_memory, tiny_encoder, tmp_path):
     """10 FPS on the 16-per-second grid: 80 samples fall on 50 frames. Each frame is encoded once,
     and the result is the one of encoding every sample (checked against that, done the obvious way)."""

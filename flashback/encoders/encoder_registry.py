@@ -9,6 +9,7 @@ built under another identity is refused, because the two embedding spaces do not
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -132,25 +133,47 @@ def available_models() -> list[str]:
     return import_open_clip().list_models()
 
 
+class RefusedTo(importlib.abc.MetaPathFinder):
+    """On ``sys.meta_path``: refuses package ``name`` to imports made by the modules under
+    ``package_dir``, and to no one else (another thread that imports it meanwhile, a sentence model
+    loading beside, is not disturbed).  Only what is not imported yet is asked of a finder."""
+
+    def __init__(self, name: str, package_dir: str):
+        self.name, self.package_dir = name, package_dir
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] != self.name:
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # up from the import machinery to the module that imports
+        if frame is not None and frame.f_code.co_filename.startswith(self.package_dir):
+            raise ImportError(f"{self.name} is refused to the modules of {self.package_dir} while they load")
+        return None
+
+
 def import_open_clip():
     """open_clip, imported without transformers.
 
     open_clip imports transformers when it is itself imported, for the few architectures whose text
     tower is a Hugging Face model.  Where transformers is installed (the dedup extra installs it)
     that cost every process that loads an encoder 1.1 CPU-s (5.3 -> 4.3 to import torch and
-    open_clip here), the CLI's commands, the Ray actors and the tokenizer workers alike; so it is
-    hidden while open_clip loads (open_clip's own fallback for a missing transformers takes over)
-    and given back straight after.  ``hf_towers`` hands it to open_clip for a model that needs it."""
-    if "open_clip" in sys.modules or "transformers" in sys.modules:
+    open_clip here), the CLI's commands, the Ray actors and the tokenizer workers alike; so open_clip's
+    modules are refused it while they load (open_clip's own fallback for a missing transformers
+    takes over).  ``hf_towers`` hands it to open_clip for a model that needs it."""
+    if "open_clip" in sys.modules:
         import open_clip
 
         return open_clip
-    sys.modules["transformers"] = None  # an import of it raises ImportError meanwhile
+    spec = importlib.util.find_spec("open_clip")
+    finder = RefusedTo("transformers", os.path.dirname(spec.origin) + os.sep) if spec and spec.origin else None
+    if finder:
+        sys.meta_path.insert(0, finder)
     try:
         import open_clip
     finally:
-        if sys.modules.get("transformers", False) is None:
-            del sys.modules["transformers"]
+        if finder:
+            sys.meta_path.remove(finder)
     return open_clip
 
 
