@@ -34,7 +34,7 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with LocalCluster(head_cpus=2, workers=[2], env=FAST_HEALTH, log_dir=tmp_path_factory.mktemp("ray-logs")) as c:
+    with LocalCluster(head_cpus=1, workers=[1], env=FAST_HEALTH, log_dir=tmp_path_factory.mktemp("ray-logs")) as c:
         yield c
     assert not any(n.alive for n in c.nodes)
 
@@ -124,7 +124,7 @@ def test_a_cluster_run_stores_what_a_local_run_computes(cluster, clips, seed_mem
     db = store
     r = score_on(cluster, db, *short, broken, memory=seed_memory.path)
     assert r.returncode == 1, r.stderr
-    assert "2 node(s), 4 CPU(s)" in r.stderr
+    assert "2 node(s), 2 CPU(s)" in r.stderr
     assert f"{broken}: not a readable video" in r.stderr  # a bad input fails alone, named, with its reason
     assert "cluster: 3 video(s) scored, 1 failed" in r.stderr
     assert "video FPS" in r.stderr
