@@ -485,3 +485,27 @@ def test_the_video_page_plays_the_recording_from_a_chosen_moment(db_copy):
     assert not at.exception, at.exception
     assert at.get("video")[0].proto.start_time == int(max(0.0, ev["start_s"] - 2))  # an event's Play: from just before it
     assert at.session_state["video_at"] == max(0.0, ev["start_s"] - 2)
+
+
+def test_the_timeline_draws_each_event_as_plotlys_add_vrect_did():
+    """The bands are handed to Plotly in one piece (``add_vrect`` per event re-checked every earlier
+    band: most of the Event page's time on a busy video); what is drawn must not change."""
+    import html
+
+    import plotly.graph_objects as go
+
+    from ui.views.common import timeline_figure
+
+    events = [{"key": "a", "start_s": 1.0, "end_s": 2.5, "category": "Fighting"},
+              {"key": "b", "start_s": 4.0, "end_s": 6.0, "category": "<b>Arson</b>"}]
+    tl = {"time_s": [0.0, 1.0, 2.0, 7.0], "score": [0.1, 0.8, 0.2, 0.3], "threshold": 0.5}
+    ours = timeline_figure(tl, events, highlight="a").to_dict()["layout"]
+    before = go.Figure()
+    for e in events:
+        this = e["key"] == "a"
+        before.add_vrect(x0=e["start_s"], x1=e["end_s"], line_width=0, opacity=0.35 if this else 0.12,
+                         fillcolor="crimson" if this else "orange",
+                         annotation_text="this event" if this else html.escape(e["category"]), annotation_position="top left")
+    before.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="threshold")
+    want = before.to_dict()["layout"]
+    assert ours["shapes"] == want["shapes"] and ours["annotations"] == want["annotations"]

@@ -76,15 +76,24 @@ def with_gaps(t, score) -> tuple[list, list]:
 
 
 def timeline_figure(tl: dict, events: list[dict], highlight: str | None = None) -> go.Figure:
-    fig = go.Figure()
-    for e in events:
-        this = e["key"] == highlight
-        fig.add_vrect(x0=e["start_s"], x1=e["end_s"], line_width=0, opacity=0.35 if this else 0.12,
-                      fillcolor="crimson" if this else "orange",
-                      annotation_text=("this event" if this else html.escape(e["category"])), annotation_position="top left")
+    """The score over the video, the threshold, and a band per event with its category.  The bands
+    are given to Plotly in one piece: ``add_vrect`` once per event re-checked every band added
+    before it, and on a video with 21 events that was most of the Event page's time (about 0.5 s of
+    each 0.66 s triage step here).  ``event_band`` is what ``add_vrect`` drew, shape and label."""
+    bands = [event_band(e, e["key"] == highlight) for e in events]
+    fig = go.Figure(layout=dict(shapes=[shape for shape, _ in bands], annotations=[label for _, label in bands]))
     x, y = with_gaps(tl["time_s"], tl["score"])
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="score", line=dict(width=1.6), connectgaps=False))
     fig.add_hline(y=tl["threshold"], line_dash="dot", line_color="grey", annotation_text="threshold")
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="seconds", yaxis_title="anomaly score",
                       yaxis_range=[0, 1.02], showlegend=False)
     return fig
+
+
+def event_band(e: dict, this: bool) -> tuple[dict, dict]:
+    """An event's band across the plot's height and its label at the band's top left."""
+    shape = dict(type="rect", xref="x", yref="y domain", x0=e["start_s"], x1=e["end_s"], y0=0, y1=1,
+                 line=dict(width=0), opacity=0.35 if this else 0.12, fillcolor="crimson" if this else "orange")
+    label = dict(text="this event" if this else html.escape(e["category"]), showarrow=False, xref="x", yref="y domain",
+                 x=e["start_s"], y=1, xanchor="left", yanchor="top")
+    return shape, label
