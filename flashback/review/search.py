@@ -230,8 +230,6 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
     """The text tower to search ``store`` with: ``spec`` holds ``text_encoder`` (a sentence model)
     or open_clip's ``model``/``pretrained``/``checkpoint``/``device``.  A store whose every run is a
     caption-path run (sentence vectors) gets the packaged MiniLM unless a sentence model is named."""
-    from ..encoders.encoder_registry import register_extra_model_configs
-
     text_encoder = _sentence_model(store, spec)
     if text_encoder is not None:
         from ..encoders.text_encoder import SentenceEncoder
@@ -239,8 +237,7 @@ def query_encoder(store: ResultStore, spec: dict) -> TextEncoder:
         return SentenceEncoder(text_encoder)
     from ..encoders.encoder import ClipEncoder
 
-    register_extra_model_configs()
-    es = _clip_spec(store, spec)
+    es = _clip_spec(store, spec)  # its model is looked up, extra configs included, by ClipEncoder
     return ClipEncoder(es, device=spec.get("device", "auto"), precision=spec.get("precision", "auto"),
                        backend=spec.get("backend", "auto"))
 
