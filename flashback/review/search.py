@@ -25,7 +25,7 @@ import numpy as np
 from indexes import build_index, load_index, save_index
 from indexes import search as index_search
 
-from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderIdentity, EncoderSpec
+from ..encoders.encoder_registry import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM_TAG, EncoderIdentity, EncoderSpec, weights_label
 from ..encoders.protocols import TextEncoder
 from ..errors import UsageError, first_line, masked
 from ..store import ResultStore
@@ -254,7 +254,7 @@ def query_encoder_without_loading(store: ResultStore, spec: dict) -> str | None:
     if es.checkpoint is not None:
         es.check_checkpoint()  # loading's own refusal
         return f"open_clip:{es.model} from {es.checkpoint}"
-    return f"open_clip:{es.model}@{RANDOM_TAG}:{es.seed} (random weights)" if es.is_random else None
+    return f"open_clip:{es.model}@{weights_label(es)} (random weights)" if es.is_random else None
 
 
 def _sentence_model(store: ResultStore, spec: dict) -> str | None:
